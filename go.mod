@@ -1,0 +1,3 @@
+module github.com/phoenix-hv/phoenix
+
+go 1.26

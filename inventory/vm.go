@@ -1,0 +1,174 @@
+// Package inventory loads what phoenix is told to build: the VM config
+// (phoenix_vm_configs.json, in the shape the Phoenix Hypervisor project uses)
+// and the inventory (inventory.yml: Proxmox nodes and how to reach guests).
+// It is pure: it reads files and nothing else.
+package inventory
+
+import "encoding/json"
+
+// Config is a loaded, validated phoenix_vm_configs.json.
+type Config struct {
+	File     string
+	Defaults VMDefaults
+	VMs      []*VM
+	// Warnings are kept, not fatal: unknown keys, fields the original project
+	// ignored, lenient parses.
+	Warnings []Warning
+}
+
+// Warning points at a place in the config file.
+type Warning struct {
+	Pointer string // JSON pointer, e.g. /vms/2/traefik_service
+	Line    int
+	Column  int
+	Message string
+}
+
+// VMDefaults is the top-level vm_defaults object.
+type VMDefaults struct {
+	Template      string `json:"template,omitempty"`
+	Cores         int    `json:"cores,omitempty"`
+	MemoryMB      int    `json:"memory_mb,omitempty"`
+	DiskSizeGB    int    `json:"disk_size_gb,omitempty"`
+	StoragePool   string `json:"storage_pool,omitempty"`
+	NetworkBridge string `json:"network_bridge,omitempty"`
+}
+
+// VM is one entry of vms[], with vm_defaults merged in and the new phoenix
+// fields defaulted. Legacy volumes[] of type nfs are folded into NFSShares.
+type VM struct {
+	VMID                 int               `json:"vmid"`
+	Name                 string            `json:"name"`
+	IsTemplate           bool              `json:"is_template,omitempty"`
+	CloneFromVMID        int               `json:"clone_from_vmid,omitempty"`
+	TemplateImage        string            `json:"template_image,omitempty"`
+	TemplateSnapshotName string            `json:"template_snapshot_name,omitempty"`
+	Cores                int               `json:"cores,omitempty"`
+	MemoryMB             int               `json:"memory_mb,omitempty"`
+	DiskSizeGB           int               `json:"disk_size_gb,omitempty"`
+	StoragePool          string            `json:"storage_pool,omitempty"`
+	NetworkBridge        string            `json:"network_bridge,omitempty"`
+	StartAtBoot          *bool             `json:"start_at_boot,omitempty"`
+	BootOrder            *int              `json:"boot_order,omitempty"`
+	BootDelay            *int              `json:"boot_delay,omitempty"`
+	Features             []string          `json:"features,omitempty"`
+	Snapshots            Snapshots         `json:"snapshots,omitempty"`
+	Volumes              []Volume          `json:"volumes,omitempty"`
+	NFSShares            []NFSShare        `json:"nfs_shares,omitempty"`
+	FileInjections       []FileInjection   `json:"file_injections,omitempty"`
+	NetworkConfig        NetworkConfig     `json:"network_config,omitempty"`
+	UserConfig           UserConfig        `json:"user_config,omitempty"`
+	Firewall             *Firewall         `json:"firewall,omitempty"`
+	DockerStacks         []DockerStack     `json:"docker_stacks,omitempty"`
+	Dependencies         []string          `json:"dependencies,omitempty"`
+	PortainerRole        string            `json:"portainer_role,omitempty"`
+	Count                int               `json:"count,omitempty"`
+	QMOptions            []string          `json:"qm_options,omitempty"`
+	DNSRecords           []json.RawMessage `json:"dns_records,omitempty"`
+	IptablesRules        []string          `json:"iptables_rules,omitempty"`
+	TriggerSync          bool              `json:"trigger_sync_on_completion,omitempty"`
+
+	// New in phoenix.
+	AgentTimeoutSeconds int      `json:"agent_timeout_seconds"` // default 300
+	FinalSnapshot       string   `json:"final_snapshot"`        // default "final-form"; "" when disabled (false in JSON)
+	GuestSSH            GuestSSH `json:"guest_ssh,omitempty"`
+
+	// Extra holds keys phoenix does not know, kept as they were.
+	Extra map[string]json.RawMessage `json:"-"`
+}
+
+// Snapshots names the optional snapshots around features.
+type Snapshots struct {
+	PreFeatures  string `json:"pre-features,omitempty"`
+	PostFeatures string `json:"post-features,omitempty"`
+}
+
+// Volume is the original project's volumes[] entry.
+type Volume struct {
+	Type       string `json:"type"`
+	Name       string `json:"name,omitempty"`
+	Path       string `json:"path"`
+	MountPoint string `json:"mount_point"`
+	Server     string `json:"server"`
+}
+
+// NFSShare is one NFS mount in the guest. HostPath is exported by Server
+// (default: the Proxmox node's nfs_server address from the inventory).
+type NFSShare struct {
+	HostPath  string `json:"host_path"`
+	GuestPath string `json:"guest_path"`
+	Options   string `json:"options,omitempty"` // default "defaults,auto,nofail"
+	Server    string `json:"server,omitempty"`
+}
+
+// FileInjection copies Source (a path on the Proxmox node) to Destination in
+// the guest.
+type FileInjection struct {
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	Mode        string `json:"mode,omitempty"`  // octal, e.g. "0644"
+	Owner       string `json:"owner,omitempty"` // user or user:group
+}
+
+// NetworkConfig is the cloud-init network of the VM.
+type NetworkConfig struct {
+	IP           string `json:"ip,omitempty"` // "dhcp" or CIDR
+	GW           string `json:"gw,omitempty"`
+	Nameserver   string `json:"nameserver,omitempty"`
+	Searchdomain string `json:"searchdomain,omitempty"`
+}
+
+// UserConfig is the cloud-init user.
+type UserConfig struct {
+	Username          string   `json:"username,omitempty"`
+	SSHAuthorizedKeys []string `json:"ssh_authorized_keys,omitempty"`
+	// Password becomes cipassword. It never appears in any output.
+	Password Secret `json:"password,omitempty"`
+}
+
+// GuestSSH says how to reach the guest directly when the agent is down.
+// Empty fields come from the inventory.
+type GuestSSH struct {
+	User         string `json:"user,omitempty"`
+	IdentityFile string `json:"identity_file,omitempty"`
+	Address      string `json:"address,omitempty"`
+	Port         int    `json:"port,omitempty"`
+}
+
+// Firewall is kept for completeness; phoenix only reports it.
+type Firewall struct {
+	Enabled bool              `json:"enabled"`
+	Rules   []json.RawMessage `json:"rules,omitempty"`
+}
+
+// DockerStack accepts both the schema's object and the real config's string.
+type DockerStack struct {
+	Name        string          `json:"name"`
+	Environment json.RawMessage `json:"environment,omitempty"`
+}
+
+// Secret is a string that never prints.
+type Secret string
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "(sensitive)"
+}
+
+// MarshalJSON keeps secrets out of JSON output (render, events).
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// Reveal returns the real value, for the one place that must send it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Lookup returns the VM with vmid, or nil.
+func (c *Config) Lookup(vmid int) *VM {
+	for _, vm := range c.VMs {
+		if vm.VMID == vmid {
+			return vm
+		}
+	}
+	return nil
+}

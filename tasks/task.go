@@ -1,0 +1,196 @@
+// Package tasks holds the units of work of a playbook. A task first reads
+// facts and plans a change (Check, read-only), then applies it (Apply).
+// "changed" is honest: a task whose Check finds nothing to do reports
+// Action None and is never applied.
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/phoenix-hv/phoenix/inventory"
+	"github.com/phoenix-hv/phoenix/transport"
+)
+
+// Action is what a Check decided.
+type Action string
+
+const (
+	None    Action = "none"    // state matches; nothing to do
+	Create  Action = "create"  // something will be created
+	Update  Action = "update"  // something will be changed in place
+	Delete  Action = "delete"  // something will be removed
+	Run     Action = "run"     // a command/script will run (not a state diff)
+	Unknown Action = "unknown" // cannot be known before an earlier change is applied
+)
+
+// Change is the plan of one task for one VM. It is a value: the runner
+// prints it (text or JSON), and Apply receives it back.
+type Change struct {
+	Action Action `json:"action"`
+	// Summary is one line a person reads: what will change, or why nothing does.
+	Summary string `json:"summary"`
+	// Diff is a unified diff of what changes (qm config keys, file content);
+	// secrets already masked.
+	Diff string `json:"diff,omitempty"`
+	// Commands previews the commands Apply will run, secrets masked.
+	Commands []string `json:"commands,omitempty"`
+	// Plan is task-private data Apply needs; never printed.
+	Plan any `json:"-"`
+}
+
+// Pending reports whether applying the change would do anything.
+func (c Change) Pending() bool { return c.Action != None }
+
+// Task is one step of a playbook bound to its parameters.
+type Task interface {
+	// Check reads state through env and returns the change still needed.
+	// It must not write: the runner enforces that in dry-run.
+	Check(ctx context.Context, env *Env) (Change, error)
+	// Apply makes the change Check planned.
+	Apply(ctx context.Context, env *Env, c Change) error
+}
+
+// GuestProber is implemented by guest tasks whose Check reads guest facts
+// with plain commands. The runner runs the probes of all remaining guest
+// tasks in one batched round trip before the first of them is checked.
+type GuestProber interface {
+	GuestProbes(env *Env) []string
+}
+
+// Guest is a way into the guest: the QEMU guest agent or SSH.
+type Guest interface {
+	transport.Runner
+	transport.Files
+	Name() string
+}
+
+// Env is what a task sees of the world for one VM. The runner builds one per
+// VM and run; tasks never keep state between runs.
+type Env struct {
+	VM *inventory.VM
+	// Config is the whole VM config (for clone sources, dependencies).
+	Config *inventory.Config
+	// Node is the Proxmox node of the VM, over SSH.
+	Node transport.Transport
+	// PVENode is the node's Proxmox name, for pvesh paths.
+	PVENode string
+	// NFSServer is the address guests use for the node's NFS exports.
+	NFSServer string
+	// Guest returns a working way into the guest, waiting up to the VM's agent
+	// timeout; set by the runner.
+	Guest func(ctx context.Context) (Guest, error)
+	// Out receives live output of long steps (feature scripts, apt).
+	Out io.Writer
+	// Log reports progress lines ("waiting for guest agent…").
+	Log func(format string, args ...any)
+	// DryRun is true while planning only.
+	DryRun bool
+	// FeatureDirs are searched for NAME.sh after the built-in features.
+	FeatureDirs []string
+
+	mu    sync.Mutex
+	facts map[string]any
+}
+
+// Cached returns the value stored under key, reading it once with read.
+// The runner calls Forget after every applied change so later checks see
+// fresh state.
+func (e *Env) Cached(key string, read func() (any, error)) (any, error) {
+	e.mu.Lock()
+	if v, ok := e.facts[key]; ok {
+		e.mu.Unlock()
+		return v, nil
+	}
+	e.mu.Unlock()
+	v, err := read()
+	if err != nil {
+		return nil, err
+	}
+	e.Store(key, v)
+	return v, nil
+}
+
+// Store caches v under key.
+func (e *Env) Store(key string, v any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.facts == nil {
+		e.facts = map[string]any{}
+	}
+	e.facts[key] = v
+}
+
+// Forget drops every cached fact whose key starts with prefix ("" = all).
+func (e *Env) Forget(prefix string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for k := range e.facts {
+		if strings.HasPrefix(k, prefix) {
+			delete(e.facts, k)
+		}
+	}
+}
+
+// Logf reports a progress line if a logger is set.
+func (e *Env) Logf(format string, args ...any) {
+	if e.Log != nil {
+		e.Log(format, args...)
+	}
+}
+
+// GuestProbe runs a read-only command in the guest, answered from the batch
+// the runner prefetched when possible.
+func (e *Env) GuestProbe(ctx context.Context, line string) (transport.Result, error) {
+	v, err := e.Cached("guest-probe:"+line, func() (any, error) {
+		g, err := e.Guest(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res, err := g.Run(ctx, transport.Cmd{Line: line})
+		if err != nil && transport.ExitCode(err) < 0 {
+			return nil, err
+		}
+		return res, nil
+	})
+	if err != nil {
+		return transport.Result{}, err
+	}
+	return v.(transport.Result), nil
+}
+
+// Factory builds a task from its playbook parameters.
+type Factory func(params map[string]any) (Task, error)
+
+// Registry maps task kinds (as written in playbooks) to factories.
+type Registry map[string]Factory
+
+// Kinds lists the registered kinds, sorted.
+func (r Registry) Kinds() []string {
+	out := make([]string, 0, len(r))
+	for k := range r {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Decode fills dst (a pointer to a params struct with json tags) from
+// playbook parameters, refusing unknown parameters.
+func Decode(params map[string]any, dst any) error {
+	b, err := json.Marshal(params)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return fmt.Errorf("parameters: %w", err)
+	}
+	return nil
+}

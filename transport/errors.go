@@ -1,0 +1,90 @@
+package transport
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors a caller can act on with errors.Is.
+var (
+	// ErrUnreachable: nothing answered (refused, no route, dial timeout).
+	ErrUnreachable = errors.New("unreachable")
+	// ErrAuth: the server answered but refused our credentials. Retryable while a
+	// guest is still booting (sshd starts before cloud-init writes the keys).
+	ErrAuth = errors.New("authentication refused")
+	// ErrHostKeyChanged: the server's key differs from the pinned one. Never retried.
+	ErrHostKeyChanged = errors.New("host key changed")
+	// ErrHostKeyUnknown: no pinned key and the policy is strict.
+	ErrHostKeyUnknown = errors.New("host key unknown")
+	// ErrDisconnected: the connection broke while a command ran (e.g. a reboot).
+	ErrDisconnected = errors.New("connection lost")
+	// ErrAgentUnavailable: the QEMU guest agent cannot be used right now; the
+	// caller may fall back to SSH.
+	ErrAgentUnavailable = errors.New("guest agent unavailable")
+)
+
+// ExitError is a command that ran and exited non-zero. It keeps the remote
+// stderr so the message says what went wrong.
+type ExitError struct {
+	Line   string // redacted
+	Code   int
+	Stderr []byte
+	Stdout []byte
+}
+
+func (e *ExitError) Error() string {
+	msg := fmt.Sprintf("run %q: exit %d", shorten(e.Line, 120), e.Code)
+	if tail := Tail(e.Stderr, 5); tail != "" {
+		msg += ": " + tail
+	} else if tail := Tail(e.Stdout, 3); tail != "" {
+		msg += ": " + tail
+	}
+	return msg
+}
+
+// Tail returns the last n non-empty lines of b joined by " / ".
+func Tail(b []byte, n int) string {
+	lines := strings.Split(string(bytes.TrimSpace(b)), "\n")
+	var keep []string
+	for i := len(lines) - 1; i >= 0 && len(keep) < n; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" {
+			keep = append([]string{l}, keep...)
+		}
+	}
+	return strings.Join(keep, " / ")
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// Redact masks every secret in s.
+func Redact(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if sec == "" {
+			continue
+		}
+		// The quoted form first, so no quote marks are left around the mask.
+		s = strings.ReplaceAll(s, Quote(sec), "********")
+		s = strings.ReplaceAll(s, sec, "********")
+	}
+	return s
+}
+
+// ExitCode returns the exit code carried by err: 0 for nil, the code of an
+// *ExitError, -1 for any other error.
+func ExitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return -1
+}

@@ -1,0 +1,87 @@
+// Package local runs command lines on this machine with /bin/sh. Tests use it
+// as a real Runner without a network; it is not used to reach any host.
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/phoenix-hv/phoenix/transport"
+)
+
+// Shell is a transport.Transport on the local machine.
+type Shell struct{}
+
+var _ transport.Transport = Shell{}
+
+func (Shell) Name() string { return "local" }
+func (Shell) Close() error { return nil }
+
+func (Shell) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	if cmd.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cmd.Timeout)
+		defer cancel()
+	}
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd.Line)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = tee(&out, cmd.Stdout), tee(&errb, cmd.Stderr)
+	c.Stdin = cmd.Stdin
+	err := c.Run()
+	res := transport.Result{Stdout: out.Bytes(), Stderr: errb.Bytes()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.As(err, &ee) && ctx.Err() == nil:
+		res.ExitCode = ee.ExitCode()
+		return res, &transport.ExitError{Line: cmd.Printable(), Code: res.ExitCode, Stderr: res.Stderr, Stdout: res.Stdout}
+	case ctx.Err() != nil:
+		return res, ctx.Err()
+	default:
+		return res, err
+	}
+}
+
+func tee(buf *bytes.Buffer, w io.Writer) io.Writer {
+	if w == nil {
+		return buf
+	}
+	return io.MultiWriter(buf, w)
+}
+
+func (Shell) Put(_ context.Context, path string, r io.Reader, mode fs.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".phoenix-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, r); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func (Shell) Get(_ context.Context, path string, w io.Writer) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
