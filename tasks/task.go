@@ -93,6 +93,9 @@ type Env struct {
 	DryRun bool
 	// FeatureDirs are searched for NAME.sh after the built-in features.
 	FeatureDirs []string
+	// GuestKnownHosts is the file where guest host keys are pinned, under the
+	// alias GuestHostKeyAlias(vmid).
+	GuestKnownHosts string
 
 	mu    sync.Mutex
 	facts map[string]any
@@ -194,3 +197,8 @@ func Decode(params map[string]any, dst any) error {
 	}
 	return nil
 }
+
+// GuestHostKeyAlias is the known_hosts name a guest's pinned key is stored
+// under: by vmid, not address, so a VM recreated at the same address never
+// inherits a stale key.
+func GuestHostKeyAlias(vmid int) string { return fmt.Sprintf("phoenix-vm-%d", vmid) }
