@@ -40,6 +40,8 @@ type Change struct {
 	Diff string `json:"diff,omitempty"`
 	// Commands previews the commands Apply will run, secrets masked.
 	Commands []string `json:"commands,omitempty"`
+	// Details is read-only output worth showing (cloud-init status --long).
+	Details string `json:"details,omitempty"`
 	// Plan is task-private data Apply needs; never printed.
 	Plan any `json:"-"`
 }
