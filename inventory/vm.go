@@ -160,6 +160,9 @@ func (s Secret) String() string {
 // MarshalJSON keeps secrets out of JSON output (render, events).
 func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
 
+// MarshalYAML keeps secrets out of YAML output (phoenix render).
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
 // Reveal returns the real value, for the one place that must send it.
 func (s Secret) Reveal() string { return string(s) }
 

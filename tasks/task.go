@@ -186,9 +186,10 @@ func (r Registry) Kinds() []string {
 }
 
 // Decode fills dst (a pointer to a params struct with json tags) from
-// playbook parameters, refusing unknown parameters.
+// playbook parameters, refusing unknown parameters. Secrets arrive as their
+// real value: this is the one place they are revealed, to the task.
 func Decode(params map[string]any, dst any) error {
-	b, err := json.Marshal(params)
+	b, err := json.Marshal(reveal(params))
 	if err != nil {
 		return err
 	}
@@ -204,3 +205,24 @@ func Decode(params map[string]any, dst any) error {
 // under: by vmid, not address, so a VM recreated at the same address never
 // inherits a stale key.
 func GuestHostKeyAlias(vmid int) string { return fmt.Sprintf("phoenix-vm-%d", vmid) }
+
+// reveal replaces every inventory.Secret in v by its real string.
+func reveal(v any) any {
+	switch x := v.(type) {
+	case inventory.Secret:
+		return x.Reveal()
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = reveal(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = reveal(e)
+		}
+		return out
+	}
+	return v
+}
