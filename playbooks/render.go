@@ -1,0 +1,399 @@
+package playbooks
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/phoenix-hv/phoenix/inventory"
+	"github.com/phoenix-hv/phoenix/tasks"
+)
+
+// ResolvedStep is one step bound to one VM (and one loop item): what the
+// runner checks and applies.
+type ResolvedStep struct {
+	Name       string         `yaml:"name" json:"name"`
+	Kind       string         `yaml:"kind" json:"kind"`
+	Params     map[string]any `yaml:"params,omitempty" json:"params,omitempty"`
+	Skipped    bool           `yaml:"skipped,omitempty" json:"skipped,omitempty"`
+	SkipReason string         `yaml:"skip_reason,omitempty" json:"skip_reason,omitempty"`
+	// Task is built from Params at render time, so bad parameters fail
+	// before anything runs. Nil when Skipped.
+	Task tasks.Task `yaml:"-" json:"-"`
+}
+
+// Render expands pb for vm into the steps to run, in order.
+//
+// Substitution rules, in `with`, `name`, `when` and `loop`:
+//   - A string that is exactly `${path}` becomes the value at path with its
+//     type (number, bool, list, map); inside a longer string the value is
+//     interpolated as text (lists and maps as JSON).
+//   - Paths start at `vm` (the VM config as JSON, defaults merged) or, in a
+//     looped step, `item`. Segments are keys (`-` allowed, as in
+//     `snapshots.pre-features`) or list indexes (`nfs_shares.0.host_path`).
+//   - A missing path is an error naming the step and the path, except:
+//     `${path?}` is optional: missing leaves the parameter out (or the list
+//     element; inside text it is ""); in `when`, missing means false; in
+//     `loop`, missing means no items.
+//   - `when` skips the step when its value is empty, zero, false or missing.
+//   - A loop over no items gives one skipped step.
+//   - A secret (user_config.password) keeps its type when substituted
+//     exactly, and text built with it becomes a secret as a whole, so it is
+//     masked in every printed form and revealed only to the task.
+func Render(pb *Playbook, vm *inventory.VM, reg tasks.Registry) ([]ResolvedStep, error) {
+	vars, err := vmVars(vm)
+	if err != nil {
+		return nil, fmt.Errorf("vm %d: %w", vm.VMID, err)
+	}
+	var out []ResolvedStep
+	for _, s := range pb.Tasks {
+		where := fmt.Sprintf("%s:%d: step %q", pb.File, s.Line, s.Name)
+		factory, ok := reg[s.Kind]
+		if !ok {
+			return nil, fmt.Errorf("%s: unknown kind %q (registered: %s)", where, s.Kind, strings.Join(reg.Kinds(), ", "))
+		}
+		items := []any{nil}
+		looped := s.Loop != ""
+		if looped {
+			items, err = loopItems(scope{vm: vars}, s.Loop)
+			if err != nil {
+				return nil, fmt.Errorf("%s: loop: %w", where, err)
+			}
+			if len(items) == 0 {
+				out = append(out, ResolvedStep{Name: withoutItemRefs(s.Name), Kind: s.Kind, Skipped: true, SkipReason: s.Loop + " has no items"})
+				continue
+			}
+		}
+		for _, item := range items {
+			sc := scope{vm: vars, item: item, hasItem: looped}
+			rs, err := sc.resolve(s, factory)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+			out = append(out, rs)
+		}
+	}
+	return out, nil
+}
+
+// resolve renders one step for one item.
+func (sc scope) resolve(s Step, factory tasks.Factory) (ResolvedStep, error) {
+	if s.When != "" {
+		v, found, err := sc.value(s.When, true)
+		if err != nil {
+			return ResolvedStep{}, fmt.Errorf("when: %w", err)
+		}
+		if !truthy(v) {
+			name, _, _ := sc.value(s.Name, true)
+			return ResolvedStep{Name: text(name), Kind: s.Kind, Skipped: true, SkipReason: s.When + " is " + describeFalse(v, found)}, nil
+		}
+	}
+	name, _, err := sc.value(s.Name, false)
+	if err != nil {
+		return ResolvedStep{}, fmt.Errorf("name: %w", err)
+	}
+	params := map[string]any{}
+	for k, raw := range s.With {
+		v, keep, err := sc.deep(raw, "with."+k)
+		if err != nil {
+			return ResolvedStep{}, err
+		}
+		if keep {
+			params[k] = v
+		}
+	}
+	task, err := factory(params)
+	if err != nil {
+		return ResolvedStep{}, fmt.Errorf("%s: %w", s.Kind, err)
+	}
+	return ResolvedStep{Name: text(name), Kind: s.Kind, Params: params, Task: task}, nil
+}
+
+// scope is what `${…}` can see.
+type scope struct {
+	vm      map[string]any
+	item    any
+	hasItem bool
+}
+
+var refPattern = regexp.MustCompile(`\$\{([^}]*)\}`)
+var segmentPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// deep substitutes every string inside v (a YAML value). keep is false for
+// an optional reference that is missing.
+func (sc scope) deep(v any, at string) (any, bool, error) {
+	switch x := v.(type) {
+	case string:
+		r, found, err := sc.value(x, false)
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %w", at, err)
+		}
+		return r, found, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			r, keep, err := sc.deep(e, at+"."+k)
+			if err != nil {
+				return nil, false, err
+			}
+			if keep {
+				out[k] = r
+			}
+		}
+		return out, true, nil
+	case []any:
+		out := make([]any, 0, len(x))
+		for i, e := range x {
+			r, keep, err := sc.deep(e, fmt.Sprintf("%s[%d]", at, i))
+			if err != nil {
+				return nil, false, err
+			}
+			if keep {
+				out = append(out, r)
+			}
+		}
+		return out, true, nil
+	}
+	return normalize(v), true, nil
+}
+
+// value substitutes the references in s. found is false when s is exactly
+// one reference and it is missing (allowed when optional or lenient).
+// lenient treats every missing reference as optional (`when`).
+func (sc scope) value(s string, lenient bool) (any, bool, error) {
+	if m := refPattern.FindStringSubmatch(s); m != nil && m[0] == s {
+		v, found, optional, err := sc.lookup(m[1])
+		if err != nil {
+			return nil, false, err
+		}
+		if !found && !optional && !lenient {
+			return nil, false, missing(m[1])
+		}
+		return v, found, nil
+	}
+	var firstErr error
+	secret := false
+	out := refPattern.ReplaceAllStringFunc(s, func(ref string) string {
+		inner := ref[2 : len(ref)-1]
+		v, found, optional, err := sc.lookup(inner)
+		switch {
+		case err != nil:
+			firstErr = cmpErr(firstErr, err)
+		case !found && !optional && !lenient:
+			firstErr = cmpErr(firstErr, missing(inner))
+		}
+		if sec, ok := v.(inventory.Secret); ok {
+			secret = true
+			return sec.Reveal()
+		}
+		return text(v)
+	})
+	if firstErr != nil {
+		return nil, false, firstErr
+	}
+	if secret {
+		return inventory.Secret(out), true, nil
+	}
+	return out, true, nil
+}
+
+func cmpErr(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+func missing(ref string) error { return fmt.Errorf("${%s}: not set", ref) }
+
+// lookup resolves "vm.a.b" or "item.x" (a trailing "?" marks it optional).
+func (sc scope) lookup(ref string) (v any, found, optional bool, err error) {
+	ref, optional = strings.CutSuffix(strings.TrimSpace(ref), "?")
+	parts := strings.Split(ref, ".")
+	var cur any
+	switch {
+	case parts[0] == "vm":
+		cur = sc.vm
+	case parts[0] == "item" && sc.hasItem:
+		cur = sc.item
+	case parts[0] == "item":
+		return nil, false, optional, fmt.Errorf("${%s}: item is only set in a step with a loop", ref)
+	default:
+		return nil, false, optional, fmt.Errorf("${%s}: a reference starts with vm. or item.", ref)
+	}
+	for _, p := range parts[1:] {
+		if !segmentPattern.MatchString(p) {
+			return nil, false, optional, fmt.Errorf("${%s}: bad path segment %q", ref, p)
+		}
+		switch c := cur.(type) {
+		case map[string]any:
+			cur, found = c[p]
+		case []any:
+			i, convErr := strconv.Atoi(p)
+			found = convErr == nil && i >= 0 && i < len(c)
+			if found {
+				cur = c[i]
+			}
+		default:
+			found = false
+		}
+		if !found || cur == nil {
+			return nil, false, optional, nil
+		}
+	}
+	return cur, true, optional, nil
+}
+
+// loopItems resolves a loop reference to its list; missing is no items.
+func loopItems(sc scope, ref string) ([]any, error) {
+	v, _, err := sc.value(ref, true)
+	if err != nil {
+		return nil, err
+	}
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case []any:
+		return x, nil
+	}
+	return nil, fmt.Errorf("%s is %s, not a list", ref, text(v))
+}
+
+// text is the string form of a substituted value.
+func text(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case inventory.Secret:
+		return x.String()
+	case map[string]any, []any:
+		b, _ := json.Marshal(x)
+		return string(b)
+	}
+	return fmt.Sprint(v)
+}
+
+func truthy(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return x
+	case string:
+		return x != ""
+	case inventory.Secret:
+		return x != ""
+	case int:
+		return x != 0
+	case float64:
+		return x != 0
+	case []any:
+		return len(x) > 0
+	case map[string]any:
+		return len(x) > 0
+	}
+	return true
+}
+
+func describeFalse(v any, found bool) string {
+	switch {
+	case !found:
+		return "not set"
+	case v == "":
+		return "empty"
+	}
+	return text(v)
+}
+
+// withoutItemRefs drops `${item…}` from a step name, for a loop with no items.
+func withoutItemRefs(name string) string {
+	out := refPattern.ReplaceAllStringFunc(name, func(ref string) string {
+		if strings.HasPrefix(ref, "${item") {
+			return ""
+		}
+		return ref
+	})
+	return strings.Join(strings.Fields(out), " ")
+}
+
+// vmVars is the VM as a JSON-like map: json.Marshal of the config with
+// unknown keys merged in, numbers as int (or float64), and the password as
+// the typed inventory.Secret so tasks.Decode can reveal it to the task.
+func vmVars(vm *inventory.VM) (map[string]any, error) {
+	b, err := json.Marshal(vm)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := decodeJSON(b, &m); err != nil {
+		return nil, err
+	}
+	for k, raw := range vm.Extra {
+		if _, ok := m[k]; ok {
+			continue
+		}
+		var v any
+		if err := decodeJSON(raw, &v); err != nil {
+			return nil, fmt.Errorf("key %s: %w", k, err)
+		}
+		m[k] = v
+	}
+	if pw := vm.UserConfig.Password; pw != "" {
+		if uc, ok := m["user_config"].(map[string]any); ok {
+			uc["password"] = pw
+		}
+	}
+	normalized, _ := normalize(m).(map[string]any)
+	return normalized, nil
+}
+
+func decodeJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	return dec.Decode(v)
+}
+
+// normalize gives YAML and JSON values one set of Go types: int for whole
+// numbers, float64, string, bool, []any, map[string]any.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := strconv.Atoi(x.String()); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case uint64:
+		return int(x)
+	case int64:
+		return int(x)
+	case uint:
+		return int(x)
+	case float32:
+		return float64(x)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = normalize(e)
+		}
+		return out
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[fmt.Sprint(k)] = normalize(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = normalize(e)
+		}
+		return out
+	}
+	return v
+}

@@ -1,0 +1,346 @@
+package playbooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/phoenix-hv/phoenix/inventory"
+	"github.com/phoenix-hv/phoenix/tasks"
+)
+
+// recordingTask is what the test registry builds: it remembers its params.
+type recordingTask struct {
+	kind   string
+	params map[string]any
+}
+
+func (recordingTask) Check(context.Context, *tasks.Env) (tasks.Change, error) {
+	return tasks.Change{Action: tasks.None}, nil
+}
+func (recordingTask) Apply(context.Context, *tasks.Env, tasks.Change) error { return nil }
+
+// testRegistry registers kinds whose factories record every call; a param
+// named "bad" makes the factory refuse, as a task with a bad param would.
+func testRegistry(calls *[]recordingTask, kinds ...string) tasks.Registry {
+	reg := tasks.Registry{}
+	for _, k := range kinds {
+		reg[k] = func(params map[string]any) (tasks.Task, error) {
+			if _, ok := params["bad"]; ok {
+				return nil, errors.New("parameters: unknown field \"bad\"")
+			}
+			t := recordingTask{kind: k, params: params}
+			*calls = append(*calls, t)
+			return t, nil
+		}
+	}
+	return reg
+}
+
+var allKinds = []string{"vm_clone", "vm_config", "vm_disk", "vm_start", "vm_stop", "vm_snapshot", "vm_destroy",
+	"guest_hostkey", "guest_wait", "cloud_init", "nfs_mount", "file_inject", "feature"}
+
+func ptr[T any](v T) *T { return &v }
+
+// vm8101 is VM 8101 as the loader gives it: defaults merged.
+func vm8101() *inventory.VM {
+	return &inventory.VM{
+		VMID: 8101, Name: "web01", CloneFromVMID: 9000,
+		Cores: 2, MemoryMB: 2048, DiskSizeGB: 50, StartAtBoot: ptr(true),
+		Features:  []string{"docker"},
+		Snapshots: inventory.Snapshots{PreFeatures: "pre-features", PostFeatures: "provisioned"},
+		NFSShares: []inventory.NFSShare{{HostPath: "/export/8101", GuestPath: "/mnt/data", Options: "defaults,auto,nofail"}},
+		FileInjections: []inventory.FileInjection{
+			{Source: "/root/motd", Destination: "/etc/motd", Mode: "0644"},
+		},
+		NetworkConfig: inventory.NetworkConfig{IP: "10.0.10.101/24", GW: "10.0.10.1", Nameserver: "10.0.10.1"},
+		UserConfig: inventory.UserConfig{
+			Username: "phoenix", SSHAuthorizedKeys: []string{"ssh-ed25519 AAAAC3 me@laptop"}, Password: "hunter22",
+		},
+		AgentTimeoutSeconds: 300,
+		FinalSnapshot:       "final-form",
+	}
+}
+
+func TestRenderCreateFor8101(t *testing.T) {
+	pb, err := Load("create")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []recordingTask
+	got, err := Render(pb, vm8101(), testRegistry(&calls, allKinds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ResolvedStep{
+		{Name: "clone from template", Kind: "vm_clone", Params: map[string]any{"source": 9000, "name": "web01", "full": true}},
+		{Name: "core config", Kind: "vm_config", Params: map[string]any{
+			"cores": 2, "memory": 2048, "onboot": true, "agent": "enabled=1",
+			"ip": "10.0.10.101/24", "gw": "10.0.10.1", "nameserver": "10.0.10.1",
+			"ciuser": "phoenix", "sshkeys": []any{"ssh-ed25519 AAAAC3 me@laptop"},
+			"cipassword": inventory.Secret("hunter22"),
+			"cicustom":   "vendor=local:snippets/phoenix-8101-hostkey.yml",
+		}},
+		{Name: "grow disk", Kind: "vm_disk", Params: map[string]any{"disk": "scsi0", "size_gb": 50}},
+		{Name: "pin guest host key", Kind: "guest_hostkey", Params: map[string]any{"state": "present"}},
+		{Name: "start", Kind: "vm_start", Params: map[string]any{}},
+		{Name: "wait for guest", Kind: "guest_wait", Params: map[string]any{"timeout_seconds": 300}},
+		{Name: "cloud-init", Kind: "cloud_init", Params: map[string]any{"timeout_seconds": 300}},
+		{Name: "mount nfs /mnt/data", Kind: "nfs_mount", Params: map[string]any{
+			"export": "/export/8101", "path": "/mnt/data", "options": "defaults,auto,nofail"}},
+		{Name: "snapshot pre-features", Kind: "vm_snapshot", Params: map[string]any{"name": "pre-features"}},
+		{Name: "inject /etc/motd", Kind: "file_inject", Params: map[string]any{
+			"source": "/root/motd", "destination": "/etc/motd", "mode": "0644"}},
+		{Name: "feature docker", Kind: "feature", Params: map[string]any{"name": "docker"}},
+		{Name: "snapshot post-features", Kind: "vm_snapshot", Params: map[string]any{"name": "provisioned"}},
+		{Name: "final snapshot", Kind: "vm_snapshot", Params: map[string]any{"name": "final-form"}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d steps, want %d:\n%s", len(got), len(want), dump(got))
+	}
+	for i := range want {
+		task, ok := got[i].Task.(recordingTask)
+		if !ok || task.kind != want[i].Kind || !reflect.DeepEqual(task.params, want[i].Params) {
+			t.Errorf("step %d: task built from %+v, want kind %s with the step's params", i+1, got[i].Task, want[i].Kind)
+		}
+		got[i].Task = nil
+		if !reflect.DeepEqual(got[i], want[i]) {
+			t.Errorf("step %d:\n got %#v\nwant %#v", i+1, got[i], want[i])
+		}
+	}
+	if len(calls) != len(want) {
+		t.Errorf("factories called %d times, want once per step (%d)", len(calls), len(want))
+	}
+}
+
+func TestRenderCreateMinimalVM(t *testing.T) {
+	pb, err := Load("create")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := &inventory.VM{VMID: 8200, Name: "bare", AgentTimeoutSeconds: 300}
+	var calls []recordingTask
+	got, err := Render(pb, vm, testRegistry(&calls, allKinds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var skipped []string
+	for _, s := range got {
+		if s.Skipped {
+			if s.Task != nil || s.Params != nil {
+				t.Errorf("skipped step %q has a task or params", s.Name)
+			}
+			skipped = append(skipped, s.Name+": "+s.SkipReason)
+		}
+	}
+	wantSkipped := []string{
+		"clone from template: ${vm.clone_from_vmid} is not set",
+		"grow disk: ${vm.disk_size_gb} is not set",
+		"mount nfs: ${vm.nfs_shares} has no items",
+		"snapshot pre-features: ${vm.snapshots.pre-features} is not set",
+		"inject: ${vm.file_injections} has no items",
+		"feature: ${vm.features} has no items",
+		"snapshot post-features: ${vm.snapshots.post-features} is not set",
+		"final snapshot: ${vm.final_snapshot} is empty",
+	}
+	if !reflect.DeepEqual(skipped, wantSkipped) {
+		t.Errorf("skipped:\n got %q\nwant %q", skipped, wantSkipped)
+	}
+	// Optional fields that are missing are left out, not sent as empty.
+	cfg := got[1].Params
+	wantCfg := map[string]any{"agent": "enabled=1", "cicustom": "vendor=local:snippets/phoenix-8200-hostkey.yml"}
+	if !reflect.DeepEqual(cfg, wantCfg) {
+		t.Errorf("vm_config params = %#v, want %#v", cfg, wantCfg)
+	}
+}
+
+func TestRenderedYAMLMasksSecrets(t *testing.T) {
+	pb, err := Load("create")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []recordingTask
+	steps, err := Render(pb, vm8101(), testRegistry(&calls, allKinds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, marshal := range map[string]func(any) ([]byte, error){"yaml": yaml.Marshal, "json": json.Marshal} {
+		out, err := marshal(steps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(out), "hunter22") {
+			t.Errorf("%s output reveals the password:\n%s", name, out)
+		}
+		if !strings.Contains(string(out), "(sensitive)") {
+			t.Errorf("%s output has no masked password:\n%s", name, out)
+		}
+	}
+	// The task itself gets the real value.
+	var p struct {
+		Password string `json:"cipassword"`
+	}
+	params := calls[1].params
+	delete(params, "sshkeys")
+	for k := range params {
+		if k != "cipassword" {
+			delete(params, k)
+		}
+	}
+	if err := tasks.Decode(params, &p); err != nil || p.Password != "hunter22" {
+		t.Errorf("task sees password %q (err %v), want the real value", p.Password, err)
+	}
+}
+
+func dump(steps []ResolvedStep) string {
+	b, _ := yaml.Marshal(steps)
+	return string(b)
+}
+
+// renderOne parses a one-file playbook and renders it for vm.
+func renderOne(t *testing.T, src string, vm *inventory.VM) ([]ResolvedStep, error) {
+	t.Helper()
+	pb, err := Parse("test.yml", []byte(src))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	var calls []recordingTask
+	return Render(pb, vm, testRegistry(&calls, "k"))
+}
+
+func TestSubstitution(t *testing.T) {
+	vm := vm8101()
+	vm.Extra = map[string]json.RawMessage{"traefik_service": json.RawMessage(`{"name":"web","port":8080}`)}
+	vm.NFSShares = append(vm.NFSShares, inventory.NFSShare{HostPath: "/export/8101b", GuestPath: "/mnt/b", Server: "10.0.0.9"})
+	for _, tc := range []struct {
+		name string
+		with string // YAML of the with: map
+		want map[string]any
+	}{
+		{"exact int keeps its type", `{x: "${vm.cores}"}`, map[string]any{"x": 2}},
+		{"exact bool", `{x: "${vm.start_at_boot}"}`, map[string]any{"x": true}},
+		{"exact list", `{x: "${vm.features}"}`, map[string]any{"x": []any{"docker"}}},
+		{"exact map", `{x: "${vm.network_config}"}`, map[string]any{"x": map[string]any{
+			"ip": "10.0.10.101/24", "gw": "10.0.10.1", "nameserver": "10.0.10.1"}}},
+		{"key with dash", `{x: "${vm.snapshots.pre-features}"}`, map[string]any{"x": "pre-features"}},
+		{"list index", `{x: "${vm.nfs_shares.1.server}"}`, map[string]any{"x": "10.0.0.9"}},
+		{"unknown config key", `{x: "${vm.traefik_service.port}"}`, map[string]any{"x": 8080}},
+		{"interpolated text", `{x: "vm-${vm.vmid}-${vm.name}.yml"}`, map[string]any{"x": "vm-8101-web01.yml"}},
+		{"interpolated list is JSON", `{x: "keys=${vm.features}"}`, map[string]any{"x": `keys=["docker"]`}},
+		{"optional missing is left out", `{x: "${vm.boot_order?}", y: 1}`, map[string]any{"y": 1}},
+		{"optional missing in text is empty", `{x: "a${vm.boot_order?}b"}`, map[string]any{"x": "ab"}},
+		{"optional missing in list drops the element", `{x: ["${vm.boot_order?}", "z"]}`, map[string]any{"x": []any{"z"}}},
+		{"optional present", `{x: "${vm.cores?}"}`, map[string]any{"x": 2}},
+		{"nested maps and literals", `{x: {y: ["${vm.name}", 3, 1.5, true]}}`, map[string]any{"x": map[string]any{"y": []any{"web01", 3, 1.5, true}}}},
+		{"secret in text stays secret", `{x: "pw=${vm.user_config.password}"}`, map[string]any{"x": inventory.Secret("pw=hunter22")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			steps, err := renderOne(t, "tasks:\n  - name: s\n    kind: k\n    with: "+tc.with+"\n", vm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(steps) != 1 || !reflect.DeepEqual(steps[0].Params, tc.want) {
+				t.Fatalf("params = %#v, want %#v", steps[0].Params, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoopAndWhen(t *testing.T) {
+	vm := vm8101()
+	vm.NFSShares = append(vm.NFSShares, inventory.NFSShare{HostPath: "/export/b", GuestPath: "/mnt/b"})
+	for _, tc := range []struct {
+		name string
+		step string // YAML of one step after "- name: …"
+		want []string
+	}{
+		{"loop over list of maps", `{name: "m ${item.guest_path}", kind: k, loop: "${vm.nfs_shares}", with: {p: "${item.host_path}"}}`,
+			[]string{"m /mnt/data p=/export/8101", "m /mnt/b p=/export/b"}},
+		{"loop over strings", `{name: "f ${item}", kind: k, loop: "${vm.features}", with: {p: "${item}"}}`,
+			[]string{"f docker p=docker"}},
+		{"loop over missing list", `{name: "f ${item}", kind: k, loop: "${vm.volumes}", with: {p: "${item}"}}`,
+			[]string{"f skipped: ${vm.volumes} has no items"}},
+		{"when per item", `{name: "m ${item.guest_path}", kind: k, loop: "${vm.nfs_shares}", when: "${item.options}", with: {p: "${item.host_path}"}}`,
+			[]string{"m /mnt/data p=/export/8101", "m /mnt/b skipped: ${item.options} is not set"}},
+		{"when true", `{name: s, kind: k, when: "${vm.clone_from_vmid}", with: {p: 1}}`, []string{"s p=1"}},
+		{"when missing is false", `{name: s, kind: k, when: "${vm.nope}", with: {p: 1}}`, []string{"s skipped: ${vm.nope} is not set"}},
+		{"when false", `{name: s, kind: k, when: "${vm.is_template}", with: {p: 1}}`, []string{"s skipped: ${vm.is_template} is not set"}},
+		{"when zero", `{name: s, kind: k, when: "${vm.count}", with: {p: 1}}`, []string{"s skipped: ${vm.count} is not set"}},
+		{"when empty list", `{name: s, kind: k, when: "${vm.qm_options}", with: {p: 1}}`, []string{"s skipped: ${vm.qm_options} is not set"}},
+		{"skipped step does not resolve params", `{name: s, kind: k, when: "${vm.nope}", with: {p: "${vm.missing}"}}`,
+			[]string{"s skipped: ${vm.nope} is not set"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			steps, err := renderOne(t, "tasks:\n  - "+tc.step+"\n", vm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range steps {
+				if s.Skipped {
+					got = append(got, s.Name+" skipped: "+s.SkipReason)
+					continue
+				}
+				got = append(got, s.Name+" p="+text(s.Params["p"]))
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestWhenFalseValues(t *testing.T) {
+	// The inventory always sets final_snapshot; "" (disabled) must skip.
+	vm := &inventory.VM{VMID: 8300, Name: "x", StartAtBoot: ptr(false)}
+	for when, wantReason := range map[string]string{
+		"${vm.final_snapshot}":        "${vm.final_snapshot} is empty",
+		"${vm.start_at_boot}":         "${vm.start_at_boot} is false",
+		"${vm.agent_timeout_seconds}": "${vm.agent_timeout_seconds} is 0",
+	} {
+		steps, err := renderOne(t, "tasks:\n  - {name: s, kind: k, when: \""+when+"\"}\n", vm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !steps[0].Skipped || steps[0].SkipReason != wantReason {
+			t.Errorf("when %s: skipped=%v reason %q, want %q", when, steps[0].Skipped, steps[0].SkipReason, wantReason)
+		}
+	}
+}
+
+func TestRenderErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, src, want string
+	}{
+		{"unknown kind", "tasks:\n  - {name: a, kind: k}\n  - name: b\n    kind: nope\n",
+			`test.yml:3: step "b": unknown kind "nope" (registered: k)`},
+		{"missing path", "tasks:\n  - name: a\n    kind: k\n    with: {cores: \"${vm.corez}\"}\n",
+			`test.yml:2: step "a": with.cores: ${vm.corez}: not set`},
+		{"missing path in text", "tasks:\n  - {name: a, kind: k, with: {x: \"id-${vm.nope.deeper}\"}}\n",
+			`test.yml:2: step "a": with.x: ${vm.nope.deeper}: not set`},
+		{"missing path in list", "tasks:\n  - {name: a, kind: k, with: {x: [1, \"${vm.nope}\"]}}\n",
+			`test.yml:2: step "a": with.x[1]: ${vm.nope}: not set`},
+		{"missing path in name", "tasks:\n  - {name: \"a ${vm.nope}\", kind: k}\n",
+			`test.yml:2: step "a ${vm.nope}": name: ${vm.nope}: not set`},
+		{"item outside a loop", "tasks:\n  - {name: a, kind: k, with: {x: \"${item.y}\"}}\n",
+			`test.yml:2: step "a": with.x: ${item.y}: item is only set in a step with a loop`},
+		{"unknown root", "tasks:\n  - {name: a, kind: k, with: {x: \"${env.HOME}\"}}\n",
+			`test.yml:2: step "a": with.x: ${env.HOME}: a reference starts with vm. or item.`},
+		{"loop over a non-list", "tasks:\n  - {name: a, kind: k, loop: \"${vm.name}\"}\n",
+			`test.yml:2: step "a": loop: ${vm.name} is web01, not a list`},
+		{"factory refuses params", "tasks:\n  - {name: a, kind: k, with: {bad: 1}}\n",
+			`test.yml:2: step "a": k: parameters: unknown field "bad"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := renderOne(t, tc.src, vm8101())
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("err = %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
