@@ -1,0 +1,189 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/phoenix-hv/phoenix/transport"
+)
+
+// MaxStdin is the most qm guest exec --pass-stdin passes (1 MiB − 1 B).
+const MaxStdin = 1<<20 - 1
+
+// guestEnv is set before every guest command: agent exec has no login
+// environment, and a step must behave the same over the agent and SSH.
+const guestEnv = "export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8; "
+
+// pollLoop runs on the node: it polls exec-status for pid $2 of VM $1 until
+// the process has exited and prints the final status object. It starts fast
+// (most commands take well under a second) and settles at one poll a second
+// (each qm call costs the node a Perl start-up). A failing qm ends the loop
+// with qm's exit status and stderr; the caller bounds it with timeout(1).
+const pollLoop = `d=0.1; while :; do s=$(qm guest exec-status "$1" "$2") || exit; ` +
+	`if printf '%s\n' "$s" | grep -q '"exited" *: *1'; then printf '%s\n' "$s"; exit 0; fi; ` +
+	`sleep $d; case $d in 0.1) d=0.2;; 0.2) d=0.5;; *) d=1;; esac; done`
+
+// timedOut is timeout(1)'s exit status when the command ran out of time.
+const timedOut = 124
+
+// nodeGrace is added to the node command's own bound, so the node-side
+// timeout fires first and reports what was left running.
+const nodeGrace = 15 * time.Second
+
+// Run runs cmd.Line with /bin/sh in the guest and waits for it on the node.
+// Output reaches cmd.Stdout/cmd.Stderr when the command ends: the agent
+// cannot stream.
+func (t *Transport) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	var stdin []byte
+	if cmd.Stdin != nil {
+		b, err := io.ReadAll(io.LimitReader(cmd.Stdin, MaxStdin+1))
+		if err != nil {
+			return transport.Result{}, fmt.Errorf("read stdin: %w", err)
+		}
+		if len(b) > MaxStdin {
+			return transport.Result{}, fmt.Errorf("stdin over %d bytes: the guest agent passes at most 1 MiB - 1 B to a command", MaxStdin)
+		}
+		stdin = b
+	}
+	st, err := t.exec(ctx, cmd, stdin)
+	if err != nil {
+		return transport.Result{}, err
+	}
+	res := transport.Result{Stdout: latin1(st.OutData), Stderr: latin1(st.ErrData)}
+	if cmd.Stdout != nil {
+		cmd.Stdout.Write(res.Stdout)
+	}
+	if cmd.Stderr != nil {
+		cmd.Stderr.Write(res.Stderr)
+	}
+	switch {
+	case st.ExitCode != nil:
+		res.ExitCode = *st.ExitCode
+	case st.Signal != nil:
+		res.ExitCode = 128 + *st.Signal // as a shell reports it
+	default:
+		return res, fmt.Errorf("run %q: exec-status has neither exitcode nor signal", cmd.Printable())
+	}
+	if res.ExitCode != 0 {
+		ee := &transport.ExitError{Line: cmd.Printable(), Code: res.ExitCode, Stderr: res.Stderr, Stdout: res.Stdout}
+		if st.ExitCode == nil {
+			return res, fmt.Errorf("killed by signal %d: %w", *st.Signal, ee)
+		}
+		return res, ee
+	}
+	if st.OutTruncated || st.ErrTruncated {
+		return res, fmt.Errorf("run %q: output cut by the guest agent at 16 MiB per stream", cmd.Printable())
+	}
+	return res, nil
+}
+
+// execStatus is the final object of qm guest exec-status (reference §5.3).
+type execStatus struct {
+	Exited       flag   `json:"exited"`
+	ExitCode     *int   `json:"exitcode"`
+	Signal       *int   `json:"signal"`
+	OutData      string `json:"out-data"`
+	ErrData      string `json:"err-data"`
+	OutTruncated flag   `json:"out-truncated"`
+	ErrTruncated flag   `json:"err-truncated"`
+}
+
+// flag reads qm's 0/1 numbers (and JSON booleans, should a version print them).
+type flag bool
+
+func (f *flag) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "1", "true":
+		*f = true
+	case "0", "false", "null":
+		*f = false
+	default:
+		return fmt.Errorf("want 0 or 1, got %s", b)
+	}
+	return nil
+}
+
+// exec starts cmd in the guest and waits for it on the node, in one node
+// command: qm guest exec --synchronous 0 prints the pid at once (the
+// synchronous default would give up after 30 s and print only the pid), then
+// a node-side loop polls exec-status under timeout(1).
+func (t *Transport) exec(ctx context.Context, cmd transport.Cmd, stdin []byte) (execStatus, error) {
+	limit, err := t.limit(ctx, cmd.Timeout)
+	if err != nil {
+		return execStatus{}, err
+	}
+	nc := transport.Cmd{
+		Line:    t.execScript(cmd.Line, cmd.Stdin != nil, limit),
+		Secrets: cmd.Secrets,
+		Timeout: time.Duration(limit)*time.Second + nodeGrace,
+	}
+	if cmd.Stdin != nil {
+		nc.Stdin = strings.NewReader(string(stdin))
+	}
+	res, err := t.Node.Run(ctx, nc)
+	if code := transport.ExitCode(err); code == timedOut {
+		return execStatus{}, fmt.Errorf("run %q: %s: %w", cmd.Printable(), transport.Tail(res.Stderr, 1), context.DeadlineExceeded)
+	}
+	if err != nil {
+		return execStatus{}, classify("qm guest exec", err)
+	}
+	var st execStatus
+	if err := json.Unmarshal(res.Stdout, &st); err != nil {
+		return execStatus{}, fmt.Errorf("qm guest exec-status: %w in %q", err, shorten(res.Stdout))
+	}
+	if !st.Exited {
+		return execStatus{}, fmt.Errorf("qm guest exec-status: process not exited in %q", shorten(res.Stdout))
+	}
+	return st, nil
+}
+
+// execScript is the node command of exec.
+func (t *Transport) execScript(line string, stdin bool, limit int) string {
+	vmid := strconv.Itoa(t.VMID)
+	argv := []string{"qm", "guest", "exec", vmid, "--synchronous", "0"}
+	if stdin {
+		argv = append(argv, "--pass-stdin", "1")
+	}
+	argv = append(argv, "--", "/bin/sh", "-c", guestEnv+line)
+	return fmt.Sprintf(`o=$(%s) || exit; p=$(printf %%s "$o" | tr -dc 0-9); `+
+		`[ -n "$p" ] || { printf 'qm guest exec printed no pid: %%s\n' "$o" >&2; exit 125; }; `+
+		`timeout %d sh -c %s sh %s "$p"; c=$?; `+
+		`[ $c -ne %d ] || printf 'guest process %%s still running after %ds\n' "$p" >&2; exit $c`,
+		transport.Command(argv...), limit, transport.Quote(pollLoop), vmid, timedOut, limit)
+}
+
+// limit is the node-side bound of a guest command in whole seconds: the
+// sooner of timeout and the context's deadline, else DefaultTimeout.
+func (t *Transport) limit(ctx context.Context, timeout time.Duration) (int, error) {
+	d := timeout
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
+			return 0, context.DeadlineExceeded
+		}
+		if d <= 0 || left < d {
+			d = left
+		}
+	}
+	if d <= 0 {
+		d = t.DefaultTimeout
+	}
+	if d <= 0 {
+		d = time.Hour
+	}
+	return int(math.Ceil(d.Seconds())), nil
+}
+
+func shorten(b []byte) string {
+	const n = 200
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "…"
+}
