@@ -2,7 +2,52 @@
 // VM state read once per run, and the node tasks.
 package pve
 
-import "github.com/phoenix-hv/phoenix/tasks"
+import (
+	"fmt"
 
-// Register adds the node task kinds to reg. (Contract stub.)
-func Register(reg tasks.Registry) {}
+	"github.com/phoenix-hv/phoenix/tasks"
+)
+
+// Register adds the node task kinds to reg.
+func Register(reg tasks.Registry) { register(reg, qm{backoff: defaultBackoff()}) }
+
+// register binds the tasks to q, so tests can retry without waiting.
+func register(reg tasks.Registry, q qm) {
+	reg["vm_clone"] = build(q, newClone)
+	reg["vm_config"] = build(q, newConfig)
+	reg["vm_disk"] = build(q, newDisk)
+	reg["vm_start"] = build(q, newStart)
+	reg["vm_stop"] = build(q, newStop)
+	reg["vm_snapshot"] = build(q, newSnapshot)
+	reg["vm_destroy"] = build(q, newDestroy)
+}
+
+// build decodes the playbook parameters into P and makes the task.
+func build[P any](q qm, newTask func(qm, P) (tasks.Task, error)) tasks.Factory {
+	return func(params map[string]any) (tasks.Task, error) {
+		var p P
+		if err := tasks.Decode(params, &p); err != nil {
+			return nil, err
+		}
+		return newTask(q, p)
+	}
+}
+
+// missing is the Check result for a VM that does not exist: in a dry run an
+// earlier clone is still pending, so the outcome is not known yet; in a real
+// run it is an error.
+func missing(env *tasks.Env, summary string) (tasks.Change, error) {
+	if env.DryRun {
+		return tasks.Change{Action: tasks.Unknown, Summary: summary}, nil
+	}
+	return tasks.Change{}, fmt.Errorf("vm %d does not exist", env.VM.VMID)
+}
+
+// planned is a pending change that runs calls.
+func planned(action tasks.Action, summary, diff string, calls ...call) tasks.Change {
+	return tasks.Change{Action: action, Summary: summary, Diff: diff, Commands: commands(calls), Plan: calls}
+}
+
+func none(format string, args ...any) tasks.Change {
+	return tasks.Change{Action: tasks.None, Summary: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,89 @@
+package pve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/phoenix-hv/phoenix/tasks"
+)
+
+type cloneParams struct {
+	Source  int    `json:"source"`
+	Name    string `json:"name"`
+	Full    *bool  `json:"full"` // default true
+	Storage string `json:"storage"`
+}
+
+// cloneTask creates the VM from a template (or stopped VM) unless it exists.
+type cloneTask struct {
+	qm
+	p    cloneParams
+	full bool
+}
+
+func newClone(q qm, p cloneParams) (tasks.Task, error) {
+	if p.Source <= 0 {
+		return nil, errors.New("parameters: source: want the VMID to clone from")
+	}
+	full := p.Full == nil || *p.Full
+	if !full && p.Storage != "" {
+		return nil, errors.New("parameters: storage: only a full clone can change storage")
+	}
+	return &cloneTask{qm: q, p: p, full: full}, nil
+}
+
+func (t *cloneTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
+	vmid := env.VM.VMID
+	st, err := ReadState(ctx, env)
+	if err != nil {
+		return tasks.Change{}, err
+	}
+	if st.Exists {
+		return none("vm %d exists", vmid), nil
+	}
+	src, err := ReadStateOf(ctx, env, t.p.Source)
+	if err != nil {
+		return tasks.Change{}, err
+	}
+	kind := "template"
+	switch {
+	case !src.Exists:
+		return tasks.Change{}, fmt.Errorf("clone source vm %d does not exist", t.p.Source)
+	case !src.Template() && src.Status != "stopped":
+		return tasks.Change{}, fmt.Errorf("clone source vm %d is %s: clone needs a template or a stopped VM", t.p.Source, src.Status)
+	case !src.Template():
+		kind = "stopped vm"
+	}
+	args := []string{"qm", "clone", strconv.Itoa(t.p.Source), strconv.Itoa(vmid)}
+	if t.p.Name != "" {
+		args = append(args, "--name", t.p.Name)
+	}
+	// Always an explicit value: a bare boolean would swallow the next word.
+	copyKind := "linked clone"
+	if t.full {
+		args = append(args, "--full", "1")
+		copyKind = "full copy"
+		if t.p.Storage != "" {
+			args = append(args, "--storage", t.p.Storage)
+			copyKind += " on " + t.p.Storage
+		}
+	} else {
+		args = append(args, "--full", "0")
+	}
+	summary := fmt.Sprintf("clone %s %d to vm %d %s(%s)", kind, t.p.Source, vmid, nameWord(t.p.Name), copyKind)
+	return planned(tasks.Create, summary, "", call{argv: args, timeout: cloneTimeout}), nil
+}
+
+func (t *cloneTask) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
+	return t.apply(ctx, env, c)
+}
+
+// nameWord is `"web01" ` or nothing.
+func nameWord(name string) string {
+	if name == "" {
+		return ""
+	}
+	return strconv.Quote(name) + " "
+}

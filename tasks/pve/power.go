@@ -1,0 +1,101 @@
+package pve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/phoenix-hv/phoenix/tasks"
+)
+
+type startParams struct{}
+
+// startTask starts a stopped VM.
+type startTask struct{ qm }
+
+func newStart(q qm, _ startParams) (tasks.Task, error) { return &startTask{qm: q}, nil }
+
+func (t *startTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
+	vmid := env.VM.VMID
+	st, err := ReadState(ctx, env)
+	if err != nil {
+		return tasks.Change{}, err
+	}
+	switch {
+	case !st.Exists:
+		return missing(env, fmt.Sprintf("vm %d does not exist yet; will start it", vmid))
+	case st.Template():
+		return tasks.Change{}, fmt.Errorf("vm %d is a template: templates cannot be started", vmid)
+	case st.Status == "running":
+		return none("vm %d is running", vmid), nil
+	case st.Status != "stopped":
+		return tasks.Change{}, fmt.Errorf("vm %d is %s: phoenix only starts stopped VMs", vmid, st.Status)
+	}
+	c := call{argv: qmArgs("start", vmid), timeout: qmTimeout, done: IsAlreadyRunning}
+	return planned(tasks.Update, fmt.Sprintf("start vm %d (stopped)", vmid), "", c), nil
+}
+
+func (t *startTask) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
+	return t.apply(ctx, env, c)
+}
+
+type stopParams struct {
+	TimeoutSeconds *int `json:"timeout_seconds"` // default 60
+	Force          bool `json:"force"`           // hard stop, no shutdown
+}
+
+// stopTask shuts a VM down, and stops it hard when the guest does not
+// power off in time.
+type stopTask struct {
+	qm
+	p       stopParams
+	timeout int
+}
+
+func newStop(q qm, p stopParams) (tasks.Task, error) {
+	timeout := 60
+	if p.TimeoutSeconds != nil {
+		timeout = *p.TimeoutSeconds
+	}
+	if timeout <= 0 {
+		return nil, errors.New("parameters: timeout_seconds: must be positive")
+	}
+	return &stopTask{qm: q, p: p, timeout: timeout}, nil
+}
+
+func (t *stopTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
+	vmid := env.VM.VMID
+	st, err := ReadState(ctx, env)
+	if err != nil {
+		return tasks.Change{}, err
+	}
+	switch {
+	case !st.Exists:
+		return none("vm %d does not exist", vmid), nil
+	case st.Status == "stopped":
+		return none("vm %d is stopped", vmid), nil
+	}
+	stop := hardStop(vmid)
+	// A paused VM refuses a shutdown.
+	if t.p.Force || st.Status == "paused" {
+		return planned(tasks.Update, fmt.Sprintf("stop vm %d (%s; hard stop)", vmid, st.Status), "", stop), nil
+	}
+	shutdown := call{
+		argv:     qmArgs("shutdown", vmid, "--timeout", fmt.Sprint(t.timeout)),
+		timeout:  time.Duration(t.timeout)*time.Second + time.Minute,
+		fallback: &stop,
+		escalate: IsShutdownTimeout,
+	}
+	summary := fmt.Sprintf("shut down vm %d (%s), waiting %ds; qm stop only if that times out", vmid, st.Status, t.timeout)
+	return planned(tasks.Update, summary, "", shutdown), nil
+}
+
+func (t *stopTask) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
+	return t.apply(ctx, env, c)
+}
+
+// hardStop is `qm stop`: quit, then SIGTERM and SIGKILL (qm waits up to 70 s).
+func hardStop(vmid int) call {
+	return call{argv: qmArgs("stop", vmid), timeout: qmTimeout}
+}
