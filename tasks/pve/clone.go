@@ -56,7 +56,7 @@ func (t *cloneTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 	case !src.Template():
 		kind = "stopped vm"
 	}
-	args := []string{"qm", "clone", strconv.Itoa(t.p.Source), strconv.Itoa(vmid)}
+	args := qmArgs("clone", t.p.Source, strconv.Itoa(vmid))
 	if t.p.Name != "" {
 		args = append(args, "--name", t.p.Name)
 	}
@@ -74,10 +74,6 @@ func (t *cloneTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 	}
 	summary := fmt.Sprintf("clone %s %d to vm %d %s(%s)", kind, t.p.Source, vmid, nameWord(t.p.Name), copyKind)
 	return planned(tasks.Create, summary, "", call{argv: args, timeout: cloneTimeout}), nil
-}
-
-func (t *cloneTask) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
-	return t.apply(ctx, env, c)
 }
 
 // nameWord is `"web01" ` or nothing.

@@ -51,6 +51,8 @@ func newConfig(q qm, p configParams) (tasks.Task, error) {
 	case p.GW != "" && p.IP == "dhcp":
 		return nil, errors.New("parameters: gw: not used with ip dhcp")
 	}
+	// One key per line, however the playbook split them.
+	p.SSHKeys = keyLines(strings.Split(strings.Join(p.SSHKeys, "\n"), "\n"))
 	return &configTask{qm: q, p: p}, nil
 }
 
@@ -169,7 +171,7 @@ func (t *configTask) changes(cfg Config) ([]keyChange, error) {
 		if err != nil {
 			return nil, err
 		}
-		want := keyLines(t.p.SSHKeys)
+		want := t.p.SSHKeys
 		if gone, added := setDiff(cur, want), setDiff(want, cur); len(gone)+len(added) > 0 {
 			// qm set takes a file path; the keys go on stdin.
 			out = append(out, keyChange{key: "sshkeys", arg: "/dev/stdin", old: gone, new: added,
@@ -224,11 +226,24 @@ func (t *configTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, e
 			diff += "+ " + kc.key + ": " + l + "\n"
 		}
 	}
-	return planned(tasks.Update, "set "+strings.Join(names, ", "), diff, c), nil
+	summary := "set " + strings.Join(names, ", ")
+	if cold := coldKeys(names); st.Status == "running" && len(cold) > 0 {
+		// qm keeps them pending; qm config already shows the new values.
+		summary += "; " + strings.Join(cold, ", ") + " take effect at the next VM start"
+	}
+	return planned(tasks.Update, summary, diff, c), nil
 }
 
-func (t *configTask) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
-	return t.apply(ctx, env, c)
+// coldKeys are the keys among names a running VM only takes at its next
+// start (without CPU/memory hotplug, the Proxmox default).
+func coldKeys(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if n == "agent" || n == "cores" || n == "memory" {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // setDiff lists the lines of a missing from b, in a's order, once each.

@@ -50,7 +50,3 @@ func (t *destroyTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, 
 	}
 	return planned(tasks.Delete, summary, diff, calls...), nil
 }
-
-func (t *destroyTask) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
-	return t.apply(ctx, env, c)
-}

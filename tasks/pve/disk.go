@@ -64,7 +64,3 @@ func (t *diskTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 	c := call{argv: qmArgs("resize", vmid, disk, size), checkStderr: true, timeout: qmTimeout}
 	return planned(tasks.Update, fmt.Sprintf("grow %s from %s to %s", disk, FormatSize(cur), size), diff, c), nil
 }
-
-func (t *diskTask) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
-	return t.apply(ctx, env, c)
-}

@@ -36,10 +36,6 @@ func (t *startTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 	return planned(tasks.Update, fmt.Sprintf("start vm %d (stopped)", vmid), "", c), nil
 }
 
-func (t *startTask) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
-	return t.apply(ctx, env, c)
-}
-
 type stopParams struct {
 	TimeoutSeconds *int `json:"timeout_seconds"` // default 60
 	Force          bool `json:"force"`           // hard stop, no shutdown
@@ -89,10 +85,6 @@ func (t *stopTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 	}
 	summary := fmt.Sprintf("shut down vm %d (%s), waiting %ds; qm stop only if that times out", vmid, st.Status, t.timeout)
 	return planned(tasks.Update, summary, "", shutdown), nil
-}
-
-func (t *stopTask) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
-	return t.apply(ctx, env, c)
 }
 
 // hardStop is `qm stop`: quit, then SIGTERM and SIGKILL (qm waits up to 70 s).

@@ -52,8 +52,9 @@ func defaultBackoff() []time.Duration {
 	return []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
 }
 
-// apply runs the calls a Check planned, in order.
-func (q qm) apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
+// Apply runs the calls a Check planned, in order. Every node task embeds
+// qm, so this is their Apply.
+func (q qm) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
 	calls, ok := c.Plan.([]call)
 	if !ok {
 		return errors.New("change carries no qm plan")

@@ -8,6 +8,16 @@ import (
 	"github.com/phoenix-hv/phoenix/tasks"
 )
 
+var (
+	_ tasks.Task = (*cloneTask)(nil)
+	_ tasks.Task = (*configTask)(nil)
+	_ tasks.Task = (*diskTask)(nil)
+	_ tasks.Task = (*startTask)(nil)
+	_ tasks.Task = (*stopTask)(nil)
+	_ tasks.Task = (*snapshotTask)(nil)
+	_ tasks.Task = (*destroyTask)(nil)
+)
+
 // Register adds the node task kinds to reg.
 func Register(reg tasks.Registry) { register(reg, qm{backoff: defaultBackoff()}) }
 

@@ -59,7 +59,3 @@ func (t *snapshotTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change,
 	c := call{argv: args, timeout: qmTimeout}
 	return planned(tasks.Create, "take snapshot "+name, "+ snapshot: "+name+"\n", c), nil
 }
-
-func (t *snapshotTask) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
-	return t.apply(ctx, env, c)
-}
