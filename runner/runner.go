@@ -1,0 +1,347 @@
+// Package runner is the plan/apply engine: it renders a playbook for each
+// selected VM, runs the VMs in dependency order with bounded parallelism,
+// checks every step before applying it, re-checks after, and reports all of
+// it as events to an Observer.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/phoenix-hv/phoenix/inventory"
+	"github.com/phoenix-hv/phoenix/playbooks"
+	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/transport"
+)
+
+// Guest is the way into one guest that the runner hands to tasks: it picks
+// its channel itself (agent first, SSH fallback). Wait blocks until a
+// channel answers or the guest's own timeout ends. If it implements
+// io.Closer the runner closes it when the VM is done; if it has
+// Channel() string ("agent"/"ssh"), events use it.
+type Guest interface {
+	tasks.Guest
+	Wait(ctx context.Context) error
+}
+
+// Options configures one run.
+type Options struct {
+	Config    *inventory.Config
+	Inventory *inventory.Inventory
+	Playbook  *playbooks.Playbook
+	// VMIDs are the VMs to run; All runs every VM of Config. Dependencies
+	// that are not selected are not run: they must exist already.
+	VMIDs []int
+	All   bool
+	Forks int // VMs in parallel; default 5
+	// DryRun checks every step and applies nothing.
+	DryRun bool
+	// Diff puts each change's diff into its task_end event.
+	Diff     bool
+	Observer Observer
+	Registry tasks.Registry
+	// Connect opens the node transport; called once per node and run, the
+	// connection is shared by all VMs of that node and closed at the end.
+	Connect func(ctx context.Context, node *inventory.Node) (transport.Transport, error)
+	// GuestFor returns the way into vm's guest, given its node's transport.
+	// Nil means guest steps fail with a clear error.
+	GuestFor func(vm *inventory.VM, node transport.Transport) Guest
+	// FeatureDirs are searched for feature scripts before the built-in ones.
+	FeatureDirs []string
+	// GuestKnownHosts is where guest host keys are pinned; default
+	// Inventory.GuestKnownHosts.
+	GuestKnownHosts string
+}
+
+// Counts tallies step outcomes.
+type Counts struct {
+	OK, Changed, Failed, Skipped int
+}
+
+func (c *Counts) add(o Counts) {
+	c.OK += o.OK
+	c.Changed += o.Changed
+	c.Failed += o.Failed
+	c.Skipped += o.Skipped
+}
+
+func (c *Counts) count(s Status) {
+	switch s {
+	case StatusOK:
+		c.OK++
+	case StatusChanged:
+		c.Changed++
+	case StatusSkipped:
+		c.Skipped++
+	case StatusFailed:
+		c.Failed++
+	}
+}
+
+// VMResult is how one VM went.
+type VMResult struct {
+	VMID int
+	Counts
+	Duration time.Duration
+	// Err is the first failure, wrapped with the VM and step
+	// (`vm 8101: step "mount nfs /mnt/data": …`); nil on success.
+	Err error
+}
+
+// Summary is the outcome of a run.
+type Summary struct {
+	VMs      []VMResult // in run order
+	Totals   Counts
+	Duration time.Duration
+	DryRun   bool
+}
+
+// Failed reports whether any VM failed.
+func (s Summary) Failed() bool {
+	return slices.ContainsFunc(s.VMs, func(r VMResult) bool { return r.Err != nil })
+}
+
+// ExitCode maps the outcome to the CLI's exit code: 1 when anything failed,
+// 2 for a dry run with pending changes when detailed is set, else 0.
+func (s Summary) ExitCode(detailed bool) int {
+	switch {
+	case s.Failed():
+		return 1
+	case detailed && s.DryRun && s.Totals.Changed > 0:
+		return 2
+	}
+	return 0
+}
+
+// Run renders the playbook for the selected VMs, then runs them. Errors
+// before anything runs (unknown vmid, a playbook that does not render) are
+// returned with an empty Summary; VM failures are in the Summary and joined
+// in the error.
+func Run(ctx context.Context, o Options) (Summary, error) {
+	if err := o.validate(); err != nil {
+		return Summary{}, err
+	}
+	vms, err := selectVMs(o.Config, o.VMIDs, o.All)
+	if err != nil {
+		return Summary{}, err
+	}
+	plans := make([][]playbooks.ResolvedStep, len(vms))
+	for i, vm := range vms {
+		if plans[i], err = playbooks.Render(o.Playbook, vm, o.Registry); err != nil {
+			return Summary{}, fmt.Errorf("vm %d: %w", vm.VMID, err)
+		}
+	}
+	r := &run{o: o, obs: &serial{o: o.Observer}, nodes: &nodes{connect: o.Connect, open: map[string]*nodeConn{}}}
+	if r.obs.o == nil {
+		r.obs.o = ObserverFunc(func(Event) {})
+	}
+	ids := make([]int, len(vms))
+	for i, vm := range vms {
+		ids[i] = vm.VMID
+	}
+	start := time.Now()
+	r.emit(Event{Type: EventRunStart, Playbook: o.Playbook.Name, VMIDs: ids, Forks: o.Forks, DryRun: o.DryRun})
+	results := r.schedule(ctx, vms, plans)
+	r.nodes.close()
+
+	sum := Summary{VMs: results, Duration: time.Since(start), DryRun: o.DryRun}
+	var errs []error
+	var failed []int
+	for _, res := range results {
+		sum.Totals.add(res.Counts)
+		if res.Err != nil {
+			errs = append(errs, res.Err)
+			failed = append(failed, res.VMID)
+		}
+	}
+	r.emit(Event{Type: EventSummary, Counts: sum.Totals, Duration: sum.Duration, FailedVMs: failed, DryRun: o.DryRun})
+	return sum, errors.Join(errs...)
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.Config == nil:
+		return errors.New("runner: no config")
+	case o.Inventory == nil:
+		return errors.New("runner: no inventory")
+	case o.Playbook == nil:
+		return errors.New("runner: no playbook")
+	case o.Registry == nil:
+		return errors.New("runner: no task registry")
+	case o.Connect == nil:
+		return errors.New("runner: no node connector")
+	case !o.All && len(o.VMIDs) == 0:
+		return errors.New("no VM selected: give vmids or --all")
+	}
+	if o.Forks <= 0 {
+		o.Forks = 5
+	}
+	if o.GuestKnownHosts == "" {
+		o.GuestKnownHosts = o.Inventory.GuestKnownHosts
+	}
+	return nil
+}
+
+// selectVMs returns the selected VMs in dependency order. Unlike
+// Config.Order it does not add unselected dependencies: `delete 8101` must
+// never destroy its template, and a template cannot be started.
+func selectVMs(cfg *inventory.Config, vmids []int, all bool) ([]*inventory.VM, error) {
+	ordered, err := cfg.Order(vmids, all)
+	if err != nil {
+		return nil, err
+	}
+	if all {
+		return ordered, nil
+	}
+	return slices.DeleteFunc(ordered, func(vm *inventory.VM) bool { return !slices.Contains(vmids, vm.VMID) }), nil
+}
+
+// run is the state of one Run shared by its VMs.
+type run struct {
+	o     Options
+	obs   *serial
+	nodes *nodes
+}
+
+func (r *run) emit(e Event) { r.obs.OnEvent(e) }
+
+// schedule runs each VM once all its dependencies in this run have
+// succeeded, at most Forks at a time, in order among the ready ones. A VM
+// whose dependency failed is failed without running.
+func (r *run) schedule(ctx context.Context, vms []*inventory.VM, plans [][]playbooks.ResolvedStep) []VMResult {
+	n := len(vms)
+	index := make(map[int]int, n)
+	for i, vm := range vms {
+		index[vm.VMID] = i
+	}
+	waiting := make([]int, n)
+	dependents := make([][]int, n)
+	for i, vm := range vms {
+		for _, d := range vm.DependsOn() {
+			if j, ok := index[d]; ok {
+				waiting[i]++
+				dependents[j] = append(dependents[j], i)
+			}
+		}
+	}
+	results := make([]VMResult, n)
+	settled := make([]bool, n) // finished, or failed because of a dependency
+	var ready []int
+	for i := range vms {
+		if waiting[i] == 0 {
+			ready = append(ready, i)
+		}
+	}
+	done := make(chan int, n)
+	var g errgroup.Group
+	g.SetLimit(r.o.Forks)
+	running, finished := 0, 0
+
+	// failDependents settles everything downstream of a failed VM i.
+	var failDependents func(i int)
+	failDependents = func(i int) {
+		for _, d := range dependents[i] {
+			if settled[d] {
+				continue
+			}
+			settled[d] = true
+			finished++
+			err := fmt.Errorf("vm %d: dependency %d failed", vms[d].VMID, vms[i].VMID)
+			results[d] = VMResult{VMID: vms[d].VMID, Counts: Counts{Failed: 1}, Err: err}
+			r.emit(Event{Type: EventVMEnd, VMID: vms[d].VMID, Status: StatusFailed, Counts: results[d].Counts,
+				Error: fmt.Sprintf("dependency %d failed", vms[i].VMID)})
+			failDependents(d)
+		}
+	}
+
+	for finished < n {
+		for running < r.o.Forks && len(ready) > 0 {
+			i := ready[0]
+			ready = ready[1:]
+			running++
+			g.Go(func() error {
+				results[i] = r.runVM(ctx, vms[i], plans[i])
+				done <- i
+				return nil
+			})
+		}
+		if running == 0 {
+			// Nothing can start: only a dependency cycle, which Order refuses.
+			for i, ok := range settled {
+				if !ok {
+					results[i] = VMResult{VMID: vms[i].VMID, Counts: Counts{Failed: 1}, Err: fmt.Errorf("vm %d: dependency cycle", vms[i].VMID)}
+				}
+			}
+			break
+		}
+		i := <-done
+		running--
+		finished++
+		settled[i] = true
+		if results[i].Err != nil {
+			failDependents(i)
+			continue
+		}
+		for _, d := range dependents[i] {
+			if waiting[d]--; waiting[d] == 0 && !settled[d] {
+				ready = append(ready, d)
+			}
+		}
+	}
+	_ = g.Wait() // every goroutine returns nil; failures are in results
+	return results
+}
+
+// nodes opens one connection per node, on first use, for the whole run.
+type nodes struct {
+	connect func(ctx context.Context, node *inventory.Node) (transport.Transport, error)
+	mu      sync.Mutex
+	open    map[string]*nodeConn
+}
+
+type nodeConn struct {
+	once sync.Once
+	t    transport.Transport
+	err  error
+}
+
+func (n *nodes) get(ctx context.Context, node *inventory.Node) (transport.Transport, error) {
+	n.mu.Lock()
+	c := n.open[node.Name]
+	if c == nil {
+		c = &nodeConn{}
+		n.open[node.Name] = c
+	}
+	n.mu.Unlock()
+	c.once.Do(func() {
+		c.t, c.err = n.connect(ctx, node)
+		if c.err != nil {
+			c.err = fmt.Errorf("node %s: %w", node.Name, c.err)
+		}
+	})
+	return c.t, c.err
+}
+
+func (n *nodes) close() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, c := range n.open {
+		if c.t != nil {
+			c.t.Close()
+		}
+	}
+}
+
+// closeGuest closes g when it holds connections.
+func closeGuest(g Guest) {
+	if c, ok := g.(io.Closer); ok {
+		c.Close()
+	}
+}

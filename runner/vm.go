@@ -1,0 +1,334 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/phoenix-hv/phoenix/inventory"
+	"github.com/phoenix-hv/phoenix/playbooks"
+	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/transport"
+)
+
+// ErrReadOnly is returned for a write attempted during Check.
+var ErrReadOnly = errors.New("refused: check is read-only")
+
+// vmRun is the state of one VM during a run. Its steps run one after the
+// other in one goroutine.
+type vmRun struct {
+	r       *run
+	vm      *inventory.VM
+	steps   []playbooks.ResolvedStep
+	secrets []string
+	env     *tasks.Env
+	node    transport.Transport
+	guest   Guest
+	out     *lineWriter
+
+	cur       string // the step running, for events
+	checking  bool   // in Check: writes are refused
+	usedGuest bool   // the current step asked for the guest
+	// guestUp: the guest answered once; the probe batch only rides an
+	// open channel, it never is the one that waits for a booting guest.
+	guestUp     bool
+	probesFresh bool // the probe batch is still valid (nothing applied since)
+}
+
+// runVM runs the steps of one VM; the first failure stops it.
+func (r *run) runVM(ctx context.Context, vm *inventory.VM, steps []playbooks.ResolvedStep) VMResult {
+	start := time.Now()
+	r.emit(Event{Type: EventVMStart, VMID: vm.VMID, VMName: vm.Name})
+	v := &vmRun{r: r, vm: vm, steps: steps}
+	if pw := vm.UserConfig.Password.Reveal(); pw != "" {
+		v.secrets = []string{pw}
+	}
+	res := VMResult{VMID: vm.VMID}
+	err := v.run(ctx, &res.Counts)
+	res.Duration = time.Since(start)
+	end := Event{Type: EventVMEnd, VMID: vm.VMID, Status: StatusOK, Counts: res.Counts, Duration: res.Duration}
+	if err != nil {
+		res.Err = errors.New(v.mask(err.Error()))
+		end.Status, end.Error = StatusFailed, res.Err.Error()
+	}
+	r.emit(end)
+	return res
+}
+
+func (v *vmRun) run(ctx context.Context, counts *Counts) error {
+	fail := func(err error) error {
+		counts.Failed++
+		return fmt.Errorf("vm %d: %w", v.vm.VMID, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	o := v.r.o
+	node := o.Inventory.NodeFor(v.vm.VMID)
+	if node == nil {
+		return fail(fmt.Errorf("no node for it in the inventory %s", o.Inventory.File))
+	}
+	nt, err := v.r.nodes.get(ctx, node)
+	if err != nil {
+		return fail(err)
+	}
+	v.node = nt
+	if o.GuestFor != nil {
+		v.guest = o.GuestFor(v.vm, nt)
+		defer closeGuest(v.guest)
+	}
+	v.out = &lineWriter{emit: func(line string) {
+		v.r.emit(Event{Type: EventOutput, VMID: v.vm.VMID, Task: v.cur, Stream: "stdout", Text: v.mask(line)})
+	}}
+	v.env = &tasks.Env{
+		VM: v.vm, Config: o.Config, Node: nt, PVENode: node.PVENode, NFSServer: node.NFSServer,
+		Guest: v.guestFn, Out: v.out, Log: v.log, DryRun: o.DryRun,
+		FeatureDirs: o.FeatureDirs, GuestKnownHosts: o.GuestKnownHosts,
+	}
+	for i := range v.steps {
+		status, err := v.step(ctx, i)
+		counts.count(status)
+		if err != nil {
+			return fmt.Errorf("vm %d: step %q: %w", v.vm.VMID, v.steps[i].Name, err)
+		}
+	}
+	return nil
+}
+
+// step runs one resolved step and reports it.
+func (v *vmRun) step(ctx context.Context, i int) (Status, error) {
+	st := v.steps[i]
+	v.cur, v.usedGuest = st.Name, false
+	v.r.emit(Event{Type: EventTaskStart, VMID: v.vm.VMID, Task: st.Name, Kind: st.Kind})
+	start := time.Now()
+	change, status, err := v.do(ctx, i)
+	v.out.flush()
+	end := Event{
+		Type: EventTaskEnd, VMID: v.vm.VMID, Task: st.Name, Kind: st.Kind, Status: status,
+		Change: v.maskChange(change), Transport: v.transport(st), Duration: time.Since(start), DryRun: v.r.o.DryRun,
+	}
+	if !v.r.o.Diff {
+		end.Change.Diff = ""
+	}
+	if err != nil {
+		end.Error = v.mask(err.Error())
+	}
+	v.r.emit(end)
+	return status, err
+}
+
+// do is check → (dry run: stop) → apply → re-check.
+func (v *vmRun) do(ctx context.Context, i int) (tasks.Change, Status, error) {
+	st := v.steps[i]
+	if st.Skipped {
+		return tasks.Change{Summary: st.SkipReason}, StatusSkipped, nil
+	}
+	change, err := v.check(ctx, i)
+	switch {
+	case err != nil:
+		return change, StatusFailed, err
+	case !change.Pending():
+		return change, StatusOK, nil
+	case v.r.o.DryRun:
+		return change, StatusChanged, nil
+	}
+	err = st.Task.Apply(ctx, v.env, change)
+	// Whatever Apply did, node and guest facts read before are stale now.
+	v.env.Forget("pve:")
+	v.env.Forget("guest")
+	v.probesFresh = false
+	if err != nil {
+		return change, StatusFailed, err
+	}
+	if change.Action == tasks.Run {
+		return change, StatusChanged, nil // a script ran; there is no state to compare
+	}
+	after, err := v.check(ctx, i)
+	if err != nil {
+		return change, StatusFailed, fmt.Errorf("check after apply: %w", err)
+	}
+	if after.Pending() {
+		return change, StatusFailed, fmt.Errorf("did not converge: %s", after.Summary)
+	}
+	return change, StatusChanged, nil
+}
+
+// check runs the step's Check with writes refused, after fetching the guest
+// probes in one batch when the step is a prober.
+func (v *vmRun) check(ctx context.Context, i int) (tasks.Change, error) {
+	v.checking = true
+	v.env.Node = readOnlyNode{v.node}
+	defer func() {
+		v.checking = false
+		v.env.Node = v.node
+	}()
+	if _, ok := v.steps[i].Task.(tasks.GuestProber); ok {
+		v.prefetch(ctx, i)
+	}
+	return v.steps[i].Task.Check(ctx, v.env)
+}
+
+// prefetch runs the probes of every remaining prober step in one round
+// trip and stores the results where env.GuestProbe finds them. A failed
+// batch is not an error: each task then probes on its own and reports.
+func (v *vmRun) prefetch(ctx context.Context, from int) {
+	if v.probesFresh || !v.guestUp {
+		return
+	}
+	var lines []string
+	seen := map[string]bool{}
+	for _, st := range v.steps[from:] {
+		p, ok := st.Task.(tasks.GuestProber)
+		if st.Skipped || !ok {
+			continue
+		}
+		for _, l := range p.GuestProbes(v.env) {
+			if !seen[l] {
+				seen[l] = true
+				lines = append(lines, l)
+			}
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	g, err := v.env.Guest(ctx)
+	if err != nil {
+		v.log("guest probes: %v", err)
+		return
+	}
+	results, err := transport.Batch(ctx, g, lines)
+	if err != nil {
+		v.log("guest probes in one batch: %v; probing one by one", err)
+		return
+	}
+	for j, l := range lines {
+		v.env.Store("guest-probe:"+l, results[j])
+	}
+	v.probesFresh = true
+}
+
+// guestFn is env.Guest: it waits for the guest once per run (bounded by the
+// VM's agent timeout), then hands out the chooser, read-only during Check.
+func (v *vmRun) guestFn(ctx context.Context) (tasks.Guest, error) {
+	if v.guest == nil {
+		return nil, errors.New("no way into the guest is configured")
+	}
+	v.usedGuest = true
+	if !v.guestUp {
+		// The chooser has its own timeout and a better message; this bound
+		// only catches a chooser that never returns.
+		wctx, cancel := context.WithTimeout(ctx, agentTimeout(v.vm)+10*time.Second)
+		defer cancel()
+		if err := v.guest.Wait(wctx); err != nil {
+			return nil, err
+		}
+		v.guestUp = true
+	}
+	if v.checking {
+		return readOnlyGuest{v.guest}, nil
+	}
+	return v.guest, nil
+}
+
+func agentTimeout(vm *inventory.VM) time.Duration {
+	if vm.AgentTimeoutSeconds > 0 {
+		return time.Duration(vm.AgentTimeoutSeconds) * time.Second
+	}
+	return 300 * time.Second
+}
+
+// transport names the channel the step used: the guest's when it asked
+// for the guest or read guest probes, else the node.
+func (v *vmRun) transport(st playbooks.ResolvedStep) string {
+	_, prober := st.Task.(tasks.GuestProber)
+	switch {
+	case st.Skipped:
+		return ""
+	case !v.usedGuest && !prober || v.guest == nil:
+		return "node"
+	}
+	if c, ok := v.guest.(interface{ Channel() string }); ok {
+		return c.Channel()
+	}
+	name, _, _ := strings.Cut(v.guest.Name(), " ") // "ssh phoenix@10.0.0.5" → "ssh"
+	return name
+}
+
+func (v *vmRun) log(format string, args ...any) {
+	v.r.emit(Event{Type: EventLog, VMID: v.vm.VMID, Task: v.cur, Text: v.mask(fmt.Sprintf(format, args...))})
+}
+
+// mask hides the VM's password in text phoenix built itself (errors can
+// quote remote stderr or command lines).
+func (v *vmRun) mask(s string) string { return transport.Redact(s, v.secrets) }
+
+func (v *vmRun) maskChange(c tasks.Change) tasks.Change {
+	c.Summary, c.Diff, c.Details = v.mask(c.Summary), v.mask(c.Diff), v.mask(c.Details)
+	if len(c.Commands) > 0 {
+		cmds := make([]string, len(c.Commands))
+		for i, l := range c.Commands {
+			cmds[i] = v.mask(l)
+		}
+		c.Commands = cmds
+	}
+	c.Plan = nil
+	return c
+}
+
+// readOnlyNode and readOnlyGuest refuse Put while a task checks.
+type readOnlyNode struct{ transport.Transport }
+
+func (readOnlyNode) Put(_ context.Context, path string, _ io.Reader, _ fs.FileMode) error {
+	return fmt.Errorf("put %s: %w", path, ErrReadOnly)
+}
+
+type readOnlyGuest struct{ tasks.Guest }
+
+func (readOnlyGuest) Put(_ context.Context, path string, _ io.Reader, _ fs.FileMode) error {
+	return fmt.Errorf("put %s: %w", path, ErrReadOnly)
+}
+
+// lineWriter turns live output into one event per line.
+type lineWriter struct {
+	mu   sync.Mutex
+	buf  []byte
+	emit func(line string)
+}
+
+// maxLine bounds a line that never ends (a progress bar without newlines).
+const maxLine = 64 << 10
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.emit(strings.TrimSuffix(string(w.buf[:i]), "\r"))
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > maxLine {
+		w.emit(string(w.buf))
+		w.buf = nil
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.emit(string(w.buf))
+		w.buf = nil
+	}
+}
