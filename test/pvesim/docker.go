@@ -1,0 +1,234 @@
+package pvesim
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ory/dockertest/v3/docker"
+)
+
+// Docker is the real Backend: one privileged container per VM on the rig
+// network, through the Docker API at /var/run/docker.sock (the host's
+// engine: bind sources are host paths).
+type Docker struct {
+	Client *docker.Client
+}
+
+// NewDocker connects to the engine named by DOCKER_HOST or the default socket.
+func NewDocker() (*Docker, error) {
+	cl, err := docker.NewClientFromEnv()
+	if err != nil {
+		return nil, fmt.Errorf("docker: %w", err)
+	}
+	return &Docker{Client: cl}, nil
+}
+
+// specLabel holds a hash of the Guest a container was made from: a stopped
+// container is reused only while the VM's spec is unchanged.
+const specLabel = "pvesim.spec"
+
+func specHash(g Guest) string {
+	raw, _ := json.Marshal(struct {
+		Image, Hostname, Network, IP, MAC string
+		Binds, Env                        []string
+	}{g.Image, g.Hostname, g.Network, g.IP, g.MAC, g.Binds, g.Env})
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:8])
+}
+
+func (d *Docker) inspect(ctx context.Context, name string) (*docker.Container, error) {
+	ct, err := d.Client.InspectContainerWithContext(name, ctx)
+	var missing *docker.NoSuchContainer
+	if errors.As(err, &missing) {
+		return nil, nil
+	}
+	return ct, err
+}
+
+// Start implements Backend.
+func (d *Docker) Start(ctx context.Context, g Guest) error {
+	hash := specHash(g)
+	ct, err := d.inspect(ctx, g.Name)
+	if err != nil {
+		return fmt.Errorf("inspect %s: %w", g.Name, err)
+	}
+	if ct != nil && ct.Config != nil && ct.Config.Labels[specLabel] != hash {
+		if err := d.Remove(ctx, g.Name); err != nil {
+			return err
+		}
+		ct = nil
+	}
+	if ct == nil {
+		if err := d.create(ctx, g, hash); err != nil {
+			return err
+		}
+	} else if ct.State.Running {
+		return nil
+	}
+	err = d.Client.StartContainerWithContext(g.Name, nil, ctx)
+	var already *docker.ContainerAlreadyRunning
+	if err != nil && !errors.As(err, &already) {
+		return fmt.Errorf("start %s: %w", g.Name, err)
+	}
+	return nil
+}
+
+func (d *Docker) create(ctx context.Context, g Guest, hash string) error {
+	labels := map[string]string{specLabel: hash}
+	for k, v := range g.Labels {
+		labels[k] = v
+	}
+	opts := docker.CreateContainerOptions{
+		Name: g.Name,
+		Config: &docker.Config{
+			Image:      g.Image,
+			Hostname:   g.Hostname,
+			Env:        g.Env,
+			Labels:     labels,
+			MacAddress: g.MAC, // API < 1.44 takes the MAC here
+		},
+		HostConfig: &docker.HostConfig{
+			Privileged:  true,
+			Binds:       g.Binds,
+			NetworkMode: g.Network,
+		},
+		Context: ctx,
+	}
+	if g.Network != "" {
+		ep := &docker.EndpointConfig{MacAddress: g.MAC}
+		if g.IP != "" {
+			ep.IPAMConfig = &docker.EndpointIPAMConfig{IPv4Address: g.IP}
+		}
+		opts.NetworkingConfig = &docker.NetworkingConfig{EndpointsConfig: map[string]*docker.EndpointConfig{g.Network: ep}}
+	}
+	if _, err := d.Client.CreateContainer(opts); err != nil {
+		return fmt.Errorf("create %s from %s: %w", g.Name, g.Image, err)
+	}
+	return nil
+}
+
+// State implements Backend.
+func (d *Docker) State(ctx context.Context, name string) (GuestState, error) {
+	ct, err := d.inspect(ctx, name)
+	if err != nil || ct == nil {
+		return GuestState{}, err
+	}
+	return GuestState{Running: ct.State.Running, PID: ct.State.Pid, StartedAt: ct.State.StartedAt}, nil
+}
+
+// Shutdown implements Backend: SIGTERM to the guest's init, then wait.
+func (d *Docker) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
+	if err := d.signal(ctx, name, docker.SIGTERM); err != nil {
+		return err
+	}
+	return d.waitStopped(ctx, name, timeout)
+}
+
+// Kill implements Backend.
+func (d *Docker) Kill(ctx context.Context, name string) error {
+	if err := d.signal(ctx, name, docker.SIGKILL); err != nil {
+		return err
+	}
+	if err := d.waitStopped(ctx, name, 10*time.Second); err != nil {
+		return fmt.Errorf("kill %s: still running", name)
+	}
+	return nil
+}
+
+func (d *Docker) signal(ctx context.Context, name string, sig docker.Signal) error {
+	err := d.Client.KillContainer(docker.KillContainerOptions{ID: name, Signal: sig, Context: ctx})
+	var missing *docker.NoSuchContainer
+	var stopped *docker.ContainerNotRunning
+	if err == nil || errors.As(err, &missing) || errors.As(err, &stopped) {
+		return nil
+	}
+	return fmt.Errorf("signal %s: %w", name, err)
+}
+
+func (d *Docker) waitStopped(ctx context.Context, name string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := d.State(ctx, name)
+		if err != nil {
+			return err
+		}
+		if !st.Running {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return ErrShutdownTimeout
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// Remove implements Backend.
+func (d *Docker) Remove(ctx context.Context, name string) error {
+	err := d.Client.RemoveContainer(docker.RemoveContainerOptions{ID: name, Force: true, RemoveVolumes: true, Context: ctx})
+	var missing *docker.NoSuchContainer
+	if err == nil || errors.As(err, &missing) {
+		return nil
+	}
+	return fmt.Errorf("remove %s: %w", name, err)
+}
+
+// lazyDocker connects on first use, so qm commands that never touch a
+// running VM work on a node without Docker.
+type lazyDocker struct {
+	once sync.Once
+	d    *Docker
+	err  error
+}
+
+func (l *lazyDocker) get() (*Docker, error) {
+	l.once.Do(func() { l.d, l.err = NewDocker() })
+	return l.d, l.err
+}
+
+func (l *lazyDocker) Start(ctx context.Context, g Guest) error {
+	d, err := l.get()
+	if err != nil {
+		return err
+	}
+	return d.Start(ctx, g)
+}
+
+func (l *lazyDocker) State(ctx context.Context, name string) (GuestState, error) {
+	d, err := l.get()
+	if err != nil {
+		return GuestState{}, err
+	}
+	return d.State(ctx, name)
+}
+
+func (l *lazyDocker) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
+	d, err := l.get()
+	if err != nil {
+		return err
+	}
+	return d.Shutdown(ctx, name, timeout)
+}
+
+func (l *lazyDocker) Kill(ctx context.Context, name string) error {
+	d, err := l.get()
+	if err != nil {
+		return err
+	}
+	return d.Kill(ctx, name)
+}
+
+func (l *lazyDocker) Remove(ctx context.Context, name string) error {
+	d, err := l.get()
+	if err != nil {
+		return err
+	}
+	return d.Remove(ctx, name)
+}

@@ -1,0 +1,192 @@
+package pvesim
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sim is one simulated Proxmox node. Its fields are settings; it keeps no
+// state of its own: everything lives in files under Root, like on a node.
+type Sim struct {
+	Root       string // "/" on a rig node; a temp dir in unit tests
+	Node       string // node name (PVESIM_NODE)
+	HostDir    string // the rig folder as the Docker host sees it (PVESIM_HOST_DIR)
+	Network    string // Docker network of the rig (PVESIM_NETWORK)
+	GuestImage string // default guest image (PVESIM_GUEST_IMAGE)
+	RigID      string // names containers phoenix-rig-<id>-vm-<vmid> (PVESIM_RIG_ID)
+
+	Backend Backend // where VMs run
+
+	Now          func() time.Time
+	Location     *time.Location // for snapshot times; local time on a node
+	Rand         io.Reader      // MACs, UUIDs, salts, sync ids
+	LockWait     time.Duration  // flock wait of most operations (10 s)
+	PingTimeout  time.Duration  // guest-ping of the agent check (3 s)
+	AgentTimeout time.Duration  // other agent commands (5 s)
+	PollInterval time.Duration  // guest exec status polling (1 s)
+}
+
+// Main is the pvesim program: qm, pvesh or pvesim by the name it was
+// called under. env holds KEY=VALUE entries of the process environment.
+func Main(ctx context.Context, argv0 string, args []string, stdin io.Reader, stdout, stderr io.Writer, env []string) int {
+	s := FromEnv(env)
+	s.Backend = &lazyDocker{}
+	return s.Run(ctx, argv0, args, stdin, stdout, stderr)
+}
+
+// FromEnv builds a Sim from the environment and /etc/pvesim/env below
+// PVESIM_ROOT (the process environment wins: sshd sessions do not inherit
+// the node container's environment, so the rig writes that file).
+func FromEnv(env []string) *Sim {
+	vars := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	root := vars["PVESIM_ROOT"]
+	if root == "" {
+		root = "/"
+	}
+	fileVars := readEnvFile(filepath.Join(root, "etc/pvesim/env"))
+	get := func(k, def string) string {
+		if v, ok := vars[k]; ok && v != "" {
+			return v
+		}
+		if v, ok := fileVars[k]; ok && v != "" {
+			return v
+		}
+		return def
+	}
+	return &Sim{
+		Root:         root,
+		Node:         get("PVESIM_NODE", "pve"),
+		HostDir:      get("PVESIM_HOST_DIR", ""),
+		Network:      get("PVESIM_NETWORK", ""),
+		GuestImage:   get("PVESIM_GUEST_IMAGE", ""),
+		RigID:        get("PVESIM_RIG_ID", "0"),
+		Now:          time.Now,
+		Location:     time.Local,
+		Rand:         rand.Reader,
+		LockWait:     10 * time.Second,
+		PingTimeout:  3 * time.Second,
+		AgentTimeout: 5 * time.Second,
+		PollInterval: time.Second,
+	}
+}
+
+func readEnvFile(path string) map[string]string {
+	out := map[string]string{}
+	f, err := os.Open(path)
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if k, v, ok := strings.Cut(line, "="); ok {
+			out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return out
+}
+
+// path joins a node path below Root.
+func (s *Sim) path(parts ...string) string {
+	return filepath.Join(append([]string{s.Root}, parts...)...)
+}
+
+// call is one invocation: the Sim plus its standard streams.
+type call struct {
+	*Sim
+	kind   kind // of the running qm command
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// Run executes one command line and returns its exit code.
+func (s *Sim) Run(ctx context.Context, argv0 string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c := &call{Sim: s, ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	prog := filepath.Base(argv0)
+	if prog != "qm" && prog != "pvesh" {
+		if len(args) == 0 {
+			fmt.Fprintln(stderr, "usage: pvesim qm|pvesh ARGS... | pvesim hold-lock VMID SECONDS")
+			return 2
+		}
+		prog, args = args[0], args[1:]
+	}
+	if err := c.latency(); err != nil {
+		return report(stderr, err)
+	}
+	switch prog {
+	case "qm":
+		return c.qm(args)
+	case "pvesh":
+		return c.pvesh(args)
+	case "hold-lock":
+		return report(stderr, c.holdLock(args))
+	}
+	fmt.Fprintf(stderr, "pvesim: unknown program %q (want qm, pvesh or hold-lock)\n", prog)
+	return 2
+}
+
+// latency models qm's Perl start-up cost: /etc/pvesim/latency_ms.
+func (c *call) latency() error {
+	raw, err := os.ReadFile(c.path("etc/pvesim/latency_ms"))
+	if err != nil {
+		return nil
+	}
+	ms, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || ms <= 0 {
+		return nil
+	}
+	return sleep(c.ctx, time.Duration(ms)*time.Millisecond)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// holdLock is `pvesim hold-lock VMID SECONDS`: it holds the VM's flock so
+// tests can watch qm wait for it and time out.
+func (c *call) holdLock(args []string) error {
+	if len(args) != 2 {
+		return errorf("usage: pvesim hold-lock VMID SECONDS")
+	}
+	vmid, err := strconv.Atoi(args[0])
+	if err != nil || !vmidRE.MatchString(args[0]) {
+		return errorf("hold-lock: bad VMID %q", args[0])
+	}
+	secs, err := strconv.Atoi(args[1])
+	if err != nil || secs < 0 {
+		return errorf("hold-lock: bad SECONDS %q", args[1])
+	}
+	l, err := c.lock(vmid, c.LockWait, c.stderr)
+	if err != nil {
+		return err
+	}
+	defer l.unlock()
+	fmt.Fprintf(c.stdout, "holding lock-%d.conf for %ds\n", vmid, secs)
+	return sleep(c.ctx, time.Duration(secs)*time.Second)
+}
