@@ -1,0 +1,143 @@
+package guest
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/transport"
+	"github.com/phoenix-hv/phoenix/transport/fake"
+)
+
+// Outputs of `cloud-init status --long`: 22.4 (Debian bookworm) and 24.x.
+const (
+	ciDone224    = "status: done\ntime: Wed, 26 Nov 2026 10:00:03 +0000\ndetail:\nDataSourceNoCloud [seed=/var/lib/cloud/seed/nocloud][dsmode=net]\n"
+	ciRunning    = "status: running\ntime: Wed, 26 Nov 2026 10:00:01 +0000\ndetail:\nRunning in stage: modules-config\n"
+	ciError      = "status: error\ntime: Wed, 26 Nov 2026 10:00:03 +0000\ndetail:\n('locale', ProcessExecutionError(\"Unexpected error while running command.\\nCommand: ['locale-gen', 'en_US.UTF-8']\"))\n"
+	ciDegrade    = "status: done\nextended_status: degraded done\nboot_status_code: enabled-by-generator\nlast_update: Wed, 26 Nov 2026 10:00:03 +0000\ndetail: DataSourceNoCloud [seed=/var/lib/cloud/seed/nocloud]\nerrors: []\nrecoverable_errors:\nWARNING:\n\t- Failed to write boot finished file\n"
+	ciError24    = "status: error\nextended_status: error - done\nboot_status_code: enabled-by-generator\ndetail: DataSourceNoCloud [seed=/var/lib/cloud/seed/nocloud]\nerrors:\n\t- (scripts_user) Failed to run module scripts_user\nrecoverable_errors: {}\n"
+	ciStatusLine = "cloud-init status --long"
+	ciTail       = "tail -n 25 /var/log/cloud-init-output.log"
+)
+
+func TestCloudInit(t *testing.T) {
+	tests := []struct {
+		name        string
+		probe       transport.Result
+		polls       []fake.Call
+		wantSummary string
+		wantDetails string
+		wantErr     []string
+	}{
+		{name: "done", probe: exit(0, ciDone224, ""), wantSummary: "cloud-init done", wantDetails: strings.TrimSpace(ciDone224)},
+		{
+			name:  "running then done",
+			probe: exit(0, ciRunning, ""),
+			polls: []fake.Call{
+				{Line: ciStatusLine, Result: exit(0, ciRunning, "")},
+				{Line: ciStatusLine, Result: exit(0, ciDone224, "")},
+			},
+			wantSummary: "cloud-init done", wantDetails: strings.TrimSpace(ciDone224),
+		},
+		{
+			name:  "a dropped poll is retried",
+			probe: exit(0, ciRunning, ""),
+			polls: []fake.Call{
+				{Line: ciStatusLine, Err: transport.ErrDisconnected},
+				{Line: ciStatusLine, Result: exit(0, ciDone224, "")},
+			},
+			wantSummary: "cloud-init done", wantDetails: strings.TrimSpace(ciDone224),
+		},
+		{
+			name:        "not started yet, then done",
+			probe:       exit(0, "status: not started\n", ""),
+			polls:       []fake.Call{{Line: ciStatusLine, Result: exit(0, ciDone224, "")}},
+			wantSummary: "cloud-init done", wantDetails: strings.TrimSpace(ciDone224),
+		},
+		{
+			name: "degraded is a warning", probe: exit(2, ciDegrade, ""),
+			wantSummary: "cloud-init done with warnings (degraded done), see details", wantDetails: strings.TrimSpace(ciDegrade),
+		},
+		{
+			name: "disabled", probe: exit(0, "status: disabled\n", ""),
+			wantSummary: "cloud-init is disabled in the guest", wantDetails: "status: disabled",
+		},
+		{
+			name:    "error with detail and log tail",
+			probe:   exit(1, ciError, ""),
+			polls:   []fake.Call{{Line: ciTail, Result: exit(0, "Cloud-init v. 22.4.2 running 'modules:config'\nlocale-gen: not found\n", "")}},
+			wantErr: []string{"cloud-init failed:\nstatus: error", "('locale', ProcessExecutionError", "/var/log/cloud-init-output.log (last 25 lines):\nCloud-init v. 22.4.2 running 'modules:config'\nlocale-gen: not found"},
+		},
+		{
+			name:  "error found while polling (24.x format)",
+			probe: exit(0, ciRunning, ""),
+			polls: []fake.Call{
+				{Line: ciStatusLine, Result: exit(1, ciError24, "")},
+				{Line: ciTail, Result: exit(1, "", "tail: cannot open '/var/log/cloud-init-output.log' for reading: No such file or directory\n")},
+			},
+			wantErr: []string{"extended_status: error - done", "Failed to run module scripts_user", "output log unreadable"},
+		},
+		{
+			name: "cloud-init missing", probe: exit(127, "", "sh: 1: cloud-init: not found\n"),
+			wantErr: []string{`cloud-init status: run "cloud-init status --long": exit 127: sh: 1: cloud-init: not found`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			task := w.task("cloud_init", map[string]any{"timeout_seconds": 60})
+			w.probes(task, tt.probe)
+			w.guest.Expect(tt.polls...)
+			c, err := task.Check(context.Background(), w.env)
+			if len(tt.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("no error; change %+v", c)
+				}
+				for _, want := range tt.wantErr {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error lacks %q:\n%v", want, err)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Action != tasks.None || c.Summary != tt.wantSummary || c.Details != tt.wantDetails {
+				t.Errorf("got %s %q details %q\nwant none %q details %q", c.Action, c.Summary, c.Details, tt.wantSummary, tt.wantDetails)
+			}
+		})
+	}
+}
+
+func TestCloudInitTimeout(t *testing.T) {
+	w := newWorld(t)
+	d := w.deps()
+	d.poll = time.Hour // the 1 s deadline ends the first wait
+	task, err := newCloudInit(d, map[string]any{"timeout_seconds": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.probes(task, exit(0, ciRunning, ""))
+	_, err = task.Check(context.Background(), w.env)
+	if err == nil || err.Error() != "cloud-init still running after 1s" {
+		t.Errorf("error %v", err)
+	}
+}
+
+func TestCloudInitVMNotRunning(t *testing.T) {
+	w := newWorld(t)
+	w.status = "stopped"
+	task := w.task("cloud_init", map[string]any{"timeout_seconds": 300})
+	c := w.check(task)
+	if c.Action != tasks.Unknown || c.Summary != "will wait up to 5m0s for cloud-init to finish" {
+		t.Errorf("%s %q", c.Action, c.Summary)
+	}
+	// Apply (after the start) waits for real; done means no error.
+	w.guest.Expect(fake.Call{Line: ciStatusLine, Result: exit(0, ciDone224, "")})
+	if err := w.apply(task, c); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,327 @@
+package guest
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/transport"
+)
+
+// maxDiff is the largest file shown as a text diff.
+const maxDiff = 256 << 10
+
+// errPutStopped ends the node read when the guest write gave up first.
+var errPutStopped = errors.New("guest write stopped")
+
+// fileInject is file_inject: a file from the Proxmox node copied into the
+// guest, compared by sha256 (and mode/owner when given).
+type fileInject struct {
+	d           deps
+	Source      string `json:"source"` // a path on the node
+	Destination string `json:"destination"`
+	Mode        string `json:"mode"`  // octal, "0644"
+	Owner       string `json:"owner"` // user or user:group
+	mode        uint64
+}
+
+func newFileInject(d deps, params map[string]any) (tasks.Task, error) {
+	t := &fileInject{d: d}
+	if err := tasks.Decode(params, t); err != nil {
+		return nil, err
+	}
+	if !path.IsAbs(t.Source) {
+		return nil, fmt.Errorf("source %q: not an absolute path on the node", t.Source)
+	}
+	if !path.IsAbs(t.Destination) || strings.HasSuffix(t.Destination, "/") {
+		return nil, fmt.Errorf("destination %q: not an absolute file path", t.Destination)
+	}
+	if t.Mode != "" {
+		m, err := strconv.ParseUint(t.Mode, 8, 32)
+		if err != nil || m > 0o7777 {
+			return nil, fmt.Errorf("mode %q: not an octal file mode", t.Mode)
+		}
+		t.mode = m
+	}
+	return t, nil
+}
+
+// guestStat reads size, mode and owner, then the hash, of the destination.
+func (t *fileInject) guestStat() string {
+	return transport.Command("stat", "-L", "-c", "%s %a %u:%g %U:%G", t.Destination) + " && " +
+		transport.Command("sha256sum", t.Destination)
+}
+
+// nodeStat reads the hash, then the size, of the source.
+func (t *fileInject) nodeStat() string {
+	return transport.Command("sha256sum", t.Source) + " && " + transport.Command("stat", "-L", "-c", "%s", t.Source)
+}
+
+func (t *fileInject) GuestProbes(*tasks.Env) []string { return []string{t.guestStat()} }
+
+// fileFacts is what a side knows of its file.
+type fileFacts struct {
+	exists   bool
+	size     int64
+	sha256   string
+	mode     uint64
+	ids      string // uid:gid
+	names    string // user:group
+	contents []byte // read only for a diff
+}
+
+type injectPlan struct {
+	put   bool // content differs
+	attrs bool // mode or owner to set
+	sha   string
+}
+
+func (t *fileInject) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
+	up, err := t.d.guestUp(ctx, env)
+	if err != nil {
+		return tasks.Change{}, err
+	}
+	if !up {
+		if _, err := t.node(ctx, env); err != nil {
+			return tasks.Change{}, err
+		}
+		return notYet(fmt.Sprintf("will copy %s from the node to %s", t.Source, t.Destination)), nil
+	}
+	return t.check(ctx, env)
+}
+
+func (t *fileInject) check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
+	src, err := t.node(ctx, env)
+	if err != nil {
+		return tasks.Change{}, err
+	}
+	dst, err := t.guest(ctx, env)
+	if err != nil {
+		return tasks.Change{}, err
+	}
+	p := injectPlan{sha: src.sha256, put: !dst.exists || dst.sha256 != src.sha256}
+	var diffs []string
+	if t.Mode != "" && (p.put || dst.mode != t.mode) {
+		p.attrs = true
+		if dst.exists && dst.mode != t.mode {
+			diffs = append(diffs, fmt.Sprintf("mode %04o → %04o", dst.mode, t.mode))
+		}
+	}
+	if t.Owner != "" && (p.put || !ownerIs(dst, t.Owner)) {
+		p.attrs = true
+		if dst.exists && !ownerIs(dst, t.Owner) {
+			diffs = append(diffs, fmt.Sprintf("owner %s → %s", dst.names, t.Owner))
+		}
+	}
+	if !p.put && !p.attrs {
+		return tasks.Change{Action: tasks.None, Summary: fmt.Sprintf("%s matches the node's %s (sha256 %.12s)", t.Destination, t.Source, src.sha256)}, nil
+	}
+
+	c := tasks.Change{Action: tasks.Update, Plan: &p, Commands: t.commands(&p)}
+	switch {
+	case !dst.exists:
+		c.Action = tasks.Create
+		c.Summary = fmt.Sprintf("will copy %s from the node to %s", t.Source, t.Destination)
+	case p.put:
+		c.Summary = fmt.Sprintf("will replace %s with the node's %s", t.Destination, t.Source)
+	default:
+		c.Summary = fmt.Sprintf("will set %s on %s", strings.Join(diffs, ", "), t.Destination)
+	}
+	if p.put {
+		d, err := t.contentDiff(ctx, env, src, dst)
+		if err != nil {
+			return tasks.Change{}, err
+		}
+		diffs = append([]string{d}, diffs...)
+	}
+	c.Diff = strings.Join(diffs, "\n")
+	return c, nil
+}
+
+// node reads the source's facts on the node; a missing source names its path.
+func (t *fileInject) node(ctx context.Context, env *tasks.Env) (fileFacts, error) {
+	res, err := env.Node.Run(ctx, transport.Cmd{Line: t.nodeStat()})
+	if err != nil {
+		return fileFacts{}, fmt.Errorf("source %s on node: %w", t.Source, err)
+	}
+	hash, size, _ := strings.Cut(string(res.Stdout), "\n")
+	f := fileFacts{exists: true, sha256: sha256Field(hash)}
+	f.size, err = strconv.ParseInt(strings.TrimSpace(size), 10, 64)
+	if err != nil || f.sha256 == "" {
+		return fileFacts{}, fmt.Errorf("source %s on node: unexpected output %q", t.Source, transport.Tail(res.Stdout, 2))
+	}
+	return f, nil
+}
+
+// guest reads the destination's facts from the probe.
+func (t *fileInject) guest(ctx context.Context, env *tasks.Env) (fileFacts, error) {
+	line := t.guestStat()
+	res, err := env.GuestProbe(ctx, line)
+	if err != nil {
+		return fileFacts{}, err
+	}
+	if res.ExitCode != 0 {
+		if bytes.Contains(res.Stderr, []byte("No such file")) {
+			return fileFacts{}, nil
+		}
+		return fileFacts{}, fmt.Errorf("stat %s: %w", t.Destination, res.Err(line))
+	}
+	st, hash, _ := strings.Cut(string(res.Stdout), "\n")
+	var f fileFacts
+	var mode string
+	_, serr := fmt.Sscanf(st, "%d %s %s %s", &f.size, &mode, &f.ids, &f.names)
+	m, merr := strconv.ParseUint(mode, 8, 32)
+	f.exists, f.mode, f.sha256 = true, m, sha256Field(hash)
+	if serr != nil || merr != nil || f.sha256 == "" {
+		return fileFacts{}, fmt.Errorf("stat %s: unexpected output %q", t.Destination, transport.Tail(res.Stdout, 2))
+	}
+	return f, nil
+}
+
+// sha256Field takes the hash from a sha256sum line; a leading backslash
+// marks an escaped file name.
+func sha256Field(line string) string {
+	h, _, _ := strings.Cut(strings.TrimPrefix(line, `\`), " ")
+	if len(h) != 64 {
+		return ""
+	}
+	return h
+}
+
+// ownerIs compares "user" or "user:group", by name or by id.
+func ownerIs(f fileFacts, owner string) bool {
+	if !f.exists {
+		return false
+	}
+	if strings.Contains(owner, ":") {
+		return owner == f.names || owner == f.ids
+	}
+	user, _, _ := strings.Cut(f.names, ":")
+	uid, _, _ := strings.Cut(f.ids, ":")
+	return owner == user || owner == uid
+}
+
+// contentDiff is a unified diff for small text files, else the hashes.
+func (t *fileInject) contentDiff(ctx context.Context, env *tasks.Env, src, dst fileFacts) (string, error) {
+	hashes := fmt.Sprintf("binary/large file: sha256 %s → %s", cmp.Or(dst.sha256, "(none)"), src.sha256)
+	if src.size > maxDiff || dst.size > maxDiff {
+		return hashes, nil
+	}
+	var a, b bytes.Buffer
+	if err := env.Node.Get(ctx, t.Source, &b); err != nil {
+		return "", fmt.Errorf("read %s on node: %w", t.Source, err)
+	}
+	if dst.exists {
+		g, err := env.Guest(ctx)
+		if err != nil {
+			return "", err
+		}
+		if err := g.Get(ctx, t.Destination, &a); err != nil {
+			return "", fmt.Errorf("read %s: %w", t.Destination, err)
+		}
+	}
+	if !isText(a.Bytes()) || !isText(b.Bytes()) {
+		return hashes, nil
+	}
+	return unifiedDiff(t.Destination, a.Bytes(), b.Bytes()), nil
+}
+
+func isText(b []byte) bool { return utf8.Valid(b) && bytes.IndexByte(b, 0) < 0 }
+
+func (t *fileInject) commands(p *injectPlan) []string {
+	var cmds []string
+	if p.put {
+		cmds = append(cmds, transport.Command("mkdir", "-p", path.Dir(t.Destination)),
+			fmt.Sprintf("copy node:%s to %s", t.Source, t.Destination))
+	}
+	if p.attrs {
+		cmds = append(cmds, t.attrsLine())
+	}
+	if p.put {
+		cmds = append(cmds, transport.Command("sha256sum", t.Destination))
+	}
+	return cmds
+}
+
+// attrsLine sets owner then mode (chown clears setuid bits).
+func (t *fileInject) attrsLine() string {
+	var parts []string
+	if t.Owner != "" {
+		parts = append(parts, transport.Command("chown", t.Owner, t.Destination))
+	}
+	if t.Mode != "" {
+		parts = append(parts, transport.Command("chmod", fmt.Sprintf("%04o", t.mode), t.Destination))
+	}
+	return strings.Join(parts, " && ")
+}
+
+func (t *fileInject) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
+	c, err := replan(ctx, env, c, t.check)
+	if err != nil || !c.Pending() {
+		return err
+	}
+	p := c.Plan.(*injectPlan)
+	g, err := env.Guest(ctx)
+	if err != nil {
+		return err
+	}
+	if p.put {
+		if _, err := g.Run(ctx, transport.Cmd{Line: transport.Command("mkdir", "-p", path.Dir(t.Destination))}); err != nil {
+			return fmt.Errorf("create %s: %w", path.Dir(t.Destination), err)
+		}
+		perm := fs.FileMode(0o644)
+		if t.Mode != "" {
+			perm = fs.FileMode(t.mode) & fs.ModePerm
+		}
+		if err := t.copy(ctx, env.Node, g, perm); err != nil {
+			return err
+		}
+	}
+	if p.attrs {
+		if _, err := g.Run(ctx, transport.Cmd{Line: t.attrsLine()}); err != nil {
+			return fmt.Errorf("set owner/mode of %s: %w", t.Destination, err)
+		}
+	}
+	if !p.put {
+		return nil
+	}
+	verify := transport.Command("sha256sum", t.Destination)
+	res, err := g.Run(ctx, transport.Cmd{Line: verify})
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", t.Destination, err)
+	}
+	if got := sha256Field(string(res.Stdout)); got != p.sha {
+		return fmt.Errorf("verify %s: sha256 %s, want %s (the node's %s)", t.Destination, cmp.Or(got, "unreadable"), p.sha, t.Source)
+	}
+	return nil
+}
+
+// copy streams the node's file into the guest without holding it in memory.
+func (t *fileInject) copy(ctx context.Context, node transport.Files, g tasks.Guest, perm fs.FileMode) error {
+	pr, pw := io.Pipe()
+	got := make(chan error, 1)
+	go func() {
+		err := node.Get(ctx, t.Source, pw)
+		pw.CloseWithError(err) // nil: EOF for the guest write
+		got <- err
+	}()
+	putErr := g.Put(ctx, t.Destination, pr, perm)
+	pr.CloseWithError(errPutStopped) // unblocks a read the write gave up on
+	getErr := <-got
+	switch {
+	case getErr != nil && !errors.Is(getErr, errPutStopped):
+		return fmt.Errorf("read %s on node: %w", t.Source, getErr)
+	case putErr != nil:
+		return fmt.Errorf("write %s: %w", t.Destination, putErr)
+	}
+	return nil
+}

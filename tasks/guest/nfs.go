@@ -1,0 +1,327 @@
+package guest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/pmezard/go-difflib/difflib"
+
+	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/transport"
+)
+
+const (
+	fstabPath      = "/etc/fstab"
+	fstabBackups   = 5 // backups kept
+	mountTimeout   = 60 * time.Second
+	installTimeout = 15 * time.Minute
+)
+
+// nfsClientProbe says which package manager the guest has ("dpkg", "dnf" or
+// "none") on its first line, then whether the NFS client package is
+// installed. It never looks for mount.nfs: the rig has a stand-in there.
+var nfsClientProbe = `if command -v dpkg-query >/dev/null 2>&1; then echo dpkg; ` +
+	transport.Command("dpkg-query", "-W", "-f=${Status}", "nfs-common") +
+	`; elif command -v dnf >/dev/null 2>&1; then echo dnf; ` +
+	transport.Command("rpm", "-q", "nfs-utils") +
+	`; else echo none; fi`
+
+var (
+	catFstab = transport.Command("cat", fstabPath)
+	// dpkg may still be locked by cloud-init or unattended-upgrades on a first boot.
+	aptUpdate   = transport.Command("apt-get", "-o", "DPkg::Lock::Timeout=300", "update")
+	aptInstall  = "DEBIAN_FRONTEND=noninteractive " + transport.Command("apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "nfs-common")
+	dnfInstall  = transport.Command("dnf", "install", "-y", "nfs-utils")
+	pruneFstabs = `ls -1 /etc/fstab.phoenix-*.bak | head -n -` + fmt.Sprint(fstabBackups) + ` | xargs -r rm -f --`
+)
+
+// nfsMount is nfs_mount: the NFS client installed, the mount point created,
+// exactly one /etc/fstab line for it, and the share mounted.
+type nfsMount struct {
+	d       deps
+	Server  string `json:"server"`
+	Export  string `json:"export"`
+	Path    string `json:"path"`
+	Options string `json:"options"`
+}
+
+func newNFSMount(d deps, params map[string]any) (tasks.Task, error) {
+	t := &nfsMount{d: d}
+	if err := tasks.Decode(params, t); err != nil {
+		return nil, err
+	}
+	if t.Options == "" {
+		t.Options = "defaults,auto,nofail"
+	}
+	if !path.IsAbs(t.Path) {
+		return nil, fmt.Errorf("path %q: not an absolute path", t.Path)
+	}
+	if !path.IsAbs(t.Export) {
+		return nil, fmt.Errorf("export %q: not an absolute path", t.Export)
+	}
+	t.Path = path.Clean(t.Path)
+	return t, nil
+}
+
+// entry is the fstab line; the server defaults to the node's NFS address.
+func (t *nfsMount) entry(env *tasks.Env) (Entry, error) {
+	server := t.Server
+	if server == "" {
+		server = env.NFSServer
+	}
+	if server == "" {
+		return Entry{}, errors.New("no NFS server: set server or the node's nfs_server")
+	}
+	return Entry{Source: server + ":" + t.Export, MountPoint: t.Path, FSType: "nfs", Options: t.Options}, nil
+}
+
+func (t *nfsMount) findmnt() string { return transport.Command("findmnt", "-n", "-M", t.Path) }
+func (t *nfsMount) isDir() string   { return transport.Command("test", "-d", t.Path) }
+
+func (t *nfsMount) GuestProbes(*tasks.Env) []string {
+	return []string{nfsClientProbe, catFstab, t.findmnt(), t.isDir()}
+}
+
+// nfsPlan is what Apply does, in order.
+type nfsPlan struct {
+	install  []string // package commands; none when installed
+	mkdir    bool
+	old, new []byte // /etc/fstab; new is nil when it stays
+	hadFstab bool
+	umount   bool // mounted with a line that changes
+	mount    bool
+}
+
+func (t *nfsMount) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
+	e, err := t.entry(env)
+	if err != nil {
+		return tasks.Change{}, err
+	}
+	up, err := t.d.guestUp(ctx, env)
+	if err != nil {
+		return tasks.Change{}, err
+	}
+	if !up {
+		return notYet(fmt.Sprintf("will mount %s on %s", e.Source, t.Path)), nil
+	}
+	return t.check(ctx, env)
+}
+
+func (t *nfsMount) check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
+	e, err := t.entry(env)
+	if err != nil {
+		return tasks.Change{}, err
+	}
+	var p nfsPlan
+	if p.install, err = t.probeClient(ctx, env); err != nil {
+		return tasks.Change{}, err
+	}
+	if p.old, p.hadFstab, err = probeFile(ctx, env, catFstab); err != nil {
+		return tasks.Change{}, err
+	}
+	mounted, err := probeTest(ctx, env, t.findmnt())
+	if err != nil {
+		return tasks.Change{}, err
+	}
+	dir, err := probeTest(ctx, env, t.isDir())
+	if err != nil {
+		return tasks.Change{}, err
+	}
+	p.mkdir = !dir
+	newFstab, changed := EditFstab(p.old, e)
+	if changed {
+		p.new = newFstab
+	}
+	p.umount = mounted && changed
+	p.mount = !mounted || changed
+
+	if len(p.install) == 0 && !p.mkdir && !changed && !p.mount {
+		return tasks.Change{Action: tasks.None, Summary: fmt.Sprintf("%s mounted on %s", e.Source, t.Path)}, nil
+	}
+	c := tasks.Change{Action: tasks.Update, Plan: &p, Commands: t.commands(&p)}
+	if !mounted && !hasMountPoint(p.old, t.Path) {
+		c.Action = tasks.Create
+	}
+	var todo []string
+	if len(p.install) > 0 {
+		todo = append(todo, "install the NFS client")
+	}
+	if changed {
+		todo = append(todo, "set its /etc/fstab line")
+	}
+	if p.mount {
+		todo = append(todo, "mount it")
+	}
+	c.Summary = fmt.Sprintf("%s on %s: will %s", e.Source, t.Path, strings.Join(todo, ", "))
+	if changed {
+		c.Diff = unifiedDiff(fstabPath, p.old, p.new)
+	}
+	return c, nil
+}
+
+// probeClient returns the commands that install the NFS client, none when
+// it is installed.
+func (t *nfsMount) probeClient(ctx context.Context, env *tasks.Env) ([]string, error) {
+	res, err := env.GuestProbe(ctx, nfsClientProbe)
+	if err != nil {
+		return nil, err
+	}
+	mgr, status, _ := strings.Cut(string(res.Stdout), "\n")
+	switch mgr {
+	case "dpkg":
+		if res.ExitCode == 0 && strings.Contains(status, "install ok installed") {
+			return nil, nil
+		}
+		return []string{aptUpdate, aptInstall}, nil
+	case "dnf":
+		if res.ExitCode == 0 {
+			return nil, nil
+		}
+		return []string{dnfInstall}, nil
+	case "none":
+		return nil, errors.New("guest has neither dpkg nor dnf: install the NFS client in the image")
+	}
+	return nil, fmt.Errorf("probe NFS client: exit %d: unexpected output %q", res.ExitCode, transport.Tail(append(res.Stdout, res.Stderr...), 3))
+}
+
+func (t *nfsMount) commands(p *nfsPlan) []string {
+	cmds := append([]string(nil), p.install...)
+	if p.mkdir {
+		cmds = append(cmds, transport.Command("mkdir", "-p", t.Path))
+	}
+	if p.new != nil {
+		if p.hadFstab {
+			cmds = append(cmds, "backup /etc/fstab to /etc/fstab.phoenix-<time>.bak")
+		}
+		cmds = append(cmds, "write /etc/fstab")
+	}
+	if p.umount {
+		cmds = append(cmds, t.umountLine())
+	}
+	if p.mount {
+		cmds = append(cmds, t.mountLine(), t.findmnt())
+	}
+	return cmds
+}
+
+func (t *nfsMount) mountLine() string {
+	return transport.Command("timeout", fmt.Sprint(mountTimeout.Seconds()), "mount", t.Path)
+}
+
+func (t *nfsMount) umountLine() string {
+	return transport.Command("timeout", fmt.Sprint(mountTimeout.Seconds()), "umount", t.Path)
+}
+
+func (t *nfsMount) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
+	c, err := replan(ctx, env, c, t.check)
+	if err != nil || !c.Pending() {
+		return err
+	}
+	p := c.Plan.(*nfsPlan)
+	g, err := env.Guest(ctx)
+	if err != nil {
+		return err
+	}
+	for _, line := range p.install {
+		cmd := transport.Cmd{Line: line, Stdout: out(env), Stderr: out(env), Timeout: installTimeout}
+		if _, err := g.Run(ctx, cmd); err != nil {
+			return fmt.Errorf("install NFS client: %w", err)
+		}
+	}
+	if p.mkdir {
+		if _, err := g.Run(ctx, transport.Cmd{Line: transport.Command("mkdir", "-p", t.Path)}); err != nil {
+			return fmt.Errorf("create mount point: %w", err)
+		}
+	}
+	if p.new == nil {
+		return t.mount(ctx, g, p)
+	}
+	if p.hadFstab {
+		bak := "/etc/fstab.phoenix-" + t.d.now().UTC().Format("20060102T150405.000Z") + ".bak"
+		if _, err := g.Run(ctx, transport.Cmd{Line: transport.Command("cp", fstabPath, bak) + " && " + pruneFstabs}); err != nil {
+			return fmt.Errorf("backup /etc/fstab: %w", err)
+		}
+	}
+	if err := g.Put(ctx, fstabPath, bytes.NewReader(p.new), 0o644); err != nil {
+		return fmt.Errorf("write /etc/fstab: %w", err)
+	}
+	if err := t.mount(ctx, g, p); err != nil {
+		// A line that does not mount may stop the next boot: put the old one back.
+		if rerr := g.Put(ctx, fstabPath, bytes.NewReader(p.old), 0o644); rerr != nil {
+			return fmt.Errorf("%w; restore /etc/fstab: %v", err, rerr)
+		}
+		return fmt.Errorf("%w; /etc/fstab restored", err)
+	}
+	return nil
+}
+
+// mount (re)mounts the share from its fstab line and verifies it.
+func (t *nfsMount) mount(ctx context.Context, g tasks.Guest, p *nfsPlan) error {
+	if !p.mount {
+		return nil
+	}
+	steps := []string{t.mountLine(), t.findmnt()}
+	if p.umount {
+		steps = append([]string{t.umountLine()}, steps...)
+	}
+	for _, line := range steps {
+		if _, err := g.Run(ctx, transport.Cmd{Line: line, Timeout: mountTimeout + 15*time.Second}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hasMountPoint reports whether fstab has a line for mp.
+func hasMountPoint(fstab []byte, mp string) bool {
+	for _, l := range splitLines(fstab) {
+		if f, ok := parseFstabLine(l); ok && sameMountPoint(f[1], mp) {
+			return true
+		}
+	}
+	return false
+}
+
+// probeFile reads a file with a `cat` probe; a missing file is no error.
+func probeFile(ctx context.Context, env *tasks.Env, line string) (b []byte, exists bool, err error) {
+	res, err := env.GuestProbe(ctx, line)
+	if err != nil {
+		return nil, false, err
+	}
+	switch {
+	case res.ExitCode == 0:
+		return res.Stdout, true, nil
+	case bytes.Contains(res.Stderr, []byte("No such file")):
+		return nil, false, nil
+	}
+	return nil, false, res.Err(line)
+}
+
+// probeTest runs a probe whose exit code is the answer: 0 yes, 1 no.
+func probeTest(ctx context.Context, env *tasks.Env, line string) (bool, error) {
+	res, err := env.GuestProbe(ctx, line)
+	if err != nil {
+		return false, err
+	}
+	switch res.ExitCode {
+	case 0:
+		return true, nil
+	case 1:
+		return false, nil
+	}
+	return false, res.Err(line)
+}
+
+// unifiedDiff is the diff a person reads for a file change.
+func unifiedDiff(name string, a, b []byte) string {
+	d, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(string(a)), B: difflib.SplitLines(string(b)),
+		FromFile: name, ToFile: name, Context: 3,
+	})
+	return d
+}
