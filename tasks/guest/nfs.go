@@ -320,8 +320,21 @@ func probeTest(ctx context.Context, env *tasks.Env, line string) (bool, error) {
 // unifiedDiff is the diff a person reads for a file change.
 func unifiedDiff(name string, a, b []byte) string {
 	d, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(string(a)), B: difflib.SplitLines(string(b)),
-		FromFile: name, ToFile: name, Context: 3,
+		A: diffLines(a), B: diffLines(b), FromFile: name, ToFile: name, Context: 3,
 	})
 	return d
+}
+
+// diffLines splits b for difflib, marking a missing final newline as diff(1)
+// does (difflib.SplitLines would add an empty last line).
+func diffLines(b []byte) []string {
+	var out []string
+	for _, l := range splitLines(b) {
+		s := string(l)
+		if !strings.HasSuffix(s, "\n") {
+			s += "\n\\ No newline at end of file\n"
+		}
+		out = append(out, s)
+	}
+	return out
 }

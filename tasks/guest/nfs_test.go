@@ -206,3 +206,18 @@ func TestNFSMountParams(t *testing.T) {
 		t.Errorf("no server: %v", err)
 	}
 }
+
+func TestUnifiedDiff(t *testing.T) {
+	tests := []struct{ a, b, want string }{
+		{rootLine, rootLine + dataLine + "\n",
+			"--- /etc/fstab\n+++ /etc/fstab\n@@ -1 +1,2 @@\n " + rootLine + "+" + dataLine + "\n"},
+		{"", dataLine + "\n", "--- /etc/fstab\n+++ /etc/fstab\n@@ -0,0 +1 @@\n+" + dataLine + "\n"},
+		{"a", "a\n", "--- /etc/fstab\n+++ /etc/fstab\n@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+a\n"},
+		{"same\n", "same\n", ""},
+	}
+	for _, tt := range tests {
+		if got := unifiedDiff("/etc/fstab", []byte(tt.a), []byte(tt.b)); got != tt.want {
+			t.Errorf("unifiedDiff(%q, %q)\n got: %q\nwant: %q", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
