@@ -23,13 +23,12 @@ func (j JSONLines) OnEvent(e Event) {
 }
 
 // Text writes what a person follows: one line per step with its status,
-// channel, duration and summary; diffs (Diff), details and live output
+// channel, duration and summary; diffs (present with Options.Diff), details and live output
 // (Verbose ≥ 1, details also when a step fails), planned commands (dry run
 // with Verbose ≥ 1, always with Verbose ≥ 2); a line per VM and totals.
 type Text struct {
 	W       io.Writer
 	Verbose int
-	Diff    bool
 
 	dryRun bool
 	// reported holds the VMs whose failure a step line already showed.
@@ -103,7 +102,7 @@ func (t *Text) taskEnd(e Event) {
 		line += "  " + e.Change.Summary
 	}
 	fmt.Fprintln(t.W, strings.TrimRight(line, " "))
-	if t.Diff && e.Change.Diff != "" {
+	if e.Change.Diff != "" {
 		block(t.W, e.Change.Diff)
 	}
 	if e.Change.Details != "" && (t.Verbose >= 1 || e.Status == StatusFailed) {

@@ -50,9 +50,11 @@ type Options struct {
 	// Connect opens the node transport; called once per node and run, the
 	// connection is shared by all VMs of that node and closed at the end.
 	Connect func(ctx context.Context, node *inventory.Node) (transport.Transport, error)
-	// GuestFor returns the way into vm's guest, given its node's transport.
-	// Nil means guest steps fail with a clear error.
-	GuestFor func(vm *inventory.VM, node transport.Transport) Guest
+	// GuestFor returns the way into vm's guest, given its node's transport;
+	// log reports channel changes ("agent stopped answering; continuing over
+	// SSH") as events of the step running. Nil means guest steps fail with a
+	// clear error.
+	GuestFor func(vm *inventory.VM, node transport.Transport, log func(format string, args ...any)) Guest
 	// FeatureDirs are searched for feature scripts before the built-in ones.
 	FeatureDirs []string
 	// GuestKnownHosts is where guest host keys are pinned; default
@@ -323,7 +325,7 @@ func (n *nodes) get(ctx context.Context, node *inventory.Node) (transport.Transp
 	c.once.Do(func() {
 		c.t, c.err = n.connect(ctx, node)
 		if c.err != nil {
-			c.err = fmt.Errorf("node %s: %w", node.Name, c.err)
+			c.t, c.err = nil, fmt.Errorf("node %s: %w", node.Name, c.err)
 		}
 	})
 	return c.t, c.err

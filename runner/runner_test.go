@@ -235,7 +235,7 @@ func (f fixture) run(t *testing.T) outcome {
 		},
 	}
 	if !f.noGuest {
-		o.GuestFor = func(vm *inventory.VM, n transport.Transport) Guest {
+		o.GuestFor = func(vm *inventory.VM, n transport.Transport, _ func(string, ...any)) Guest {
 			if _, ok := n.(countingNode); !ok {
 				t.Errorf("GuestFor got node %T, want the run's node connection", n)
 			}
@@ -359,7 +359,7 @@ func TestReadOnlyGuestDuringCheck(t *testing.T) {
 		t.Errorf("Put outside check = %v", err)
 	}
 	if g.waits != 1 {
-		t.Errorf("guest waited %d times, want once per run", g.waits)
+		t.Errorf("guest waited %d times in one step, want once", g.waits)
 	}
 }
 
@@ -555,6 +555,9 @@ func TestGuestProbesInOneBatch(t *testing.T) {
 				t.Errorf("step %s transport %q, want agent", e.Task, e.Transport)
 			}
 		}
+		if g.waits != 2 {
+			t.Errorf("guest waited %d times, want 2: wait and p1 (the batch); p2 reads the batch only", g.waits)
+		}
 	})
 	t.Run("after an apply the remaining probes are batched again", func(t *testing.T) {
 		g := &fakeGuest{Transport: fake.New(t,
@@ -579,8 +582,8 @@ func TestGuestProbesInOneBatch(t *testing.T) {
 		b := behaviors(nil)
 		b["wait"] = &behavior{}
 		out := fixture{cfg: oneVM, playbook: probes, vmids: []int{8101}, behaviors: b, guests: map[int]*fakeGuest{8101: g}}.run(t)
-		if out.err != nil || g.waits != 1 {
-			t.Errorf("err %v, waits %d", out.err, g.waits)
+		if out.err != nil || g.waits != 2 {
+			t.Errorf("err %v, waits %d; want the wait of p1 (probing alone) and of p2 (batched)", out.err, g.waits)
 		}
 	})
 }

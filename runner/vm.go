@@ -35,6 +35,7 @@ type vmRun struct {
 	cur       string // the step running, for events
 	checking  bool   // in Check: writes are refused
 	usedGuest bool   // the current step asked for the guest
+	waited    bool   // the guest's Wait returned ok in this step
 	// guestUp: the guest answered once; the probe batch only rides an
 	// open channel, it never is the one that waits for a booting guest.
 	guestUp     bool
@@ -80,7 +81,7 @@ func (v *vmRun) run(ctx context.Context, counts *Counts) error {
 	}
 	v.node = nt
 	if o.GuestFor != nil {
-		v.guest = o.GuestFor(v.vm, nt)
+		v.guest = o.GuestFor(v.vm, nt, v.log)
 		defer closeGuest(v.guest)
 	}
 	v.out = &lineWriter{emit: func(line string) {
@@ -104,7 +105,7 @@ func (v *vmRun) run(ctx context.Context, counts *Counts) error {
 // step runs one resolved step and reports it.
 func (v *vmRun) step(ctx context.Context, i int) (Status, error) {
 	st := v.steps[i]
-	v.cur, v.usedGuest = st.Name, false
+	v.cur, v.usedGuest, v.waited = st.Name, false, false
 	v.r.emit(Event{Type: EventTaskStart, VMID: v.vm.VMID, Task: st.Name, Kind: st.Kind})
 	start := time.Now()
 	change, status, err := v.do(ctx, i)
@@ -214,14 +215,16 @@ func (v *vmRun) prefetch(ctx context.Context, from int) {
 	v.probesFresh = true
 }
 
-// guestFn is env.Guest: it waits for the guest once per run (bounded by the
-// VM's agent timeout), then hands out the chooser, read-only during Check.
+// guestFn is env.Guest: it waits for the guest once per step (bounded by
+// the VM's agent timeout; the chooser answers at once when its channel is
+// up, and may switch channels between steps), then hands out the chooser,
+// read-only during Check.
 func (v *vmRun) guestFn(ctx context.Context) (tasks.Guest, error) {
 	if v.guest == nil {
 		return nil, errors.New("no way into the guest is configured")
 	}
 	v.usedGuest = true
-	if !v.guestUp {
+	if !v.waited {
 		// The chooser has its own timeout and a better message; this bound
 		// only catches a chooser that never returns.
 		wctx, cancel := context.WithTimeout(ctx, agentTimeout(v.vm)+10*time.Second)
@@ -229,7 +232,7 @@ func (v *vmRun) guestFn(ctx context.Context) (tasks.Guest, error) {
 		if err := v.guest.Wait(wctx); err != nil {
 			return nil, err
 		}
-		v.guestUp = true
+		v.waited, v.guestUp = true, true
 	}
 	if v.checking {
 		return readOnlyGuest{v.guest}, nil

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/phoenix-hv/phoenix/inventory"
+	"github.com/phoenix-hv/phoenix/runner"
+	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/tasks/guest"
+	"github.com/phoenix-hv/phoenix/tasks/pve"
+)
+
+// CLI is the command line: one struct per verb, each with Run(*App) error.
+type CLI struct {
+	Globals
+
+	Run      RunCmd      `cmd:"" help:"Run a playbook (built-in name or file) on VMs.\n\nExample: phoenix run playbooks/create.yml --vmid 8101"`
+	Create   CreateCmd   `cmd:"" help:"Create VMs from the config with the built-in create playbook.\n\nExample: phoenix create 8101"`
+	Delete   DeleteCmd   `cmd:"" help:"Stop and destroy VMs and forget their pinned host keys.\n\nExample: phoenix delete 8101"`
+	Start    StartCmd    `cmd:"" help:"Start VMs and wait for their guests.\n\nExample: phoenix start 8101"`
+	Stop     StopCmd     `cmd:"" help:"Shut VMs down (stop after a timeout).\n\nExample: phoenix stop 8101"`
+	Plan     PlanCmd     `cmd:"" help:"Show what create would change, with diffs; changes nothing.\n\nExample: phoenix plan 8101"`
+	Render   RenderCmd   `cmd:"" help:"Print the task list a playbook turns into for one VM (secrets masked).\n\nExample: phoenix render playbooks/create.yml --vmid 8101"`
+	Validate ValidateCmd `cmd:"" help:"Check the config (and the inventory, if present); print warnings.\n\nExample: phoenix validate --config phoenix_vm_configs.json"`
+	Exec     ExecCmd     `cmd:"" help:"Run a command in a guest over the agent or SSH; exits with its code.\n\nExample: phoenix exec 8101 -- cloud-init status --long"`
+	Version  VersionCmd  `cmd:"" help:"Print the version.\n\nExample: phoenix version"`
+}
+
+// Globals are the flags every command takes.
+type Globals struct {
+	Config    string `help:"VM config file." default:"./phoenix_vm_configs.json" env:"PHOENIX_CONFIG" placeholder:"FILE"`
+	Inventory string `help:"Inventory: Proxmox nodes and guest access." default:"./inventory.yml" env:"PHOENIX_INVENTORY" placeholder:"FILE"`
+	Output    string `help:"Output format: text or json (JSON Lines events)." enum:"text,json" default:"text"`
+	Verbose   int    `short:"v" type:"counter" help:"More output: -v live output and details, -vv commands."`
+	HostKeys  string `help:"Unknown node host keys: strict refuses them, accept-new pins them. Changed keys are always refused." enum:"strict,accept-new" default:"strict"`
+	SSHConfig string `name:"ssh-config" help:"ssh_config file for node aliases." default:"~/.ssh/config" placeholder:"FILE"`
+}
+
+// App is what every command runs with.
+type App struct {
+	Globals
+	Ctx            context.Context
+	Stdout, Stderr io.Writer
+	// code is an exit code a command chose (2: pending changes; exec: the
+	// remote command's code).
+	code int
+}
+
+// exitCode is kong asking to exit (after --help).
+type exitCode int
+
+// Main runs phoenix with args and returns the process exit code: 0 success,
+// 1 failure, 2 pending changes with --dry-run --detailed-exitcode.
+func Main(args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			c, ok := r.(exitCode)
+			if !ok {
+				panic(r)
+			}
+			code = int(c)
+		}
+	}()
+	var cli CLI
+	parser, err := newParser(&cli, stdout, stderr, func(c int) { panic(exitCode(c)) })
+	if err != nil {
+		fmt.Fprintf(stderr, "phoenix: %v\n", err)
+		return 1
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "phoenix: %v (see phoenix --help)\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app := &App{Globals: cli.Globals, Ctx: ctx, Stdout: stdout, Stderr: stderr}
+	app.SSHConfig = expandHome(app.SSHConfig)
+	if err := kctx.Run(app); err != nil {
+		app.fail(err)
+		return 1
+	}
+	return app.code
+}
+
+func newParser(cli *CLI, stdout, stderr io.Writer, exit func(int)) (*kong.Kong, error) {
+	return kong.New(cli,
+		kong.Name("phoenix"),
+		kong.Description("phoenix provisions QEMU VMs on Proxmox VE from phoenix_vm_configs.json, agentless over SSH."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(exit),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+}
+
+// fail prints err once on stderr; in JSON mode also as an event.
+func (a *App) fail(err error) {
+	if a.Output == "json" {
+		runner.JSONLines{W: a.Stdout}.OnEvent(runner.Event{Type: runner.EventError, Error: err.Error()})
+	}
+	fmt.Fprintf(a.Stderr, "phoenix: %v\n", err)
+}
+
+func (a *App) loadConfig() (*inventory.Config, error) {
+	cfg, err := inventory.LoadConfig(a.Config)
+	if err != nil {
+		return nil, err
+	}
+	if a.Verbose > 0 {
+		for _, w := range cfg.Warnings {
+			fmt.Fprintf(a.Stderr, "warning: %s\n", w)
+		}
+	}
+	return cfg, nil
+}
+
+func (a *App) loadInventory() (*inventory.Inventory, error) {
+	return inventory.LoadInventory(a.Inventory, a.SSHConfig)
+}
+
+func (a *App) observer() runner.Observer {
+	if a.Output == "json" {
+		return runner.JSONLines{W: a.Stdout}
+	}
+	return &runner.Text{W: a.Stdout, Verbose: a.Verbose}
+}
+
+// registry holds every task kind phoenix knows.
+func registry() tasks.Registry {
+	reg := tasks.Registry{}
+	pve.Register(reg)
+	guest.Register(reg)
+	return reg
+}
+
+func expandHome(p string) string {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, p[1:])
+		}
+	}
+	return p
+}
+
+// lookupVM returns the VM vmid of cfg.
+func lookupVM(cfg *inventory.Config, vmid int) (*inventory.VM, error) {
+	vm := cfg.Lookup(vmid)
+	if vm == nil {
+		return nil, fmt.Errorf("%s: vm %d is not defined", cfg.File, vmid)
+	}
+	return vm, nil
+}

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// parse parses args like Main does; kong wanting to exit fails the test.
+func parse(t *testing.T, args ...string) (*CLI, string, error) {
+	t.Helper()
+	var cli CLI
+	p, err := newParser(&cli, io.Discard, io.Discard, func(c int) { t.Fatalf("kong exit %d on %q", c, args) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, err := p.Parse(args)
+	if err != nil {
+		return nil, "", err
+	}
+	return &cli, ctx.Command(), nil
+}
+
+func TestParse(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args  []string
+		cmd   string
+		check func(c *CLI) any
+		want  any
+	}{
+		{[]string{"run", "playbooks/create.yml", "--vmid", "8101", "--vmid", "8102", "--dry-run", "--diff", "--detailed-exitcode", "--forks", "3", "--feature-dir", dir},
+			"run <playbook>", func(c *CLI) any { return c.Run },
+			RunCmd{Playbook: "playbooks/create.yml", VMID: []int{8101, 8102}, RunFlags: RunFlags{DryRun: true, Diff: true, DetailedExitcode: true, Forks: 3, FeatureDir: []string{dir}}}},
+		{[]string{"run", "stop", "--all"}, "run <playbook>", func(c *CLI) any { return c.Run },
+			RunCmd{Playbook: "stop", All: true, RunFlags: RunFlags{Forks: 5}}},
+		{[]string{"create", "8101", "8102"}, "create <vmid>", func(c *CLI) any { return c.Create.VMIDs }, []int{8101, 8102}},
+		{[]string{"delete", "8101"}, "delete <vmid>", func(c *CLI) any { return c.Delete.VMIDs }, []int{8101}},
+		{[]string{"start", "8101", "--forks", "2"}, "start <vmid>", func(c *CLI) any { return c.Start.Forks }, 2},
+		{[]string{"stop", "8101", "--dry-run"}, "stop <vmid>", func(c *CLI) any { return c.Stop.DryRun }, true},
+		{[]string{"plan", "8101", "--detailed-exitcode"}, "plan <vmid>", func(c *CLI) any { return c.Plan }, PlanCmd{VMIDs: []int{8101}, DetailedExitcode: true, Forks: 5}},
+		{[]string{"render", "create", "--vmid", "8101"}, "render <playbook>", func(c *CLI) any { return c.Render }, RenderCmd{Playbook: "create", VMID: 8101}},
+		{[]string{"validate", "--print-schema"}, "validate", func(c *CLI) any { return c.Validate.PrintSchema }, true},
+		{[]string{"exec", "8101", "--", "ls", "-la", "/"}, "exec <vmid> <command>", func(c *CLI) any { argv, _ := c.Exec.argv(); return argv }, []string{"ls", "-la", "/"}},
+		{[]string{"exec", "8101", "cat", "--", "-v"}, "exec <vmid> <command>", func(c *CLI) any { argv, _ := c.Exec.argv(); return argv }, []string{"cat", "--", "-v"}},
+		{[]string{"exec", "8101", "--timeout", "5s", "--", "true"}, "exec <vmid> <command>", func(c *CLI) any { return c.Exec.Timeout }, 5 * time.Second},
+		{[]string{"version"}, "version", func(c *CLI) any { return c.Globals },
+			Globals{Config: "./phoenix_vm_configs.json", Inventory: "./inventory.yml", Output: "text", HostKeys: "strict", SSHConfig: "~/.ssh/config"}},
+		{[]string{"--config", "c.json", "--inventory", "i.yml", "--output", "json", "-vv", "--host-keys", "accept-new", "--ssh-config", "sc", "version"},
+			"version", func(c *CLI) any { return c.Globals },
+			Globals{Config: "c.json", Inventory: "i.yml", Output: "json", Verbose: 2, HostKeys: "accept-new", SSHConfig: "sc"}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			c, cmd, err := parse(t, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cmd != tc.cmd {
+				t.Errorf("command %q, want %q", cmd, tc.cmd)
+			}
+			if got := tc.check(c); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %#v\nwant %#v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseEnv(t *testing.T) {
+	t.Setenv("PHOENIX_CONFIG", "/etc/phoenix/vms.json")
+	t.Setenv("PHOENIX_INVENTORY", "/etc/phoenix/inventory.yml")
+	c, _, err := parse(t, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Config != "/etc/phoenix/vms.json" || c.Inventory != "/etc/phoenix/inventory.yml" {
+		t.Errorf("config %q inventory %q, want the environment's", c.Config, c.Inventory)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"run", "create"},                         // neither --vmid nor --all
+		{"run", "create", "--vmid", "1", "--all"}, // both
+		{"create"},                        // no vmid
+		{"create", "web01"},               // not a number
+		{"--output", "xml", "version"},    // bad enum
+		{"--host-keys", "yes", "version"}, // bad enum
+		{"render", "create"},              // --vmid required
+		{"run", "create", "--all", "--feature-dir", "/nonexistent/phoenix-features"},
+		{"frobnicate"},
+		{"exec", "8101"}, // no command
+	} {
+		if _, _, err := parse(t, args...); err == nil {
+			t.Errorf("%q parsed without error", args)
+		}
+	}
+}
+
+func TestHelpHasExamples(t *testing.T) {
+	for _, cmd := range []string{"run", "create", "delete", "start", "stop", "plan", "render", "validate", "exec", "version"} {
+		var out, errb bytes.Buffer
+		if code := Main([]string{cmd, "--help"}, &out, &errb); code != 0 {
+			t.Errorf("%s --help: exit %d, stderr %s", cmd, code, errb.String())
+		}
+		if !strings.Contains(out.String(), "Example: phoenix "+cmd) {
+			t.Errorf("%s --help has no example:\n%s", cmd, out.String())
+		}
+	}
+	var out bytes.Buffer
+	Main([]string{"--help"}, &out, io.Discard)
+	if !strings.Contains(out.String(), "Example: phoenix create 8101") {
+		t.Errorf("phoenix --help lacks the create example:\n%s", out.String())
+	}
+}
+
+const testConfig = `{
+  "vm_defaults": {"cores": 2, "memory_mb": 2048, "disk_size_gb": 32, "storage_pool": "local-lvm", "network_bridge": "vmbr0"},
+  "vms": [
+    {"vmid": 9000, "name": "tmpl", "is_template": true, "final_snapshot": false},
+    {"vmid": 8101, "name": "web01", "clone_from_vmid": 9000, "traefik_service": {"name": "web"},
+     "network_config": {"ip": "10.0.10.101/24", "gw": "10.0.10.1"},
+     "user_config": {"username": "phoenix", "ssh_authorized_keys": ["ssh-ed25519 AAAAC3 me@laptop"], "password": "hunter22"},
+     "nfs_shares": [{"host_path": "/export/8101", "guest_path": "/mnt/data"}],
+     "features": ["docker"]}
+  ]
+}`
+
+const testInventory = `nodes:
+  pve1:
+    address: 127.0.0.1
+    port: 1
+    user: root
+    pve_node: pve1
+    nfs_server: 10.0.10.2
+guest:
+  via: direct
+known_hosts: known_hosts
+guest_known_hosts: guest_known_hosts
+`
+
+// files writes a config and an inventory into a temp dir and returns the
+// global flags naming them.
+func files(t *testing.T, config string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return []string{"--config", write("phoenix_vm_configs.json", config), "--inventory", write("inventory.yml", testInventory),
+		"--ssh-config", filepath.Join(dir, "no_ssh_config")}
+}
+
+func run(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = Main(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestRenderEndToEnd(t *testing.T) {
+	code, out, errs := run(append(files(t, testConfig), "render", "create", "--vmid", "8101")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{
+		"- name: clone from template\n  kind: vm_clone\n",
+		"cipassword: (sensitive)",
+		"cicustom: vendor=local:snippets/phoenix-8101-hostkey.yml",
+		"- name: mount nfs /mnt/data\n  kind: nfs_mount\n",
+		"- name: feature docker\n",
+		"skip_reason: ${vm.snapshots.pre-features} is not set",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("render output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "hunter22") {
+		t.Errorf("render printed the password:\n%s", out)
+	}
+	code, out, _ = run(append(files(t, testConfig), "--output", "json", "render", "delete", "--vmid", "8101")...)
+	var steps []map[string]any
+	if err := json.Unmarshal([]byte(out), &steps); code != 0 || err != nil || len(steps) != 3 {
+		t.Errorf("json render: exit %d, %v, %d steps:\n%s", code, err, len(steps), out)
+	}
+}
+
+func TestValidateEndToEnd(t *testing.T) {
+	code, out, errs := run(append(files(t, testConfig), "validate")...)
+	if code != 0 || !strings.Contains(out, "valid (2 VMs") || !strings.Contains(out, "traefik_service") {
+		t.Errorf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	bad := strings.Replace(testConfig, `"vmid": 8101`, `"vmid": "8101"`, 1)
+	code, out, errs = run(append(files(t, bad), "validate")...)
+	if code != 1 || !strings.Contains(errs, "/vms/1/vmid") || strings.Count(errs, "phoenix: ") != 1 {
+		t.Errorf("bad config: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	code, out, _ = run("validate", "--print-schema")
+	var schema map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &schema) != nil || schema["properties"] == nil {
+		t.Errorf("--print-schema: exit %d:\n%.200s", code, out)
+	}
+}
+
+func TestErrorsOnceAndAsJSONEvent(t *testing.T) {
+	code, out, errs := run(append(files(t, testConfig), "--output", "json", "render", "create", "--vmid", "7777")...)
+	if code != 1 {
+		t.Errorf("exit %d", code)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal([]byte(out), &ev); err != nil || ev["event"] != "error" || !strings.Contains(ev["error"].(string), "vm 7777 is not defined") {
+		t.Errorf("stdout %q is not one error event", out)
+	}
+	if strings.Count(errs, "vm 7777 is not defined") != 1 {
+		t.Errorf("stderr: %q", errs)
+	}
+}
+
+func TestRunNodeUnreachable(t *testing.T) {
+	// 127.0.0.1:1 refuses: the run fails at the node, the VM never starts.
+	code, out, errs := run(append(files(t, testConfig), "create", "8101")...)
+	if code != 1 {
+		t.Errorf("exit %d", code)
+	}
+	if !strings.Contains(out, "8101: ok=0 changed=0 failed=1 skipped=0") || !strings.Contains(out, "node pve1: ") {
+		t.Errorf("stdout:\n%s", out)
+	}
+	if !strings.HasPrefix(errs, "phoenix: vm 8101: node pve1: ") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("stderr:\n%s", errs)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run("version")
+	if code != 0 || !strings.HasPrefix(out, "phoenix ") {
+		t.Errorf("exit %d: %q", code, out)
+	}
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"github.com/phoenix-hv/phoenix/playbooks"
+	"github.com/phoenix-hv/phoenix/runner"
+)
+
+// RunFlags are the flags of every command that runs a playbook.
+type RunFlags struct {
+	DryRun           bool     `help:"Check every step and change nothing."`
+	Diff             bool     `help:"Show the diff of each change."`
+	DetailedExitcode bool     `help:"With --dry-run: exit 2 when changes are pending."`
+	Forks            int      `help:"VMs worked on in parallel." default:"5"`
+	FeatureDir       []string `help:"Directory with feature scripts NAME.sh, searched before the built-in ones (repeatable)." type:"existingdir" placeholder:"DIR"`
+}
+
+// RunCmd runs any playbook.
+type RunCmd struct {
+	Playbook string `arg:"" help:"Built-in playbook (create, delete, start, stop) or a YAML file."`
+	VMID     []int  `name:"vmid" help:"VM to run on (repeatable)." xor:"select" required:""`
+	All      bool   `help:"Run on every VM of the config." xor:"select" required:""`
+	RunFlags
+}
+
+func (c *RunCmd) Run(a *App) error { return a.runPlaybook(c.Playbook, c.VMID, c.All, c.RunFlags) }
+
+// vmids is the positional VMID list of the built-in verbs.
+type vmids struct {
+	VMIDs []int `arg:"" name:"vmid" help:"VMs to work on."`
+	RunFlags
+}
+
+type CreateCmd struct{ vmids }
+type DeleteCmd struct{ vmids }
+type StartCmd struct{ vmids }
+type StopCmd struct{ vmids }
+
+func (c *CreateCmd) Run(a *App) error { return a.runPlaybook("create", c.VMIDs, false, c.RunFlags) }
+func (c *DeleteCmd) Run(a *App) error { return a.runPlaybook("delete", c.VMIDs, false, c.RunFlags) }
+func (c *StartCmd) Run(a *App) error  { return a.runPlaybook("start", c.VMIDs, false, c.RunFlags) }
+func (c *StopCmd) Run(a *App) error   { return a.runPlaybook("stop", c.VMIDs, false, c.RunFlags) }
+
+// PlanCmd is create with --dry-run --diff.
+type PlanCmd struct {
+	VMIDs            []int    `arg:"" name:"vmid" help:"VMs to plan."`
+	DetailedExitcode bool     `help:"Exit 2 when changes are pending."`
+	Forks            int      `help:"VMs checked in parallel." default:"5"`
+	FeatureDir       []string `help:"Directory with feature scripts NAME.sh (repeatable)." type:"existingdir" placeholder:"DIR"`
+}
+
+func (c *PlanCmd) Run(a *App) error {
+	return a.runPlaybook("create", c.VMIDs, false, RunFlags{
+		DryRun: true, Diff: true, DetailedExitcode: c.DetailedExitcode, Forks: c.Forks, FeatureDir: c.FeatureDir,
+	})
+}
+
+func (a *App) runPlaybook(name string, ids []int, all bool, f RunFlags) error {
+	pb, err := playbooks.Load(name)
+	if err != nil {
+		return err
+	}
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return err
+	}
+	inv, err := a.loadInventory()
+	if err != nil {
+		return err
+	}
+	w := &wiring{inv: inv, hostKeys: a.HostKeys}
+	sum, err := runner.Run(a.Ctx, runner.Options{
+		Config: cfg, Inventory: inv, Playbook: pb, VMIDs: ids, All: all,
+		Forks: f.Forks, DryRun: f.DryRun, Diff: f.Diff,
+		Observer: a.observer(), Registry: registry(),
+		Connect: w.connectNode, GuestFor: w.guestFor,
+		FeatureDirs: f.FeatureDir,
+	})
+	a.code = sum.ExitCode(f.DetailedExitcode)
+	return err
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/phoenix-hv/phoenix/inventory"
+	"github.com/phoenix-hv/phoenix/runner"
+	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/transport"
+	"github.com/phoenix-hv/phoenix/transport/agent"
+	"github.com/phoenix-hv/phoenix/transport/fallback"
+	"github.com/phoenix-hv/phoenix/transport/ssh"
+)
+
+// wiring builds the real transports from the inventory: SSH to the nodes
+// (through their jump hosts), and for guests the agent through the node
+// with SSH as the fallback.
+type wiring struct {
+	inv      *inventory.Inventory
+	hostKeys string // --host-keys
+}
+
+// nodeClient is a node connection and the jump hosts it goes through.
+type nodeClient struct {
+	*ssh.Client
+	via []*ssh.Client // outermost first
+}
+
+func (c *nodeClient) Close() error { return errors.Join(c.Client.Close(), closeAll(c.via)) }
+
+// closeAll closes jump hosts innermost first.
+func closeAll(via []*ssh.Client) error {
+	var errs []error
+	for i := len(via) - 1; i >= 0; i-- {
+		errs = append(errs, via[i].Close())
+	}
+	return errors.Join(errs...)
+}
+
+// connectNode is runner.Options.Connect.
+func (w *wiring) connectNode(ctx context.Context, n *inventory.Node) (transport.Transport, error) {
+	c, err := w.dialNode(ctx, n)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return c, nil
+}
+
+// dialNode dials n, first dialling its jump hosts in turn.
+func (w *wiring) dialNode(ctx context.Context, n *inventory.Node) (*nodeClient, error) {
+	var via []*ssh.Client
+	if n.Jump != nil {
+		j, err := w.dialNode(ctx, n.Jump)
+		if err != nil {
+			return nil, fmt.Errorf("jump host %s: %w", n.Jump.Name, err)
+		}
+		via = append(j.via, j.Client)
+	}
+	o := ssh.Options{
+		Host: n.Address, Port: n.Port, User: n.User,
+		KnownHosts: w.inv.KnownHosts, Policy: ssh.HostKeyPolicy(w.hostKeys),
+	}
+	if n.IdentityFile != "" {
+		o.IdentityFiles = []string{n.IdentityFile}
+	}
+	if len(via) > 0 {
+		o.Jump = via[len(via)-1]
+	}
+	c, err := ssh.Dial(ctx, o)
+	if err != nil {
+		closeAll(via)
+		return nil, err
+	}
+	return &nodeClient{Client: c, via: via}, nil
+}
+
+// guestFor is runner.Options.GuestFor: the agent through the node first,
+// SSH to the guest (pinned host key only) when the agent does not answer.
+func (w *wiring) guestFor(vm *inventory.VM, node transport.Transport, log func(string, ...any)) runner.Guest {
+	pveNode := "localhost"
+	if n := w.inv.NodeFor(vm.VMID); n != nil && n.PVENode != "" {
+		pveNode = n.PVENode
+	}
+	o := fallback.Options{
+		VMID:       vm.VMID,
+		Agent:      agent.New(node, pveNode, vm.VMID),
+		Timeout:    agentTimeout(vm),
+		Log:        log,
+		KnownHosts: w.inv.GuestKnownHosts,
+	}
+	access, err := w.inv.GuestFor(vm)
+	if err != nil {
+		// No address to try: the fallback reports why when the agent is down.
+		o.DialSSH = func(context.Context) (transport.Transport, error) { return nil, err }
+		return fallback.New(o)
+	}
+	o.SSHUser = access.User
+	o.DialSSH = func(ctx context.Context) (transport.Transport, error) {
+		so := ssh.Options{
+			Host: access.Address, Port: access.Port, User: access.User,
+			KnownHosts: w.inv.GuestKnownHosts, Policy: ssh.Strict,
+			HostKeyAlias: tasks.GuestHostKeyAlias(vm.VMID),
+		}
+		if access.IdentityFile != "" {
+			so.IdentityFiles = []string{access.IdentityFile}
+		}
+		if access.Via == "jump" {
+			nc, ok := node.(*nodeClient)
+			if !ok {
+				return nil, fmt.Errorf("guest ssh via jump: the node connection is %s, not SSH", node.Name())
+			}
+			so.Jump = nc.Client
+		}
+		return ssh.Dial(ctx, so)
+	}
+	return fallback.New(o)
+}
+
+func agentTimeout(vm *inventory.VM) time.Duration {
+	if vm.AgentTimeoutSeconds > 0 {
+		return time.Duration(vm.AgentTimeoutSeconds) * time.Second
+	}
+	return 300 * time.Second
+}
