@@ -14,10 +14,13 @@ type Config struct {
 	// Warnings are kept, not fatal: unknown keys, fields the original project
 	// ignored, lenient parses.
 	Warnings []Warning
+	// Extra holds top-level keys phoenix does not know, kept as they were.
+	Extra map[string]json.RawMessage
 }
 
 // Warning points at a place in the config file.
 type Warning struct {
+	File    string
 	Pointer string // JSON pointer, e.g. /vms/2/traefik_service
 	Line    int
 	Column  int
@@ -75,6 +78,9 @@ type VM struct {
 
 	// Extra holds keys phoenix does not know, kept as they were.
 	Extra map[string]json.RawMessage `json:"-"`
+
+	// deps is DependsOn, computed by LoadConfig.
+	deps []int
 }
 
 // Snapshots names the optional snapshots around features.
@@ -145,6 +151,17 @@ type Firewall struct {
 type DockerStack struct {
 	Name        string          `json:"name"`
 	Environment json.RawMessage `json:"environment,omitempty"`
+}
+
+// UnmarshalJSON accepts "name" as well as {"name": …, "environment": …}.
+func (d *DockerStack) UnmarshalJSON(b []byte) error {
+	var name string
+	if json.Unmarshal(b, &name) == nil {
+		*d = DockerStack{Name: name}
+		return nil
+	}
+	type plain DockerStack // without this method
+	return json.Unmarshal(b, (*plain)(d))
 }
 
 // Secret is a string that never prints.

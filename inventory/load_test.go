@@ -1,0 +1,375 @@
+package inventory
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// writeConfig writes doc to a temp phoenix_vm_configs.json and returns its path.
+func writeConfig(t testing.TB, doc string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "phoenix_vm_configs.json")
+	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// lineColOf is where the first occurrence of marker starts in doc, computed
+// independently of the loader's scanner.
+func lineColOf(t *testing.T, doc, marker string) string {
+	t.Helper()
+	i := strings.Index(doc, marker)
+	if i < 0 {
+		t.Fatalf("marker %q not in doc", marker)
+	}
+	line := strings.Count(doc[:i], "\n") + 1
+	col := i - strings.LastIndex(doc[:i], "\n")
+	return fmt.Sprintf("%d:%d", line, col)
+}
+
+func TestLoadConfigOriginal(t *testing.T) {
+	cfg, err := LoadConfig("testdata/original_vm_configs.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.VMs) != 3 {
+		t.Fatalf("got %d VMs, want 3", len(cfg.VMs))
+	}
+	tmpl, portainer, agent := cfg.Lookup(9000), cfg.Lookup(1001), cfg.Lookup(1002)
+	if tmpl == nil || portainer == nil || agent == nil {
+		t.Fatal("missing a VM")
+	}
+	if !tmpl.IsTemplate || tmpl.TemplateImage != "noble-server-cloudimg-amd64.img" {
+		t.Errorf("template 9000 = %+v", tmpl)
+	}
+	if tmpl.NetworkConfig.Searchdomain != "internal.thinkheads.ai" {
+		t.Errorf("searchdomain = %q", tmpl.NetworkConfig.Searchdomain)
+	}
+	wantStacks := []DockerStack{{Name: "portainer_service"}, {Name: "thinkheads_ai_app"}}
+	if !reflect.DeepEqual(portainer.DockerStacks, wantStacks) {
+		t.Errorf("docker_stacks = %+v, want %+v", portainer.DockerStacks, wantStacks)
+	}
+	wantNFS := []NFSShare{{Server: "10.0.0.13", HostPath: "/quickOS/vm-persistent-data/1001", GuestPath: "/mnt/persistent", Options: "defaults,auto,nofail"}}
+	if !reflect.DeepEqual(portainer.NFSShares, wantNFS) {
+		t.Errorf("nfs_shares = %+v, want %+v", portainer.NFSShares, wantNFS)
+	}
+	if len(portainer.Volumes) != 1 || portainer.Volumes[0].Name != "" {
+		t.Errorf("volumes not kept as read: %+v", portainer.Volumes)
+	}
+	var rule struct{ Proto string }
+	if portainer.Firewall == nil || len(portainer.Firewall.Rules) != 3 || json.Unmarshal(portainer.Firewall.Rules[1], &rule) != nil || rule.Proto != "icmp" {
+		t.Errorf("firewall rules not kept: %+v", portainer.Firewall)
+	}
+	if string(portainer.Extra["traefik_service"]) == "" || string(portainer.Extra["swarm_role"]) != `"manager"` {
+		t.Errorf("extra = %v", portainer.Extra)
+	}
+	// vm_defaults fill what 1002 leaves out; its own memory_mb stays.
+	if agent.Cores != 2 || agent.MemoryMB != 4096 || agent.DiskSizeGB != 50 || agent.StoragePool != "quickOS-vm-disks" || agent.NetworkBridge != "vmbr0" {
+		t.Errorf("defaults not merged: %+v", agent)
+	}
+	if portainer.Cores != 4 || portainer.DiskSizeGB != 100 {
+		t.Errorf("VM values overridden by defaults: cores %d disk %d", portainer.Cores, portainer.DiskSizeGB)
+	}
+	if agent.AgentTimeoutSeconds != 300 || agent.FinalSnapshot != "final-form" {
+		t.Errorf("phoenix defaults: timeout %d final %q", agent.AgentTimeoutSeconds, agent.FinalSnapshot)
+	}
+	if got := agent.DependsOn(); !reflect.DeepEqual(got, []int{9000, 1001}) {
+		t.Errorf("1002 DependsOn = %v", got)
+	}
+
+	doc, _ := os.ReadFile("testdata/original_vm_configs.json")
+	want := map[string]string{
+		"/vms/1/traefik_service":            `"traefik_service"`,
+		"/vms/1/portainer_environment_name": `"portainer_environment_name"`,
+		"/vms/1/portainer_agent_hostname":   `"portainer_agent_hostname"`,
+		"/vms/1/swarm_role":                 `"swarm_role"`,
+		"/vms/1/node_labels":                `"node_labels"`,
+		"/vms/1/dependencies/0":             `"101"`,
+	}
+	got := map[string]Warning{}
+	for _, w := range cfg.Warnings {
+		got[w.Pointer] = w
+	}
+	for ptr, marker := range want {
+		w, ok := got[ptr]
+		if !ok {
+			t.Errorf("no warning at %s; warnings: %v", ptr, cfg.Warnings)
+			continue
+		}
+		if at := fmt.Sprintf("%d:%d", w.Line, w.Column); at != lineColOf(t, string(doc), marker) {
+			t.Errorf("warning %s at %s, want %s", ptr, at, lineColOf(t, string(doc), marker))
+		}
+		if !strings.HasPrefix(w.String(), "testdata/original_vm_configs.json:") {
+			t.Errorf("warning does not name the file: %s", w)
+		}
+	}
+	if _, ok := got["/vms/1/dependencies/3"]; ok {
+		t.Error("dependency 9000 is defined in the file but warned about")
+	}
+}
+
+func TestLoadConfigPhoenix(t *testing.T) {
+	cfg, err := LoadConfig("testdata/phoenix_vm_configs.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := cfg.Lookup(8101)
+	if vm == nil {
+		t.Fatal("no VM 8101")
+	}
+	if vm.CloneFromVMID != 9000 || !reflect.DeepEqual(vm.DependsOn(), []int{9000}) {
+		t.Errorf("clone %d deps %v", vm.CloneFromVMID, vm.DependsOn())
+	}
+	if want := []NFSShare{{HostPath: "/export/8101", GuestPath: "/mnt/persistent", Options: DefaultNFSOptions}}; !reflect.DeepEqual(vm.NFSShares, want) {
+		t.Errorf("nfs_shares = %+v", vm.NFSShares)
+	}
+	if want := []FileInjection{{Source: "/root/phoenix/motd", Destination: "/etc/motd", Mode: "0644", Owner: "root:root"}}; !reflect.DeepEqual(vm.FileInjections, want) {
+		t.Errorf("file_injections = %+v", vm.FileInjections)
+	}
+	if vm.AgentTimeoutSeconds != 120 || vm.FinalSnapshot != "final-form" {
+		t.Errorf("timeout %d final %q", vm.AgentTimeoutSeconds, vm.FinalSnapshot)
+	}
+	if got := cfg.Lookup(9000).FinalSnapshot; got != "" {
+		t.Errorf("final_snapshot false gave %q", got)
+	}
+	abs, _ := filepath.Abs("testdata/keys/id_ed25519")
+	if vm.GuestSSH.IdentityFile != abs {
+		t.Errorf("guest_ssh.identity_file = %q, want %q", vm.GuestSSH.IdentityFile, abs)
+	}
+	if vm.UserConfig.Password.Reveal() != "hunter22-never-printed" || len(vm.UserConfig.SSHAuthorizedKeys) != 1 {
+		t.Errorf("user_config = %+v", vm.UserConfig)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("unexpected warnings: %v", cfg.Warnings)
+	}
+}
+
+// vmDoc is a one-VM config with extra members spliced into the VM, the VM
+// on line 3.
+func vmDoc(members string) string {
+	return "{\n\"vms\": [\n{\"vmid\": 8101, \"name\": \"a\"" + members + "}\n]}"
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		ptr  string // pointer the problem must name
+		at   string // marker whose position the problem must give; "" = no position
+		msg  string // substring of the message
+	}{
+		{"syntax", "{\n  \"vms\": [1 2]\n}", "", "2]", "invalid JSON"},
+		{"syntax truncated", "{\"vms\": [", "", "[", "unexpected end"},
+		{"not an object", `[1]`, "", "[1]", "must be an object"},
+		{"vms missing", `{"vm_defaults": {}}`, "/vms", `{"vm_defaults"`, "is required"},
+		{"vms not array", `{"vms": {}}`, "/vms", `{}}`, "must be an array"},
+		{"vm not object", `{"vms": [7]}`, "/vms/0", `7]`, "must be an object"},
+		{"name missing", `{"vms": [{"vmid": 8101}]}`, "/vms/0/name", `{"vmid"`, "is required"},
+		{"vmid too small", "{\"vms\": [\n{\"vmid\": 99, \"name\": \"a\"}]}", "/vms/0/vmid", "99", "between 100 and 999999999"},
+		{"vmid too large", `{"vms": [{"vmid": 1000000000, "name": "a"}]}`, "/vms/0/vmid", "1000000000", "between 100 and 999999999"},
+		{"vmid string", `{"vms": [{"vmid": "8101", "name": "a"}]}`, "/vms/0/vmid", `"8101"`, "integer"},
+		{"vmid fraction", `{"vms": [{"vmid": 8101.5, "name": "a"}]}`, "/vms/0/vmid", "8101.5", "integer"},
+		{"vmid 1.0", `{"vms": [{"vmid": 8101.0, "name": "a"}]}`, "/vms/0/vmid", "8101.0", "cannot be read as int"},
+		{"name underscore", `{"vms": [{"vmid": 8101, "name": "my_vm"}]}`, "/vms/0/name", `"my_vm"`, "DNS name"},
+		{"name trailing dash", `{"vms": [{"vmid": 8101, "name": "vm-"}]}`, "/vms/0/name", `"vm-"`, "DNS name"},
+		{"name empty label", `{"vms": [{"vmid": 8101, "name": "a..b"}]}`, "/vms/0/name", `"a..b"`, "DNS name"},
+		{"memory", vmDoc(`, "memory_mb": 8`), "/vms/0/memory_mb", "8}", "at least 16"},
+		{"defaults memory", `{"vm_defaults": {"memory_mb": 15}, "vms": []}`, "/vm_defaults/memory_mb", "15", "at least 16"},
+		{"cores", vmDoc(`, "cores": 0`), "/vms/0/cores", "0}", "at least 1"},
+		{"disk", vmDoc(`, "disk_size_gb": -5`), "/vms/0/disk_size_gb", "-5", "at least 1"},
+		{"boot order", vmDoc(`, "boot_order": -1`), "/vms/0/boot_order", "-1", "at least 0"},
+		{"snapshot pattern", vmDoc(`, "snapshots": {"pre-features": "1st"}`), "/vms/0/snapshots/pre-features", `"1st"`, "snapshot name"},
+		{"snapshot one char", vmDoc(`, "snapshots": {"post-features": "a"}`), "/vms/0/snapshots/post-features", `"a"}`, "snapshot name"},
+		{"snapshot reserved", vmDoc(`, "snapshots": {"pre-features": "Current"}`), "/vms/0/snapshots/pre-features", `"Current"`, "not 'current'"},
+		{"snapshot too long", vmDoc(`, "snapshots": {"pre-features": "` + strings.Repeat("s", 41) + `"}`), "/vms/0/snapshots/pre-features", `"sss`, "40 characters"},
+		{"final snapshot bad", vmDoc(`, "final_snapshot": "final form"`), "/vms/0/final_snapshot", `"final form"`, "snapshot name"},
+		{"final snapshot pending", vmDoc(`, "final_snapshot": "pending"`), "/vms/0/final_snapshot", `"pending"`, "snapshot name"},
+		{"final snapshot number", vmDoc(`, "final_snapshot": 3`), "/vms/0/final_snapshot", `3}`, "snapshot name"},
+		{"final snapshot twice", vmDoc(`, "snapshots": {"post-features": "done"}, "final_snapshot": "done"`), "/vms/0/final_snapshot", "\"done\"}\n", "also named in snapshots"},
+		{"agent timeout low", vmDoc(`, "agent_timeout_seconds": 0`), "/vms/0/agent_timeout_seconds", "0}", "between 1 and 3600"},
+		{"agent timeout high", vmDoc(`, "agent_timeout_seconds": 3601`), "/vms/0/agent_timeout_seconds", "3601", "between 1 and 3600"},
+		{"feature name", vmDoc(`, "features": ["docker", "Base Setup"]`), "/vms/0/features/1", `"Base Setup"`, "feature name"},
+		{"ip not cidr", vmDoc(`, "network_config": {"ip": "10.0.0.5"}`), "/vms/0/network_config/ip", `"10.0.0.5"`, "CIDR"},
+		{"ip garbage", vmDoc(`, "network_config": {"ip": "static"}`), "/vms/0/network_config/ip", `"static"`, "dhcp or"},
+		{"gw", vmDoc(`, "network_config": {"ip": "10.0.0.5/24", "gw": "10.0.0.300"}`), "/vms/0/network_config/gw", `"10.0.0.300"`, "IP address"},
+		{"mode not octal", vmDoc(`, "file_injections": [{"source": "/s", "destination": "/d", "mode": "0988"}]`), "/vms/0/file_injections/0/mode", `"0988"`, "octal"},
+		{"mode too big", vmDoc(`, "file_injections": [{"source": "/s", "destination": "/d", "mode": "17777"}]`), "/vms/0/file_injections/0/mode", `"17777"`, "07777"},
+		{"mode number", vmDoc(`, "file_injections": [{"source": "/s", "destination": "/d", "mode": 644}]`), "/vms/0/file_injections/0/mode", `644`, "octal"},
+		{"owner", vmDoc(`, "file_injections": [{"source": "/s", "destination": "/d", "owner": "root; rm -rf /"}]`), "/vms/0/file_injections/0/owner", `"root;`, "user:group"},
+		{"file destination relative", vmDoc(`, "file_injections": [{"source": "/s", "destination": "etc/motd"}]`), "/vms/0/file_injections/0/destination", `"etc/motd"`, "absolute path"},
+		{"file source missing", vmDoc(`, "file_injections": [{"destination": "/etc/motd"}]`), "/vms/0/file_injections/0/source", `{"destination"`, "is required"},
+		{"nfs guest relative", vmDoc(`, "nfs_shares": [{"host_path": "/export/a", "guest_path": "mnt/a"}]`), "/vms/0/nfs_shares/0/guest_path", `"mnt/a"`, "absolute path"},
+		{"nfs host relative", vmDoc(`, "nfs_shares": [{"host_path": "export/a", "guest_path": "/mnt/a"}]`), "/vms/0/nfs_shares/0/host_path", `"export/a"`, "absolute path"},
+		{"nfs guest missing", vmDoc(`, "nfs_shares": [{"host_path": "/export/a"}]`), "/vms/0/nfs_shares/0/guest_path", `{"host_path"`, "is required"},
+		{"volume mount relative", vmDoc(`, "volumes": [{"type": "nfs", "path": "/x", "mount_point": "mnt"}]`), "/vms/0/volumes/0/mount_point", `"mnt"`, "absolute path in the guest"},
+		{"volume path relative", vmDoc(`, "volumes": [{"type": "nfs", "path": "x", "mount_point": "/mnt"}]`), "/vms/0/volumes/0/path", `"x"`, "absolute path on the NFS server"},
+		{"volume nfs without mount point", vmDoc(`, "volumes": [{"type": "nfs", "path": "/x"}]`), "/vms/0/volumes/0/mount_point", `{"type"`, "is required"},
+		{"duplicate guest path", vmDoc(`, "nfs_shares": [{"host_path": "/e/a", "guest_path": "/mnt/a"}, {"host_path": "/e/b", "guest_path": "/mnt/a/"}]`), "/vms/0/nfs_shares/1/guest_path", `"/mnt/a/"`, "already used at /vms/0/nfs_shares/0/guest_path"},
+		{"duplicate guest path across kinds", vmDoc(`, "volumes": [{"type": "nfs", "path": "/e", "mount_point": "/data"}], "file_injections": [{"source": "/s", "destination": "/data"}]`), "/vms/0/file_injections/0/destination", `"/data"}]}`, "already used at /vms/0/volumes/0/mount_point"},
+		{"docker stack number", vmDoc(`, "docker_stacks": [5]`), "/vms/0/docker_stacks/0", `5]`, "stack name"},
+		{"dependency not numeric", vmDoc(`, "dependencies": ["lxc-101"]`), "/vms/0/dependencies/0", `"lxc-101"`, "numeric id"},
+		{"guest ssh port", vmDoc(`, "guest_ssh": {"port": 70000}`), "/vms/0/guest_ssh/port", `70000`, "between 1 and 65535"},
+		{"user password type", vmDoc(`, "user_config": {"password": 1234}`), "/vms/0/user_config/password", `1234`, "must be a string"},
+		{"duplicate vmid", "{\"vms\": [\n{\"vmid\": 8101, \"name\": \"a\"},\n{\"vmid\": 8101, \"name\": \"b\"}]}", "/vms/1/vmid", "8101, \"name\": \"b\"", "duplicate vmid 8101 (first at /vms/0)"},
+		{"clone source undefined", "{\"vms\": [\n{\"vmid\": 8101, \"name\": \"a\"},\n{\"vmid\": 8102, \"name\": \"b\", \"clone_from_vmid\": 9000}]}", "/vms/1/clone_from_vmid", "9000", "vm 9000 is not defined in this file (defined: 8101, 8102)"},
+		{"cycle", "{\"vms\": [\n{\"vmid\": 8101, \"name\": \"a\", \"dependencies\": [\"8102\"]},\n{\"vmid\": 8102, \"name\": \"b\", \"clone_from_vmid\": 8101}]}", "/vms/1/clone_from_vmid", "8101}", "dependency cycle: 8101 -> 8102 -> 8101"},
+		{"self dependency", vmDoc(`, "dependencies": [8101]`), "/vms/0/dependencies/0", "8101]", "dependency cycle: 8101 -> 8101"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeConfig(t, tt.doc)
+			cfg, err := LoadConfig(path)
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("got cfg %v, err %v; want a *ConfigError", cfg, err)
+			}
+			var found *Problem
+			for i, p := range ce.Problems {
+				if p.Pointer == tt.ptr && strings.Contains(p.Message, tt.msg) {
+					found = &ce.Problems[i]
+				}
+			}
+			if found == nil {
+				t.Fatalf("no problem at %q containing %q in:\n%v", tt.ptr, tt.msg, err)
+			}
+			want := path + ":" + lineColOf(t, tt.doc, tt.at) + ": "
+			if tt.ptr != "" {
+				want += tt.ptr + ": "
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error does not contain %q:\n%v", want, err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigAllProblems(t *testing.T) {
+	doc := "{\"vms\": [\n{\"vmid\": 99, \"name\": \"a_b\", \"memory_mb\": 4},\n{\"vmid\": 8102, \"name\": \"b\", \"clone_from_vmid\": 9000, \"network_config\": {\"ip\": \"x\"}}]}"
+	_, err := LoadConfig(writeConfig(t, doc))
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v", err)
+	}
+	var got []string
+	for _, p := range ce.Problems {
+		got = append(got, p.Pointer)
+	}
+	want := []string{"/vms/0/vmid", "/vms/0/name", "/vms/0/memory_mb", "/vms/1/clone_from_vmid", "/vms/1/network_config/ip"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("problems at %v, want %v (in file order)\n%v", got, want, err)
+	}
+	if lines := strings.Split(err.Error(), "\n"); len(lines) != len(want) {
+		t.Errorf("Error() has %d lines, want %d", len(lines), len(want))
+	}
+}
+
+func TestLoadConfigWarnings(t *testing.T) {
+	doc := "{\n\"generator\": \"hand\",\n\"vms\": [{\"vmid\": 8101, \"name\": \"a\",\n\"snapshots\": {\"pre_features\": \"snap\"},\n\"volumes\": [{\"type\": \"cifs\", \"path\": \"//srv/x\", \"mount_point\": \"/mnt/x\"}],\n\"dependencies\": [\"103\"], \"name\": \"b\",\n\"user_config\": {\"password_hash\": \"x\"}}]}"
+	cfg, err := LoadConfig(writeConfig(t, doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ ptr, at, msg string }{
+		{"/generator", `"generator"`, "unknown key; kept"},
+		{"/vms/0/snapshots/pre_features", `"pre_features"`, `did you mean "pre-features"?`},
+		{"/vms/0/volumes/0/type", `"cifs"`, "ignored: phoenix mounts only nfs"},
+		{"/vms/0/dependencies/0", `"103"`, "not a VM in this file"},
+		{"/vms/0/name", `"name": "b"`, "duplicate key"},
+		{"/vms/0/user_config/password_hash", `"password_hash"`, "unknown key, ignored"},
+	}
+	for _, tt := range tests {
+		var found bool
+		for _, w := range cfg.Warnings {
+			if w.Pointer == tt.ptr && strings.Contains(w.Message, tt.msg) {
+				found = true
+				if at := fmt.Sprintf("%d:%d", w.Line, w.Column); at != lineColOf(t, doc, tt.at) {
+					t.Errorf("%s at %s, want %s", tt.ptr, at, lineColOf(t, doc, tt.at))
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no warning %q at %s in %v", tt.msg, tt.ptr, cfg.Warnings)
+		}
+	}
+	if len(cfg.Warnings) != len(tests) {
+		t.Errorf("got %d warnings, want %d: %v", len(cfg.Warnings), len(tests), cfg.Warnings)
+	}
+	if string(cfg.Extra["generator"]) != `"hand"` {
+		t.Errorf("top-level extra = %v", cfg.Extra)
+	}
+	if vm := cfg.VMs[0]; vm.Name != "b" || len(vm.NFSShares) != 0 || len(vm.Volumes) != 1 || vm.Extra != nil {
+		t.Errorf("vm = %+v", vm)
+	}
+}
+
+func TestLoadConfigFileErrors(t *testing.T) {
+	_, err := LoadConfig(filepath.Join(t.TempDir(), "missing.json"))
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+	// A byte order mark is accepted and does not shift columns.
+	doc := "\xef\xbb\xbf{\"vms\": [{\"vmid\": 1, \"name\": \"a\"}]}"
+	_, err = LoadConfig(writeConfig(t, doc))
+	if err == nil || !strings.Contains(err.Error(), ":1:"+fmt.Sprint(strings.Index(doc, "1,")+1)+": /vms/0/vmid") {
+		t.Errorf("BOM: %v", err)
+	}
+}
+
+func TestSchemaIsTheEmbeddedFile(t *testing.T) {
+	onDisk, err := os.ReadFile("phoenix_vm_configs.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Schema()
+	if string(s) != string(onDisk) {
+		t.Error("Schema() differs from phoenix_vm_configs.schema.json")
+	}
+	s[0] = 'X'
+	if Schema()[0] == 'X' {
+		t.Error("Schema() returns the embedded bytes themselves")
+	}
+}
+
+func FuzzLoadConfig(f *testing.F) {
+	for _, p := range []string{"testdata/original_vm_configs.json", "testdata/phoenix_vm_configs.json"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(vmDoc(`, "dependencies": [8101], "final_snapshot": true, "docker_stacks": ["x", {"name": "y"}]`)))
+	f.Add([]byte(`{"vms": [{"vmid": 8101.0, "name": "a", "~/": {"a/b": 1}}]}`))
+	f.Add([]byte("{\"vms\": [1 2]}"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(dir, "fuzz.json")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadConfig(p)
+		if err == nil {
+			if cfg == nil {
+				t.Fatal("nil config without error")
+			}
+			for _, vm := range cfg.VMs {
+				_ = vm.Vars()
+			}
+			if _, err := cfg.Order(nil, true); err != nil {
+				t.Fatalf("valid config does not order: %v", err)
+			}
+			return
+		}
+		var ce *ConfigError
+		if errors.As(err, &ce) && len(ce.Problems) == 0 {
+			t.Fatal("ConfigError without problems")
+		}
+	})
+}
