@@ -1,0 +1,153 @@
+package rig
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/phoenix-hv/phoenix/inventory"
+)
+
+// TestVMID is the VM the rig's config defines (cloned from TemplateVMID).
+const TestVMID = 8101
+
+// GuestUser is the cloud-init user of the rig's VMs.
+const GuestUser = "phoenix"
+
+// inventoryFile is inventory.yml as phoenix reads it (see inventory/testdata).
+type inventoryFile struct {
+	Nodes           map[string]inventoryNode `yaml:"nodes"`
+	DefaultNode     string                   `yaml:"default_node"`
+	Guest           inventoryGuest           `yaml:"guest"`
+	KnownHosts      string                   `yaml:"known_hosts"`
+	GuestKnownHosts string                   `yaml:"guest_known_hosts"`
+}
+
+type inventoryNode struct {
+	Address      string `yaml:"address"`
+	Port         int    `yaml:"port"`
+	User         string `yaml:"user"`
+	IdentityFile string `yaml:"identity_file"`
+	PVENode      string `yaml:"pve_node"`
+	NFSServer    string `yaml:"nfs_server"`
+}
+
+type inventoryGuest struct {
+	User         string `yaml:"user"`
+	IdentityFile string `yaml:"identity_file"`
+	Via          string `yaml:"via"`
+	Port         int    `yaml:"port"`
+}
+
+// WriteInventory writes an inventory.yml for this rig: the node at
+// 127.0.0.1:<port> as root with the node key and the pinned known_hosts, and
+// guests reached directly on the rig network (the host routes to the Docker
+// bridge) as GuestUser with the guest key.
+func (r *Rig) WriteInventory(path string) error {
+	f := inventoryFile{
+		Nodes: map[string]inventoryNode{PVENode: {
+			Address: r.NodeHost, Port: r.NodePort, User: "root", IdentityFile: r.NodeKey,
+			PVENode: PVENode, NFSServer: r.NodeIP(),
+		}},
+		DefaultNode:     PVENode,
+		Guest:           inventoryGuest{User: GuestUser, IdentityFile: r.GuestKey, Via: "direct", Port: 22},
+		KnownHosts:      r.KnownHosts,
+		GuestKnownHosts: r.GuestKnownHosts,
+	}
+	b, err := yaml.Marshal(f)
+	if err != nil {
+		return err
+	}
+	head := "# inventory.yml for phoenix test rig " + r.ID + " (written by test/rig)\n"
+	return os.WriteFile(path, append([]byte(head), b...), 0o644)
+}
+
+// ConfigFile is a phoenix_vm_configs.json document; tests change it before
+// writing it.
+type ConfigFile struct {
+	VMDefaults ConfigDefaults `json:"vm_defaults"`
+	VMs        []ConfigVM     `json:"vms"`
+}
+
+// ConfigDefaults is vm_defaults.
+type ConfigDefaults struct {
+	Template      string `json:"template"`
+	Cores         int    `json:"cores"`
+	MemoryMB      int    `json:"memory_mb"`
+	DiskSizeGB    int    `json:"disk_size_gb"`
+	StoragePool   string `json:"storage_pool"`
+	NetworkBridge string `json:"network_bridge"`
+}
+
+// ConfigVM is one vms[] entry, with the fields the rig's tests use.
+type ConfigVM struct {
+	VMID                int                       `json:"vmid"`
+	Name                string                    `json:"name"`
+	IsTemplate          bool                      `json:"is_template,omitempty"`
+	CloneFromVMID       int                       `json:"clone_from_vmid,omitempty"`
+	Cores               int                       `json:"cores,omitempty"`
+	MemoryMB            int                       `json:"memory_mb,omitempty"`
+	Features            []string                  `json:"features,omitempty"`
+	NetworkConfig       inventory.NetworkConfig   `json:"network_config"`
+	UserConfig          ConfigUser                `json:"user_config"`
+	NFSShares           []inventory.NFSShare      `json:"nfs_shares,omitempty"`
+	FileInjections      []inventory.FileInjection `json:"file_injections,omitempty"`
+	AgentTimeoutSeconds int                       `json:"agent_timeout_seconds,omitempty"`
+	// FinalSnapshot is the final snapshot's name; nil keeps phoenix's default,
+	// false (json) disables it.
+	FinalSnapshot any `json:"final_snapshot,omitempty"`
+}
+
+// ConfigUser is user_config.
+type ConfigUser struct {
+	Username          string   `json:"username"`
+	SSHAuthorizedKeys []string `json:"ssh_authorized_keys,omitempty"`
+	Password          string   `json:"password,omitempty"`
+}
+
+// VMConfig returns the rig's phoenix_vm_configs.json: template 9000 (it
+// exists on the node) and VM 8101 cloned from it at GuestIP(1), user
+// phoenix with the guest key, one NFS share of the node's /export/data at
+// /mnt/data, and the injection of InjectSource to /etc/motd.
+func (r *Rig) VMConfig() ConfigFile {
+	return ConfigFile{
+		VMDefaults: ConfigDefaults{Template: "debian-12-cloud", Cores: 1, MemoryMB: 1024, DiskSizeGB: 32, StoragePool: "local-lvm", NetworkBridge: "vmbr0"},
+		VMs: []ConfigVM{
+			{
+				VMID: TemplateVMID, Name: "debian-12-cloud", IsTemplate: true,
+				NetworkConfig: inventory.NetworkConfig{IP: "dhcp"},
+				UserConfig:    ConfigUser{Username: GuestUser},
+				FinalSnapshot: false,
+			},
+			{
+				VMID: TestVMID, Name: "phoenix-rig-test", CloneFromVMID: TemplateVMID,
+				NetworkConfig: inventory.NetworkConfig{
+					IP: r.GuestIP(1) + "/" + strconv.Itoa(r.PrefixLen()), GW: r.Gateway(),
+				},
+				UserConfig: ConfigUser{Username: GuestUser, SSHAuthorizedKeys: []string{r.GuestPubKey}},
+				NFSShares: []inventory.NFSShare{{
+					HostPath: "/export/data", GuestPath: "/mnt/data", Server: r.NodeIP(),
+				}},
+				FileInjections: []inventory.FileInjection{{
+					Source: InjectSource, Destination: "/etc/motd", Mode: "0644", Owner: "root:root",
+				}},
+				AgentTimeoutSeconds: 90,
+			},
+		},
+	}
+}
+
+// Write writes the document as indented JSON.
+func (c ConfigFile) Write(path string) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,108 @@
+package rig
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/ory/dockertest/v3"
+	dc "github.com/ory/dockertest/v3/docker"
+)
+
+// teardown removes the containers named phoenix-rig-<id>-* (node and guests),
+// the network phoenix-rig-<id> and dir. It goes on after an error so that one
+// stuck piece does not leave the rest behind.
+func teardown(ctx context.Context, pool *dockertest.Pool, id, dir string) error {
+	if pool == nil || id == "" {
+		return errors.New("rig not started")
+	}
+	var errs []error
+	prefix := "/phoenix-rig-" + id + "-"
+	cs, err := pool.Client.ListContainers(dc.ListContainersOptions{All: true, Filters: map[string][]string{"name": {"phoenix-rig-" + id + "-"}}, Context: ctx})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list containers: %w", err))
+	}
+	for _, c := range cs {
+		if !hasNamePrefix(c.Names, prefix) {
+			continue
+		}
+		err := pool.Client.RemoveContainer(dc.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true, Context: ctx})
+		if err != nil && !isNoSuch(err) {
+			errs = append(errs, fmt.Errorf("remove container %s: %w", strings.Join(c.Names, ","), err))
+		}
+	}
+	nets, err := pool.Client.FilteredListNetworks(dc.NetworkFilterOpts{"name": {"phoenix-rig-" + id: true}})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list networks: %w", err))
+	}
+	for _, n := range nets {
+		if n.Name != "phoenix-rig-"+id {
+			continue
+		}
+		if err := pool.Client.RemoveNetwork(n.ID); err != nil && !isNoSuch(err) {
+			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
+		}
+	}
+	if dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func hasNamePrefix(names []string, prefix string) bool {
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// reapOrphans tears down rigs whose owner process is gone (a test binary
+// killed before its cleanup ran). Rigs without an owner (the lab) are kept.
+func reapOrphans(ctx context.Context, pool *dockertest.Pool, logf func(string, ...any)) {
+	type orphan struct{ dir string }
+	found := map[string]orphan{}
+	consider := func(labels map[string]string) {
+		pid, err := strconv.Atoi(labels[labelOwnerPID])
+		if err != nil || labels[labelID] == "" || pid == os.Getpid() || alive(pid) {
+			return
+		}
+		found[labels[labelID]] = orphan{dir: labels[labelDir]}
+	}
+	cs, err := pool.Client.ListContainers(dc.ListContainersOptions{All: true, Filters: map[string][]string{"label": {labelOwnerPID}}, Context: ctx})
+	if err == nil {
+		for _, c := range cs {
+			consider(c.Labels)
+		}
+	}
+	nets, err := pool.Client.FilteredListNetworks(dc.NetworkFilterOpts{"label": {labelOwnerPID: true}})
+	if err == nil {
+		for _, n := range nets {
+			consider(n.Labels)
+		}
+	}
+	for id, o := range found {
+		dir := o.dir
+		// Only ever delete a folder the harness itself made in the temp dir.
+		if !strings.HasPrefix(filepath.Base(dir), "phoenix-rig-") || filepath.Dir(dir) != filepath.Clean(os.TempDir()) {
+			dir = ""
+		}
+		logf("rig: removing leftover rig %s (owner process gone)", id)
+		if err := teardown(ctx, pool, id, dir); err != nil {
+			logf("rig: leftover rig %s: %v", id, err)
+		}
+	}
+}
+
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
