@@ -28,7 +28,10 @@ var builtin embed.FS
 
 // Playbook is a decoded playbook file.
 type Playbook struct {
-	Name  string `yaml:"name"`
+	Name string `yaml:"name"`
+	// When, if false for a VM, skips every step for it (create skips
+	// templates: phoenix clones them, it does not build them).
+	When  string `yaml:"when"`
 	Tasks []Step `yaml:"tasks"`
 	// File is where the playbook came from, for error messages
 	// ("playbooks/create.yml" for a built-in one).
@@ -42,7 +45,8 @@ type Step struct {
 	With map[string]any `yaml:"with"`
 	// Loop is a `${vm.x}` reference to a list; the step runs once per item.
 	Loop string `yaml:"loop"`
-	// When skips the step when its value is empty, zero, false or missing.
+	// When skips the step when its value is empty, zero, false or missing
+	// ("!${vm.x}": when it is not).
 	When string `yaml:"when"`
 	// Line is the step's line in File.
 	Line int `yaml:"-"`

@@ -38,7 +38,8 @@ type ResolvedStep struct {
 //     `${path?}` is optional: missing leaves the parameter out (or the list
 //     element; inside text it is ""); in `when`, missing means false; in
 //     `loop`, missing means no items.
-//   - `when` skips the step when its value is empty, zero, false or missing.
+//   - `when` skips the step when its value is empty, zero, false or missing;
+//     `!${path}` negates. A playbook's own `when` skips all of its steps.
 //   - A loop over no items gives one skipped step.
 //   - A secret (user_config.password) keeps its type when substituted
 //     exactly, and text built with it becomes a secret as a whole, so it is
@@ -48,12 +49,20 @@ func Render(pb *Playbook, vm *inventory.VM, reg tasks.Registry) ([]ResolvedStep,
 	if err != nil {
 		return nil, fmt.Errorf("vm %d: %w", vm.VMID, err)
 	}
+	runs, skipReason, err := scope{vm: vars}.condition(pb.When)
+	if err != nil {
+		return nil, fmt.Errorf("%s: when: %w", pb.File, err)
+	}
 	var out []ResolvedStep
 	for _, s := range pb.Tasks {
 		where := fmt.Sprintf("%s:%d: step %q", pb.File, s.Line, s.Name)
 		factory, ok := reg[s.Kind]
 		if !ok {
 			return nil, fmt.Errorf("%s: unknown kind %q (registered: %s)", where, s.Kind, strings.Join(reg.Kinds(), ", "))
+		}
+		if !runs {
+			out = append(out, ResolvedStep{Name: skippedName(vars, s.Name), Kind: s.Kind, Skipped: true, SkipReason: skipReason})
+			continue
 		}
 		items := []any{nil}
 		looped := s.Loop != ""
@@ -63,7 +72,7 @@ func Render(pb *Playbook, vm *inventory.VM, reg tasks.Registry) ([]ResolvedStep,
 				return nil, fmt.Errorf("%s: loop: %w", where, err)
 			}
 			if len(items) == 0 {
-				out = append(out, ResolvedStep{Name: withoutItemRefs(s.Name), Kind: s.Kind, Skipped: true, SkipReason: s.Loop + " has no items"})
+				out = append(out, ResolvedStep{Name: skippedName(vars, s.Name), Kind: s.Kind, Skipped: true, SkipReason: s.Loop + " has no items"})
 				continue
 			}
 		}
@@ -81,15 +90,13 @@ func Render(pb *Playbook, vm *inventory.VM, reg tasks.Registry) ([]ResolvedStep,
 
 // resolve renders one step for one item.
 func (sc scope) resolve(s Step, factory tasks.Factory) (ResolvedStep, error) {
-	if s.When != "" {
-		v, found, err := sc.value(s.When, true)
-		if err != nil {
-			return ResolvedStep{}, fmt.Errorf("when: %w", err)
-		}
-		if !truthy(v) {
-			name, _, _ := sc.value(s.Name, true)
-			return ResolvedStep{Name: text(name), Kind: s.Kind, Skipped: true, SkipReason: s.When + " is " + describeFalse(v, found)}, nil
-		}
+	ok, reason, err := sc.condition(s.When)
+	if err != nil {
+		return ResolvedStep{}, fmt.Errorf("when: %w", err)
+	}
+	if !ok {
+		name, _, _ := sc.value(s.Name, true)
+		return ResolvedStep{Name: text(name), Kind: s.Kind, Skipped: true, SkipReason: reason}, nil
 	}
 	name, _, err := sc.value(s.Name, false)
 	if err != nil {
@@ -300,25 +307,42 @@ func truthy(v any) bool {
 	return true
 }
 
-func describeFalse(v any, found bool) string {
+// condition evaluates a `when`: "" holds; "${ref}" holds when the value is
+// set and not empty, zero or false; "!${ref}" when it is not. reason says
+// why it does not hold: "${vm.x} is not set", "${vm.is_template} is true".
+func (sc scope) condition(when string) (ok bool, reason string, err error) {
+	if when == "" {
+		return true, "", nil
+	}
+	expr, negate := strings.CutPrefix(strings.TrimSpace(when), "!")
+	v, found, err := sc.value(expr, true)
+	if err != nil {
+		return false, "", err
+	}
+	if truthy(v) != negate {
+		return true, "", nil
+	}
 	switch {
 	case !found:
-		return "not set"
+		return false, expr + " is not set", nil
 	case v == "":
-		return "empty"
+		return false, expr + " is empty", nil
 	}
-	return text(v)
+	return false, expr + " is " + text(v), nil
 }
 
-// withoutItemRefs drops `${item…}` from a step name, for a loop with no items.
-func withoutItemRefs(name string) string {
+// skippedName is the name of a step skipped without an item (a loop with
+// no items, a playbook that does not apply): `${item…}` dropped, the rest
+// substituted where it can be.
+func skippedName(vars map[string]any, name string) string {
 	out := refPattern.ReplaceAllStringFunc(name, func(ref string) string {
 		if strings.HasPrefix(ref, "${item") {
 			return ""
 		}
 		return ref
 	})
-	return strings.Join(strings.Fields(out), " ")
+	v, _, _ := scope{vm: vars}.value(out, true)
+	return strings.Join(strings.Fields(text(v)), " ")
 }
 
 // vmVars is the VM as a JSON-like map: json.Marshal of the config with

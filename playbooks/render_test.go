@@ -185,13 +185,7 @@ func TestRenderedYAMLMasksSecrets(t *testing.T) {
 	var p struct {
 		Password string `json:"cipassword"`
 	}
-	params := calls[1].params
-	delete(params, "sshkeys")
-	for k := range params {
-		if k != "cipassword" {
-			delete(params, k)
-		}
-	}
+	params := map[string]any{"cipassword": calls[1].params["cipassword"]}
 	if err := tasks.Decode(params, &p); err != nil || p.Password != "hunter22" {
 		t.Errorf("task sees password %q (err %v), want the real value", p.Password, err)
 	}
@@ -272,6 +266,8 @@ func TestLoopAndWhen(t *testing.T) {
 		{"when false", `{name: s, kind: k, when: "${vm.is_template}", with: {p: 1}}`, []string{"s skipped: ${vm.is_template} is not set"}},
 		{"when zero", `{name: s, kind: k, when: "${vm.count}", with: {p: 1}}`, []string{"s skipped: ${vm.count} is not set"}},
 		{"when empty list", `{name: s, kind: k, when: "${vm.qm_options}", with: {p: 1}}`, []string{"s skipped: ${vm.qm_options} is not set"}},
+		{"negated when, set", `{name: s, kind: k, when: "!${vm.clone_from_vmid}", with: {p: 1}}`, []string{"s skipped: ${vm.clone_from_vmid} is 9000"}},
+		{"negated when, unset", `{name: s, kind: k, when: "!${vm.is_template}", with: {p: 1}}`, []string{"s p=1"}},
 		{"skipped step does not resolve params", `{name: s, kind: k, when: "${vm.nope}", with: {p: "${vm.missing}"}}`,
 			[]string{"s skipped: ${vm.nope} is not set"}},
 	} {
@@ -333,6 +329,8 @@ func TestRenderErrors(t *testing.T) {
 			`test.yml:2: step "a": with.x: ${env.HOME}: a reference starts with vm. or item.`},
 		{"loop over a non-list", "tasks:\n  - {name: a, kind: k, loop: \"${vm.name}\"}\n",
 			`test.yml:2: step "a": loop: ${vm.name} is web01, not a list`},
+		{"playbook when", "when: \"!${env.X}\"\ntasks:\n  - {name: a, kind: k}\n",
+			`test.yml: when: ${env.X}: a reference starts with vm. or item.`},
 		{"factory refuses params", "tasks:\n  - {name: a, kind: k, with: {bad: 1}}\n",
 			`test.yml:2: step "a": k: parameters: unknown field "bad"`},
 	} {
@@ -342,5 +340,36 @@ func TestRenderErrors(t *testing.T) {
 				t.Fatalf("err = %v\nwant %s", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestPlaybookWhenSkipsTemplates(t *testing.T) {
+	tmpl := &inventory.VM{VMID: 9000, Name: "tmpl", IsTemplate: true, Features: []string{"docker"}, AgentTimeoutSeconds: 300}
+	for _, name := range []string{"create", "start"} {
+		pb, err := Load(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var calls []recordingTask
+		steps, err := Render(pb, tmpl, testRegistry(&calls, allKinds...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(steps) != len(pb.Tasks) || len(calls) != 0 {
+			t.Fatalf("%s: %d steps, %d tasks built; want every step skipped, none built", name, len(steps), len(calls))
+		}
+		for _, s := range steps {
+			if !s.Skipped || s.SkipReason != "${vm.is_template} is true" {
+				t.Errorf("%s: step %q skipped=%v reason %q", name, s.Name, s.Skipped, s.SkipReason)
+			}
+		}
+		if name == "create" && steps[10].Name != "feature" {
+			t.Errorf("loop step name %q, want the name without its item", steps[10].Name)
+		}
+	}
+	pb, _ := Load("delete")
+	var calls []recordingTask
+	if steps, err := Render(pb, tmpl, testRegistry(&calls, allKinds...)); err != nil || steps[1].Skipped {
+		t.Errorf("delete of a template: %v, %+v; want it to run", err, steps)
 	}
 }

@@ -141,7 +141,13 @@ func (g *fakeGuest) Wait(context.Context) error {
 	return g.waitErr
 }
 
-func (g *fakeGuest) Channel() string { return "agent" }
+// Channel is "" until a channel answered, like fallback.Guest.
+func (g *fakeGuest) Channel() string {
+	if g.waitErr != nil {
+		return ""
+	}
+	return "agent"
+}
 
 // countingNode counts Close calls on a node transport.
 type countingNode struct {
@@ -699,6 +705,9 @@ func TestGuestWaitErrorIsTheStepError(t *testing.T) {
 		behaviors: map[string]*behavior{"g": {guest: true}}, guests: map[int]*fakeGuest{8101: g}}.run(t)
 	if fmt.Sprint(out.err) != `vm 8101: step "g": guest unreachable after 300s: agent: not running; ssh: refused` {
 		t.Errorf("err = %v", out.err)
+	}
+	if ends := out.taskEnds(); len(ends) != 1 || ends[0].Transport != "none" {
+		t.Errorf("task_end = %+v, want transport none", ends)
 	}
 }
 

@@ -258,7 +258,10 @@ func (v *vmRun) transport(st playbooks.ResolvedStep) string {
 		return "node"
 	}
 	if c, ok := v.guest.(interface{ Channel() string }); ok {
-		return c.Channel()
+		if ch := c.Channel(); ch != "" {
+			return ch
+		}
+		return "none" // no channel answered
 	}
 	name, _, _ := strings.Cut(v.guest.Name(), " ") // "ssh phoenix@10.0.0.5" → "ssh"
 	return name
