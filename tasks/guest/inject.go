@@ -70,13 +70,12 @@ func (t *fileInject) GuestProbes(*tasks.Env) []string { return []string{t.guestS
 
 // fileFacts is what a side knows of its file.
 type fileFacts struct {
-	exists   bool
-	size     int64
-	sha256   string
-	mode     uint64
-	ids      string // uid:gid
-	names    string // user:group
-	contents []byte // read only for a diff
+	exists bool
+	size   int64
+	sha256 string
+	mode   uint64
+	ids    string // uid:gid
+	names  string // user:group
 }
 
 type injectPlan struct {
