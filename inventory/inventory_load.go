@@ -165,7 +165,7 @@ func (l *invLoader) build(f *inventoryFile) *Inventory {
 	inv.DefaultNode = f.DefaultNode
 	switch {
 	case f.DefaultNode != "":
-		if inv.Nodes[f.DefaultNode] == nil {
+		if inv.Nodes[f.DefaultNode] == nil && len(names) > 0 {
 			l.problem("/default_node", "unknown node %q (nodes: %s)", f.DefaultNode, strings.Join(names, ", "))
 		}
 	case len(names) == 1:
@@ -274,7 +274,7 @@ func firstInt(vals ...int) int {
 }
 
 // yamlPositions maps the JSON pointer of every value in the document to
-// its line and column (the key's, for a null value).
+// its line and column: a scalar's own, a collection's or null's key.
 func yamlPositions(f *ast.File) map[string][2]int {
 	out := map[string][2]int{}
 	at := func(ptr string, n ast.Node) {
@@ -301,12 +301,22 @@ func yamlPositions(f *ast.File) map[string][2]int {
 		case *ast.MappingValueNode: // a one-key mapping
 			member(n, ptr)
 		case *ast.MappingNode:
-			at(ptr, n)
+			// A collection is where its key is; the document's where its
+			// first key is (the node's own token is the first ':').
+			if _, keyed := out[ptr]; !keyed {
+				if len(n.Values) > 0 && n.Values[0].Key != nil {
+					at(ptr, n.Values[0].Key)
+				} else {
+					at(ptr, n)
+				}
+			}
 			for _, mv := range n.Values {
 				member(mv, ptr)
 			}
 		case *ast.SequenceNode:
-			at(ptr, n)
+			if _, keyed := out[ptr]; !keyed {
+				at(ptr, n)
+			}
 			for i, v := range n.Values {
 				walk(v, ptr+"/"+strconv.Itoa(i))
 			}
