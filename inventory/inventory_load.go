@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -101,8 +100,7 @@ func parseInventory(file string, data []byte, ssh *sshConfig) (*Inventory, error
 	l := &invLoader{file: file, dir: filepath.Dir(file), pos: yamlPositions(doc), ssh: ssh}
 	inv := l.build(&f)
 	if len(l.problems) > 0 {
-		sort.SliceStable(l.problems, func(i, j int) bool { return l.problems[i].Line < l.problems[j].Line })
-		return nil, &ConfigError{File: file, Problems: l.problems}
+		return nil, &ConfigError{File: file, Problems: sortProblems(l.problems)}
 	}
 	return inv, nil
 }

@@ -66,7 +66,7 @@ func parseConfig(file string, data []byte) (*Config, error) {
 	}
 	cfg.Warnings = l.sortedWarnings()
 	if len(l.problems) > 0 {
-		return nil, &ConfigError{File: file, Problems: l.sortedProblems()}
+		return nil, &ConfigError{File: file, Problems: sortProblems(l.problems)}
 	}
 	return cfg, nil
 }
@@ -86,7 +86,6 @@ func syntaxProblem(file string, data []byte, err error) error {
 	if errors.As(err, &se) {
 		// Offset is just past the offending byte.
 		p.Line, p.Column = (&positions{lineStarts: lineStarts(data)}).lineCol(max(int(se.Offset)-1, 0))
-		p.Message = "invalid JSON: " + se.Error()
 	}
 	return &ConfigError{File: file, Problems: []Problem{p}}
 }
@@ -128,7 +127,7 @@ func (l *loader) warnKey(ptr, format string, args ...any) {
 // ptr or something inside it.
 func (l *loader) schemaProblemUnder(ptr string) bool {
 	for _, p := range l.problems[:l.schemaProblems] {
-		if p.Pointer == ptr || strings.HasPrefix(p.Pointer, ptr+"/") || ptr == "" {
+		if p.Pointer == ptr || strings.HasPrefix(p.Pointer, ptr+"/") {
 			return true
 		}
 	}
@@ -157,15 +156,16 @@ func (l *loader) unmarshal(ptr string, raw []byte, dst any) {
 	l.problem(ptr, "%v", err)
 }
 
-func (l *loader) sortedProblems() []Problem {
-	sort.SliceStable(l.problems, func(i, j int) bool {
-		a, b := l.problems[i], l.problems[j]
+// sortProblems puts problems in file order.
+func sortProblems(ps []Problem) []Problem {
+	sort.SliceStable(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
 		if a.Line != b.Line {
 			return a.Line < b.Line
 		}
 		return a.Column < b.Column
 	})
-	return l.problems
+	return ps
 }
 
 func (l *loader) sortedWarnings() []Warning {

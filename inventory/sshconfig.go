@@ -68,6 +68,8 @@ func (s *sshConfig) host(alias string) (sshHost, error) {
 		h.port = n
 	}
 	if id := get("IdentityFile"); id != "" {
+		// Relative to the ssh_config's directory (~/.ssh), not to wherever
+		// phoenix happens to run.
 		p, err := localPath(sshTokens(id, alias, h.user), filepath.Dir(s.path))
 		errs = append(errs, err)
 		h.identityFile = p
