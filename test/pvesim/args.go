@@ -206,10 +206,11 @@ func (c *command) lookup(name string) (*prop, string) {
 		if c.isArg(pr.name) {
 			continue
 		}
-		if pr.name == lname {
+		pname := strings.ToLower(pr.name)
+		if pname == lname {
 			return pr, ""
 		}
-		if strings.HasPrefix(pr.name, lname) {
+		if strings.HasPrefix(pname, lname) {
 			hits = append(hits, pr)
 		}
 	}

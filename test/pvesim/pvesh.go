@@ -74,6 +74,10 @@ func (c *call) pvesh(args []string) int {
 			return report(c.stderr, errorf("hostname lookup '%s' failed - failed to get address info for: %s: Name or service not known", m[1], m[1]))
 		}
 		res, err := ep.run(c, m, p)
+		var pe *paramError
+		if errors.As(err, &pe) && pe.usage == "" {
+			pe.usage = cmd.usage
+		}
 		if err != nil {
 			return report(c.stderr, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -32,9 +33,14 @@ type qgaReply struct {
 	Error  *qgaError       `json:"error"`
 }
 
+// noReply are the commands qemu-ga does not answer when they succeed.
+var noReply = map[string]bool{
+	"guest-shutdown": true, "guest-suspend-disk": true, "guest-suspend-ram": true, "guest-suspend-hybrid": true,
+}
+
 // qgaSocket is the host end of the VM's agent channel.
-func (c *call) qgaSocket(vmid int) string {
-	return c.path("var/run/qemu-server", strconv.Itoa(vmid)+".qga")
+func (s *Sim) qgaSocket(vmid int) string {
+	return s.path("var/run/qemu-server", strconv.Itoa(vmid)+".qga")
 }
 
 // qga runs one agent command: connect, guest-sync-delimited (the agent may
@@ -74,6 +80,9 @@ func (c *call) qga(vmid int, cmd string, args any, timeout time.Duration) (*qgaR
 	if _, err := conn.Write(append(line, '\n')); err != nil {
 		return nil, qgaIOError(failed, err)
 	}
+	if noReply[cmd] {
+		return &qgaReply{}, nil
+	}
 	for {
 		resp, err := br.ReadBytes('\n')
 		if err != nil {
@@ -95,7 +104,7 @@ func (c *call) qga(vmid int, cmd string, args any, timeout time.Duration) (*qgaR
 // up to the 0xFF sentinel of the reply that echoes it.
 func (c *call) qgaSync(conn net.Conn, br *bufio.Reader) error {
 	var b [4]byte
-	if _, err := c.Rand.Read(b[:]); err != nil {
+	if _, err := io.ReadFull(c.Rand, b[:]); err != nil {
 		return err
 	}
 	id := int64(binary.BigEndian.Uint32(b[:])&0x7fffffff) + 1

@@ -202,7 +202,10 @@ func (c *call) runQM(qc *qmCommand, args []string) int {
 	c.kind = qc.kind
 	err = qc.run(c, p)
 	var pe *paramError
-	if err == nil || errors.As(err, &pe) || qc.kind == direct {
+	if errors.As(err, &pe) && pe.usage == "" {
+		pe.usage = qc.usage
+	}
+	if err == nil || pe != nil || qc.kind == direct {
 		return report(c.stderr, err)
 	}
 	// A failed worker task: one folded line on stderr.

@@ -2,6 +2,7 @@ package pvesim
 
 import (
 	"crypto/sha256"
+	"io"
 	"regexp"
 	"strings"
 )
@@ -108,7 +109,7 @@ func repeatTo(sum []byte, n int) []byte {
 // encryptPassword hashes pw with a random salt of 8 characters.
 func (s *Sim) encryptPassword(pw string) (string, error) {
 	var raw [8]byte
-	if _, err := s.Rand.Read(raw[:]); err != nil {
+	if _, err := io.ReadFull(s.Rand, raw[:]); err != nil {
 		return "", err
 	}
 	salt := make([]byte, 8)
