@@ -209,7 +209,7 @@ func (h *harness) step(stdin string, args ...string) result {
 	shown := make([]string, len(args))
 	for i, a := range args {
 		shown[i] = a
-		if n := utf8.RuneCountInString(a); n > 60 {
+		if n := utf8.RuneCountInString(a); n > 200 {
 			shown[i] = string([]rune(a)[:20]) + fmt.Sprintf("…(%d characters)", n)
 		}
 	}

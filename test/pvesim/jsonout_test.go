@@ -13,9 +13,9 @@ func TestPerlJSON(t *testing.T) {
 		pretty, compact string
 	}{
 		{
-			name: "exec status sorted, 3-space indent, spaced colon",
-			in:   map[string]any{"out-data": "out\n", "exited": 1, "exitcode": 3, "err-data": "err\n"},
-			pretty: "{\n   \"err-data\" : \"err\\n\",\n   \"exitcode\" : 3,\n   \"exited\" : 1,\n   \"out-data\" : \"out\\n\"\n}\n",
+			name:    "exec status sorted, 3-space indent, spaced colon",
+			in:      map[string]any{"out-data": "out\n", "exited": 1, "exitcode": 3, "err-data": "err\n"},
+			pretty:  "{\n   \"err-data\" : \"err\\n\",\n   \"exitcode\" : 3,\n   \"exited\" : 1,\n   \"out-data\" : \"out\\n\"\n}\n",
 			compact: `{"err-data":"err\n","exitcode":3,"exited":1,"out-data":"out\n"}`,
 		},
 		{
