@@ -7,14 +7,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/ory/dockertest/v3/docker"
 )
 
-// Docker is the real Backend: one privileged container per VM on the rig
-// network, through the Docker API at /var/run/docker.sock (the host's
+// Docker is the real Backend: one privileged container per VM (SYS_ADMIN
+// where the engine cannot grant --privileged) on the rig network, through the Docker API at /var/run/docker.sock (the host's
 // engine: bind sources are host paths).
 type Docker struct {
 	Client *docker.Client
@@ -64,22 +65,42 @@ func (d *Docker) Start(ctx context.Context, g Guest) error {
 		}
 		ct = nil
 	}
+	privileged := true
 	if ct == nil {
-		if err := d.create(ctx, g, hash); err != nil {
+		if err := d.create(ctx, g, hash, privileged); err != nil {
 			return err
 		}
 	} else if ct.State.Running {
 		return nil
+	} else {
+		privileged = ct.HostConfig != nil && ct.HostConfig.Privileged
 	}
-	err = d.Client.StartContainerWithContext(g.Name, nil, ctx)
+	err = d.start(ctx, g.Name)
+	if err != nil && privileged && strings.Contains(err.Error(), "unable to apply caps") {
+		// Where the engine itself lacks capabilities (a nested or
+		// restricted host), --privileged cannot start; SYS_ADMIN is
+		// enough for the guest's bind mounts.
+		if err := d.Remove(ctx, g.Name); err != nil {
+			return err
+		}
+		if err := d.create(ctx, g, hash, false); err != nil {
+			return err
+		}
+		err = d.start(ctx, g.Name)
+	}
+	return err
+}
+
+func (d *Docker) start(ctx context.Context, name string) error {
+	err := d.Client.StartContainerWithContext(name, nil, ctx)
 	var already *docker.ContainerAlreadyRunning
 	if err != nil && !errors.As(err, &already) {
-		return fmt.Errorf("start %s: %w", g.Name, err)
+		return fmt.Errorf("start %s: %w", name, err)
 	}
 	return nil
 }
 
-func (d *Docker) create(ctx context.Context, g Guest, hash string) error {
+func (d *Docker) create(ctx context.Context, g Guest, hash string, privileged bool) error {
 	labels := map[string]string{specLabel: hash}
 	for k, v := range g.Labels {
 		labels[k] = v
@@ -94,11 +115,15 @@ func (d *Docker) create(ctx context.Context, g Guest, hash string) error {
 			MacAddress: g.MAC, // API < 1.44 takes the MAC here
 		},
 		HostConfig: &docker.HostConfig{
-			Privileged:  true,
+			Privileged:  privileged,
 			Binds:       g.Binds,
 			NetworkMode: g.Network,
 		},
 		Context: ctx,
+	}
+	if !privileged {
+		opts.HostConfig.CapAdd = []string{"SYS_ADMIN", "NET_ADMIN"}
+		opts.HostConfig.SecurityOpt = []string{"seccomp=unconfined", "apparmor=unconfined"}
 	}
 	if g.Network != "" {
 		ep := &docker.EndpointConfig{MacAddress: g.MAC}
