@@ -207,11 +207,14 @@ func (q *fakeQGA) exec(cmd string, rawArgs json.RawMessage) (any, *qgaError) {
 		} else {
 			res["exitcode"] = p.state.ExitCode()
 		}
+		// qemu-ga 7.2 sends the truncation flag with every data key.
 		if p.out.Len() > 0 {
 			res["out-data"] = base64.StdEncoding.EncodeToString(p.out.Bytes())
+			res["out-truncated"] = false
 		}
 		if p.err.Len() > 0 {
 			res["err-data"] = base64.StdEncoding.EncodeToString(p.err.Bytes())
+			res["err-truncated"] = false
 		}
 		return res, nil
 	case "guest-file-open":

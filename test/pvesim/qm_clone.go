@@ -188,7 +188,8 @@ func (c *call) qmDestroy(p *params) error {
 		if err := c.Backend.Remove(c.ctx, c.containerName(vmid)); err != nil {
 			return err
 		}
-		for _, path := range []string{c.seedDir(vmid), c.originFile(vmid), c.pidFile(vmid), c.path("etc/pvesim/faults", strconv.Itoa(vmid))} {
+		// Fault switches stay: a test may set them before the VM exists.
+		for _, path := range []string{c.seedDir(vmid), c.originFile(vmid), c.pidFile(vmid)} {
 			if err := os.RemoveAll(path); err != nil {
 				return err
 			}
