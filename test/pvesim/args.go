@@ -33,7 +33,6 @@ type prop struct {
 	hasMin   bool                  //
 	maxLen   int                   // maximum length of strings, 0 = none
 	required bool                  // a non-positional option that must be given
-	optional bool                  // a positional argument that may be missing
 }
 
 // params are the parsed and verified parameters of one call.
@@ -43,10 +42,8 @@ type params struct {
 	extra []string
 }
 
-func (p *params) has(name string) bool { _, ok := p.vals[name]; return ok }
-func (p *params) get(name string) string {
-	return p.vals[name]
-}
+func (p *params) has(name string) bool   { _, ok := p.vals[name]; return ok }
+func (p *params) get(name string) string { return p.vals[name] }
 
 // flag reports a boolean parameter; def when it was not given.
 func (p *params) flag(name string, def bool) bool {
@@ -158,19 +155,14 @@ func (c *command) getopt(args []string, stderr io.Writer) (*params, *paramError)
 	if failed {
 		return nil, badRequest("unable to parse option")
 	}
-	for i, name := range c.args {
+	for _, name := range c.args {
 		if name == "extra-args" {
 			p.extra = rest
 			rest = nil
 			break
 		}
 		if len(rest) == 0 {
-			for _, n := range c.args[i:] {
-				if pr := c.prop(n); n != "extra-args" && (pr == nil || !pr.optional) {
-					return nil, badRequest("not enough arguments")
-				}
-			}
-			break
+			return nil, badRequest("not enough arguments")
 		}
 		p.vals[name] = rest[0]
 		rest = rest[1:]

@@ -13,7 +13,9 @@
 //
 // Settings come from the environment or /etc/pvesim/env (KEY=VALUE lines;
 // the environment wins): PVESIM_NODE, PVESIM_HOST_DIR, PVESIM_NETWORK,
-// PVESIM_GUEST_IMAGE, PVESIM_RIG_ID. Fault switches are files on the node:
+// PVESIM_GUEST_IMAGE, PVESIM_RIG_ID, PVESIM_PRIVILEGED (false: the engine
+// refuses --privileged, guests get CAP_SYS_ADMIN; without it pvesim tries
+// --privileged and falls back). Fault switches are files on the node:
 // /etc/pvesim/faults/VMID/NAME becomes PHOENIX_FAULT_NAME=<content or 1>
 // in the guest's environment at start; /etc/pvesim/latency_ms delays every
 // call; `pvesim hold-lock VMID SECONDS` holds a VM's flock.

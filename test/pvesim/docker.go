@@ -19,15 +19,18 @@ import (
 // engine: bind sources are host paths).
 type Docker struct {
 	Client *docker.Client
+	// Unprivileged skips --privileged where the rig found the engine
+	// refuses it (PVESIM_PRIVILEGED=false).
+	Unprivileged bool
 }
 
 // NewDocker connects to the engine named by DOCKER_HOST or the default socket.
-func NewDocker() (*Docker, error) {
+func NewDocker(unprivileged bool) (*Docker, error) {
 	cl, err := docker.NewClientFromEnv()
 	if err != nil {
 		return nil, fmt.Errorf("docker: %w", err)
 	}
-	return &Docker{Client: cl}, nil
+	return &Docker{Client: cl, Unprivileged: unprivileged}, nil
 }
 
 // specLabel holds a hash of the Guest a container was made from: a stopped
@@ -65,7 +68,7 @@ func (d *Docker) Start(ctx context.Context, g Guest) error {
 		}
 		ct = nil
 	}
-	privileged := true
+	privileged := !d.Unprivileged
 	if ct == nil {
 		if err := d.create(ctx, g, hash, privileged); err != nil {
 			return err
@@ -208,13 +211,14 @@ func (d *Docker) Remove(ctx context.Context, name string) error {
 // lazyDocker connects on first use, so qm commands that never touch a
 // running VM work on a node without Docker.
 type lazyDocker struct {
-	once sync.Once
-	d    *Docker
-	err  error
+	unprivileged bool
+	once         sync.Once
+	d            *Docker
+	err          error
 }
 
 func (l *lazyDocker) get() (*Docker, error) {
-	l.once.Do(func() { l.d, l.err = NewDocker() })
+	l.once.Do(func() { l.d, l.err = NewDocker(l.unprivileged) })
 	return l.d, l.err
 }
 

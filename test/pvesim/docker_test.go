@@ -23,7 +23,7 @@ func TestDockerBackend(t *testing.T) {
 	if _, err := os.Stat("/var/run/docker.sock"); err != nil {
 		t.Skip("no Docker engine on this machine: /var/run/docker.sock missing")
 	}
-	d, err := NewDocker()
+	d, err := NewDocker(false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,9 @@ type Sim struct {
 	Network    string // Docker network of the rig (PVESIM_NETWORK)
 	GuestImage string // default guest image (PVESIM_GUEST_IMAGE)
 	RigID      string // names containers phoenix-rig-<id>-vm-<vmid> (PVESIM_RIG_ID)
+	// Unprivileged: the engine refuses --privileged (PVESIM_PRIVILEGED=false),
+	// guests get CAP_SYS_ADMIN instead.
+	Unprivileged bool
 
 	Backend Backend // where VMs run
 
@@ -38,7 +41,7 @@ type Sim struct {
 // called under. env holds KEY=VALUE entries of the process environment.
 func Main(ctx context.Context, argv0 string, args []string, stdin io.Reader, stdout, stderr io.Writer, env []string) int {
 	s := FromEnv(env)
-	s.Backend = &lazyDocker{}
+	s.Backend = &lazyDocker{unprivileged: s.Unprivileged}
 	return s.Run(ctx, argv0, args, stdin, stdout, stderr)
 }
 
@@ -73,6 +76,7 @@ func FromEnv(env []string) *Sim {
 		Network:      get("PVESIM_NETWORK", ""),
 		GuestImage:   get("PVESIM_GUEST_IMAGE", ""),
 		RigID:        get("PVESIM_RIG_ID", "0"),
+		Unprivileged: func() bool { b, ok := parseBool(get("PVESIM_PRIVILEGED", "1")); return ok && b == "0" }(),
 		Now:          time.Now,
 		Location:     time.Local,
 		Rand:         rand.Reader,

@@ -382,16 +382,16 @@ func TestFromEnv(t *testing.T) {
 	if err := os.MkdirAll(root+"/etc/pvesim", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	env := "# written by the rig harness\nPVESIM_HOST_DIR=/srv/rig-1\nPVESIM_NETWORK=phoenix-rig-1\nPVESIM_GUEST_IMAGE=phoenix-rig-guest:1\nPVESIM_RIG_ID=1\nPVESIM_NODE=fromfile\n"
+	env := "# written by the rig harness\nPVESIM_HOST_DIR=/srv/rig-1\nPVESIM_NETWORK=phoenix-rig-1\nPVESIM_GUEST_IMAGE=phoenix-rig-guest:1\nPVESIM_RIG_ID=1\nPVESIM_NODE=fromfile\nPVESIM_PRIVILEGED=false\n"
 	if err := os.WriteFile(root+"/etc/pvesim/env", []byte(env), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	s := FromEnv([]string{"PVESIM_ROOT=" + root, "PVESIM_NODE=node1", "PATH=/bin"})
 	if s.Root != root || s.Node != "node1" || s.HostDir != "/srv/rig-1" || s.Network != "phoenix-rig-1" ||
-		s.GuestImage != "phoenix-rig-guest:1" || s.RigID != "1" {
+		s.GuestImage != "phoenix-rig-guest:1" || s.RigID != "1" || !s.Unprivileged {
 		t.Errorf("FromEnv = %+v", s)
 	}
-	if d := FromEnv(nil); d.Root != "/" || d.Node != "pve" {
-		t.Errorf("defaults: root %q node %q", d.Root, d.Node)
+	if d := FromEnv(nil); d.Root != "/" || d.Node != "pve" || d.Unprivileged {
+		t.Errorf("defaults: root %q node %q unprivileged %v", d.Root, d.Node, d.Unprivileged)
 	}
 }
