@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -312,13 +313,8 @@ func holdFlock(t *testing.T, path string) (release func()) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		t.Fatal(err)
 	}
-	done := false
-	release = func() {
-		if !done {
-			done = true
-			f.Close()
-		}
-	}
+	var once sync.Once
+	release = func() { once.Do(func() { f.Close() }) }
 	t.Cleanup(release)
 	return release
 }
