@@ -1,29 +1,246 @@
 // Package fallback picks the way into a guest: the QEMU guest agent when it
 // answers, SSH when only SSH does, and it switches per step when the agent
-// dies mid-run.
+// dies mid-run. The agent is never a single point of failure, and neither
+// is SSH while the agent answers.
 package fallback
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strconv"
+	"sync"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/transport"
+	sshtransport "github.com/phoenix-hv/phoenix/transport/ssh"
 )
 
-// Options configures a Guest. (Contract stub: replaced by the implementation.)
+// Options configures a Guest.
 type Options struct {
 	VMID int
-	// Agent is the agent transport of the VM (transport/agent).
+	// Agent is the agent transport of the VM (transport/agent); nil when the
+	// VM has no agent. When it has Ping(ctx) error, Wait uses that to probe.
 	Agent transport.Transport
-	// DialSSH opens an SSH connection to the guest; nil when SSH is not configured.
+	// DialSSH opens an SSH connection to the guest; nil when SSH is not
+	// configured. It must dial with the strict host key policy and the alias
+	// tasks.GuestHostKeyAlias(VMID), so only a pinned key is accepted.
 	DialSSH func(ctx context.Context) (transport.Transport, error)
-	// Timeout bounds the wait for the first channel (the VM's agent timeout).
+	// Timeout bounds the wait for the first channel (the VM's agent
+	// timeout); default 300s.
 	Timeout time.Duration
 	Log     func(format string, args ...any)
+
+	// SSHUser is the user DialSSH logs in as. Any user but root ("" counts
+	// as root) runs commands through `sudo -n` and moves files through it.
+	SSHUser string
+	// KnownHosts is the file where guest host keys are pinned (Env's
+	// GuestKnownHosts). When the agent answers and no key is pinned for the
+	// VM, its SSH host key is read through the agent and pinned there, so a
+	// later SSH fallback is verified. Empty: no pinning.
+	KnownHosts string
+	// PinHostKey writes the pin; default transport/ssh.PinHostKey.
+	PinHostKey func(file, alias string, key ssh.PublicKey) error
+	// ProbeInterval is the time between two probes of one channel while
+	// waiting; default 2s.
+	ProbeInterval time.Duration
 }
 
 // Guest is a tasks.Guest that chooses its channel.
-type Guest struct{ o Options }
+type Guest struct {
+	o Options
+
+	waitMu sync.Mutex // one wait (or switch to SSH) at a time
+
+	mu        sync.Mutex
+	ready     bool                // a channel has been chosen
+	useSSH    bool                // the chosen channel is SSH
+	agentDead error               // why the agent was given up
+	ssh       transport.Transport // open SSH connection (sudo-wrapped), if any
+
+	pin pinState
+}
+
+var _ tasks.Guest = (*Guest)(nil)
 
 // New returns a Guest; nothing is contacted until Wait or a first command.
-func New(o Options) *Guest { return &Guest{o: o} }
+func New(o Options) *Guest {
+	if o.Timeout <= 0 {
+		o.Timeout = 300 * time.Second
+	}
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = 2 * time.Second
+	}
+	if o.PinHostKey == nil {
+		o.PinHostKey = sshtransport.PinHostKey
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	return &Guest{o: o}
+}
+
+// Name is the channel in use: "agent vm 8101" or "ssh phoenix@10.0.0.5:22".
+func (g *Guest) Name() string {
+	t, _ := g.current()
+	if t == nil {
+		return "vm " + strconv.Itoa(g.o.VMID) + " (no channel yet)"
+	}
+	return t.Name()
+}
+
+// Channel is "agent" or "ssh" for events; "" before a channel is chosen.
+func (g *Guest) Channel() string {
+	t, agent := g.current()
+	switch {
+	case t == nil:
+		return ""
+	case agent:
+		return "agent"
+	}
+	return "ssh"
+}
+
+// current is the chosen transport and whether it is the agent.
+func (g *Guest) current() (transport.Transport, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case !g.ready:
+		return nil, false
+	case g.useSSH:
+		return g.ssh, false
+	}
+	return g.o.Agent, true
+}
+
+// Close closes whatever was opened.
+func (g *Guest) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var errs []error
+	if g.ssh != nil {
+		errs = append(errs, g.ssh.Close())
+		g.ssh = nil
+	}
+	if g.o.Agent != nil {
+		errs = append(errs, g.o.Agent.Close())
+	}
+	g.ready = false
+	return errors.Join(errs...)
+}
+
+// Run runs cmd over the chosen channel; if the agent stops answering, it
+// runs it again over SSH.
+func (g *Guest) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	in := &input{r: cmd.Stdin}
+	var res transport.Result
+	err := g.do(ctx, func(t transport.Transport, agent bool) error {
+		c := cmd
+		if cmd.Stdin != nil {
+			r, err := in.reader(agent)
+			if err != nil {
+				return fmt.Errorf("read stdin: %w", err)
+			}
+			c.Stdin = r
+		}
+		var err error
+		res, err = t.Run(ctx, c)
+		return err
+	})
+	return res, err
+}
+
+// Put writes r to path over the chosen channel (see Run).
+func (g *Guest) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error {
+	in := &input{r: r}
+	return g.do(ctx, func(t transport.Transport, agent bool) error {
+		r, err := in.reader(agent)
+		if err != nil {
+			return fmt.Errorf("put %s: read: %w", path, err)
+		}
+		return t.Put(ctx, path, r, mode)
+	})
+}
+
+// input is a command's stdin or a file's content. It is buffered only when
+// it goes to the agent first, so it can be sent again over SSH.
+type input struct {
+	r        io.Reader
+	buf      []byte
+	buffered bool
+}
+
+func (in *input) reader(keep bool) (io.Reader, error) {
+	if !keep && !in.buffered {
+		return in.r, nil
+	}
+	if !in.buffered {
+		b, err := io.ReadAll(in.r)
+		if err != nil {
+			return nil, err
+		}
+		in.buf, in.buffered = b, true
+	}
+	return bytes.NewReader(in.buf), nil
+}
+
+// Get copies path to w over the chosen channel (see Run). The agent writes
+// to w only once it has the whole file, so a retry never duplicates bytes.
+func (g *Guest) Get(ctx context.Context, path string, w io.Writer) error {
+	return g.do(ctx, func(t transport.Transport, _ bool) error { return t.Get(ctx, path, w) })
+}
+
+// do runs op on the chosen channel. agent tells op that the channel is the
+// agent, so it may have to run again over SSH and must keep its input.
+func (g *Guest) do(ctx context.Context, op func(t transport.Transport, agent bool) error) error {
+	if err := g.Wait(ctx); err != nil {
+		return err
+	}
+	t, agent := g.current()
+	if t == nil {
+		return fmt.Errorf("vm %d: guest closed", g.o.VMID)
+	}
+	err := op(t, agent)
+	if !agent || !errors.Is(err, transport.ErrAgentUnavailable) {
+		return err
+	}
+	g.o.Log("vm %d: agent stopped answering (%v); continuing over SSH", g.o.VMID, err)
+	g.mu.Lock()
+	g.agentDead = err
+	g.ready = false
+	g.mu.Unlock()
+	if err := g.Wait(ctx); err != nil {
+		return err
+	}
+	if t, agent = g.current(); t == nil || agent {
+		return fmt.Errorf("vm %d: no channel after the agent stopped answering", g.o.VMID)
+	}
+	return op(t, false)
+}
+
+// Wait waits up to Options.Timeout for the agent or SSH to answer and
+// chooses the channel: the agent when it answers, SSH when only SSH does.
+// Once chosen, Wait returns at once (every step calls it first; while the
+// agent is the channel, that is also when a missing host key pin is tried
+// again).
+func (g *Guest) Wait(ctx context.Context) error {
+	g.waitMu.Lock()
+	defer g.waitMu.Unlock()
+	g.mu.Lock()
+	ready, useSSH := g.ready, g.useSSH
+	g.mu.Unlock()
+	if ready {
+		if !useSSH {
+			g.maybePin(ctx)
+		}
+		return nil
+	}
+	return g.wait(ctx)
+}

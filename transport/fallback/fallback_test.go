@@ -1,0 +1,473 @@
+package fallback
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/phoenix-hv/phoenix/transport"
+	"github.com/phoenix-hv/phoenix/transport/agent"
+	"github.com/phoenix-hv/phoenix/transport/fake"
+	sshtransport "github.com/phoenix-hv/phoenix/transport/ssh"
+)
+
+// agentFake is a strict fake agent with a scripted Ping and Put.
+type agentFake struct {
+	*fake.Transport
+	mu     sync.Mutex
+	pings  int
+	ping   func(n int) error // answer to the n-th ping (0-based)
+	putErr error             // Put reads everything, then fails with it
+}
+
+func newAgent(t *testing.T, ping func(n int) error, calls ...fake.Call) *agentFake {
+	return &agentFake{Transport: fake.New(t, calls...).Named("agent vm 8101"), ping: ping}
+}
+
+func (a *agentFake) Ping(context.Context) error {
+	a.mu.Lock()
+	n := a.pings
+	a.pings++
+	a.mu.Unlock()
+	return a.ping(n)
+}
+
+func (a *agentFake) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error {
+	if a.putErr != nil {
+		io.Copy(io.Discard, r)
+		return a.putErr
+	}
+	return a.Transport.Put(ctx, path, r, mode)
+}
+
+var (
+	agentDown     = &agent.UnavailableError{Text: "QEMU guest agent is not running"}
+	agentNotThere = &agent.UnavailableError{Text: "No QEMU guest agent configured"}
+	refused       = fmt.Errorf("ssh phoenix@10.0.0.5:22: dial: %w: dial tcp 10.0.0.5:22: connect: connection refused", transport.ErrUnreachable)
+)
+
+func always(err error) func(int) error { return func(int) error { return err } }
+
+// dialer is a scripted DialSSH: the n-th dial gets answers[n] (the last one
+// repeats); nil answers with conn.
+type dialer struct {
+	mu      sync.Mutex
+	dials   int
+	answers []error
+	conn    transport.Transport
+}
+
+func (d *dialer) dial(context.Context) (transport.Transport, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := d.answers[min(d.dials, len(d.answers)-1)]
+	d.dials++
+	if err != nil {
+		return nil, err
+	}
+	return d.conn, nil
+}
+
+func (d *dialer) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dials
+}
+
+// logs collects Log lines.
+type logs struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logs) log(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+}
+
+func (l *logs) contains(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func sshFake(t *testing.T, calls ...fake.Call) *fake.Transport {
+	return fake.New(t, calls...).Named("ssh phoenix@10.0.0.5:22")
+}
+
+func opts(a transport.Transport, d *dialer, l *logs) Options {
+	o := Options{VMID: 8101, Agent: a, Timeout: 5 * time.Second, ProbeInterval: 5 * time.Millisecond, Log: l.log}
+	if a == nil {
+		o.Agent = nil // not a typed nil inside the interface
+	}
+	if d != nil {
+		o.DialSSH = d.dial
+	}
+	return o
+}
+
+func TestAgentAnswersAgentIsUsed(t *testing.T) {
+	a := newAgent(t, always(nil), fake.Call{Line: "hostname", Result: fake.Out("web01\n")})
+	d := &dialer{answers: []error{nil}, conn: sshFake(t)}
+	l := &logs{}
+	g := New(opts(a, d, l))
+	if g.Channel() != "" {
+		t.Fatalf("channel before any contact: %q", g.Channel())
+	}
+	res, err := g.Run(context.Background(), transport.Cmd{Line: "hostname"})
+	if err != nil || string(res.Stdout) != "web01\n" {
+		t.Fatalf("Run = %q, %v", res.Stdout, err)
+	}
+	if g.Channel() != "agent" || g.Name() != "agent vm 8101" {
+		t.Fatalf("channel %q, name %q", g.Channel(), g.Name())
+	}
+	if !l.contains("vm 8101: the guest agent answers; steps run through agent vm 8101") {
+		t.Fatalf("log %q", l.lines)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAgentDownSSHUp(t *testing.T) {
+	conn := sshFake(t, fake.Call{Line: "hostname", Result: fake.Out("web01\n")})
+	a := newAgent(t, always(agentDown))
+	l := &logs{}
+	g := New(opts(a, &dialer{answers: []error{nil}, conn: conn}, l))
+	if err := g.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if g.Channel() != "ssh" || g.Name() != "ssh phoenix@10.0.0.5:22" {
+		t.Fatalf("channel %q, name %q", g.Channel(), g.Name())
+	}
+	if !l.contains("vm 8101: agent: QEMU guest agent is not running; steps run over ssh phoenix@10.0.0.5:22") {
+		t.Fatalf("log %q", l.lines)
+	}
+	if res, err := g.Run(context.Background(), transport.Cmd{Line: "hostname"}); err != nil || string(res.Stdout) != "web01\n" {
+		t.Fatalf("Run = %q, %v", res.Stdout, err)
+	}
+}
+
+func TestAgentDiesMidRun(t *testing.T) {
+	a := newAgent(t, always(nil),
+		fake.Call{Line: "step 1", Result: fake.Out("one\n")},
+		fake.Call{Line: "step 2", Stdin: "input", Err: agentDown},
+	)
+	conn := sshFake(t,
+		fake.Call{Line: "step 2", Stdin: "input", Result: fake.Out("two\n")},
+		fake.Call{Line: "step 3", Result: fake.Out("three\n")},
+	)
+	d := &dialer{answers: []error{transport.ErrAuth, nil}, conn: conn}
+	l := &logs{}
+	g := New(opts(a, d, l))
+	ctx := context.Background()
+	if res, err := g.Run(ctx, transport.Cmd{Line: "step 1"}); err != nil || string(res.Stdout) != "one\n" {
+		t.Fatalf("step 1 = %q, %v", res.Stdout, err)
+	}
+	// Stdin that cannot be rewound: it must reach SSH whole.
+	res, err := g.Run(ctx, transport.Cmd{Line: "step 2", Stdin: io.MultiReader(strings.NewReader("in"), strings.NewReader("put"))})
+	if err != nil || string(res.Stdout) != "two\n" {
+		t.Fatalf("step 2 = %q, %v", res.Stdout, err)
+	}
+	if g.Channel() != "ssh" {
+		t.Fatalf("channel %q after the agent died", g.Channel())
+	}
+	if !l.contains("agent stopped answering (QEMU guest agent is not running); continuing over SSH") {
+		t.Fatalf("log %q", l.lines)
+	}
+	if res, err := g.Run(ctx, transport.Cmd{Line: "step 3"}); err != nil || string(res.Stdout) != "three\n" {
+		t.Fatalf("step 3 = %q, %v", res.Stdout, err)
+	}
+}
+
+func TestAgentDiesDuringPut(t *testing.T) {
+	a := newAgent(t, always(nil))
+	a.putErr = fmt.Errorf("put /etc/app.conf: %w", agentDown)
+	conn := sshFake(t)
+	g := New(opts(a, &dialer{answers: []error{nil}, conn: conn}, &logs{}))
+	if err := g.Wait(context.Background()); err != nil || g.Channel() != "agent" {
+		t.Fatalf("wait: %v, channel %q", err, g.Channel())
+	}
+	r := io.MultiReader(strings.NewReader("key=1\n"), strings.NewReader("other=2\n"))
+	if err := g.Put(context.Background(), "/etc/app.conf", r, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(conn.Files["/etc/app.conf"]); got != "key=1\nother=2\n" || conn.Modes["/etc/app.conf"] != 0o600 {
+		t.Fatalf("ssh got %q mode %o", got, conn.Modes["/etc/app.conf"])
+	}
+}
+
+func TestAgentFailureThatIsNotUnavailabilityIsNotRetried(t *testing.T) {
+	a := newAgent(t, always(nil), fake.Call{Line: "false", Result: fake.Fail(1, "")})
+	g := New(opts(a, &dialer{answers: []error{refused}}, &logs{}))
+	_, err := g.Run(context.Background(), transport.Cmd{Line: "false"})
+	if transport.ExitCode(err) != 1 || g.Channel() != "agent" {
+		t.Fatalf("err = %v, channel %q", err, g.Channel())
+	}
+}
+
+func TestBothDown(t *testing.T) {
+	d := &dialer{answers: []error{refused}}
+	g := New(Options{VMID: 8101, Agent: newAgent(t, always(agentDown)), DialSSH: d.dial,
+		Timeout: 200 * time.Millisecond, ProbeInterval: 5 * time.Millisecond})
+	err := g.Wait(context.Background())
+	want := "vm 8101: guest unreachable after 200ms: agent: QEMU guest agent is not running; " +
+		"ssh phoenix@10.0.0.5:22: dial: unreachable: dial tcp 10.0.0.5:22: connect: connection refused"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v\nwant %s", err, want)
+	}
+	for _, target := range []error{transport.ErrUnreachable, transport.ErrAgentUnavailable} {
+		if !errors.Is(err, target) {
+			t.Errorf("err does not wrap %v", target)
+		}
+	}
+	if d.count() < 2 {
+		t.Errorf("SSH dialed %d times; a refusal must be retried", d.count())
+	}
+	if _, err := g.Run(context.Background(), transport.Cmd{Line: "true"}); err == nil {
+		t.Fatal("Run after a failed wait must fail")
+	}
+}
+
+func TestAgentDiesAndSSHIsDownToo(t *testing.T) {
+	a := newAgent(t, always(nil), fake.Call{Line: "x", Err: agentDown})
+	g := New(Options{VMID: 8101, Agent: a, DialSSH: (&dialer{answers: []error{refused}}).dial,
+		Timeout: 100 * time.Millisecond, ProbeInterval: 5 * time.Millisecond})
+	_, err := g.Run(context.Background(), transport.Cmd{Line: "x"})
+	if err == nil || !strings.Contains(err.Error(), "guest unreachable after 100ms: agent: QEMU guest agent is not running; ssh phoenix@10.0.0.5:22: dial: unreachable") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestGivesUpEarlyWhenNoChannelCanAnswer(t *testing.T) {
+	changed := fmt.Errorf("ssh phoenix@10.0.0.5:22: %w: REMOTE HOST IDENTIFICATION HAS CHANGED", transport.ErrHostKeyChanged)
+	unknown := fmt.Errorf("ssh phoenix@10.0.0.5:22: %w: phoenix-vm-8101 offered ssh-ed25519 SHA256:x", transport.ErrHostKeyUnknown)
+	for _, tc := range []struct {
+		name  string
+		agent transport.Transport
+		d     *dialer
+		want  string
+		is    error
+	}{
+		{name: "no agent, no ssh", want: "vm 8101: guest unreachable: agent: not configured; ssh: not configured"},
+		{name: "agent not configured, no ssh", agent: newAgent(t, always(agentNotThere)),
+			want: "vm 8101: guest unreachable: agent: No QEMU guest agent configured; ssh: not configured"},
+		{name: "agent not configured, host key changed", agent: newAgent(t, always(agentNotThere)), d: &dialer{answers: []error{changed}},
+			want: "agent: No QEMU guest agent configured; ssh phoenix@10.0.0.5:22: host key changed: REMOTE HOST IDENTIFICATION HAS CHANGED", is: transport.ErrHostKeyChanged},
+		{name: "agent not configured, host key unknown", agent: newAgent(t, always(agentNotThere)), d: &dialer{answers: []error{unknown}},
+			want: "ssh phoenix@10.0.0.5:22: host key unknown: phoenix-vm-8101 offered", is: transport.ErrHostKeyUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := opts(tc.agent, tc.d, &logs{})
+			o.Timeout = time.Hour // must not be waited for
+			err := New(o).Wait(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("err does not wrap %v", tc.is)
+			}
+			if tc.d != nil && tc.d.count() != 1 {
+				t.Errorf("dialed %d times; a host key problem is never retried", tc.d.count())
+			}
+		})
+	}
+}
+
+func TestAuthRefusalsAreRetried(t *testing.T) {
+	conn := sshFake(t)
+	d := &dialer{answers: []error{transport.ErrAuth, transport.ErrAuth, nil}, conn: conn}
+	g := New(opts(nil, d, &logs{}))
+	if err := g.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if g.Channel() != "ssh" || d.count() != 3 {
+		t.Fatalf("channel %q after %d dials", g.Channel(), d.count())
+	}
+}
+
+func TestHostKeyChangedIsLoudEvenWhenTheAgentAnswers(t *testing.T) {
+	changed := fmt.Errorf("ssh phoenix@10.0.0.5:22: %w: REMOTE HOST IDENTIFICATION HAS CHANGED", transport.ErrHostKeyChanged)
+	d := &dialer{answers: []error{changed}}
+	l := &logs{}
+	// The agent answers only once the refusal has been reported.
+	a := newAgent(t, func(int) error {
+		if !l.contains("host key changed") {
+			return agentDown
+		}
+		return nil
+	})
+	g := New(opts(a, d, l))
+	if err := g.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if g.Channel() != "agent" || !l.contains("vm 8101: ssh phoenix@10.0.0.5:22: host key changed: REMOTE HOST IDENTIFICATION HAS CHANGED") {
+		t.Fatalf("channel %q, log %q", g.Channel(), l.lines)
+	}
+	if d.count() != 1 {
+		t.Fatalf("dialed %d times", d.count())
+	}
+}
+
+func TestParentContextEndsTheWait(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	a := newAgent(t, func(int) error { cancel(); return agentDown })
+	g := New(opts(a, &dialer{answers: []error{refused}}, &logs{}))
+	if err := g.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSudoForNonRootUser(t *testing.T) {
+	conn := sshFake(t,
+		fake.Call{Line: `sudo -n sh -c 'cat /etc/shadow | wc -l'`, Result: fake.Out("20\n")},
+		fake.Call{Line: `sudo -n sh -c 'umask 077 && cat > '\''/etc/my app/.x.conf.phoenix-tmp'\'' && chmod 0640 '\''/etc/my app/.x.conf.phoenix-tmp'\'' && mv -f '\''/etc/my app/.x.conf.phoenix-tmp'\'' '\''/etc/my app/x.conf'\'' || { rm -f '\''/etc/my app/.x.conf.phoenix-tmp'\''; exit 1; }'`,
+			Stdin: "a=1\n\x00\xff"},
+		fake.Call{Line: "sudo -n cat /etc/hostname", Result: fake.Out("web01\n")},
+		fake.Call{Line: "sudo -n cat /nope", Result: fake.Fail(1, "cat: /nope: No such file or directory\n")},
+	)
+	o := opts(nil, &dialer{answers: []error{nil}, conn: conn}, &logs{})
+	o.SSHUser = "phoenix"
+	g := New(o)
+	ctx := context.Background()
+	if res, err := g.Run(ctx, transport.Cmd{Line: "cat /etc/shadow | wc -l"}); err != nil || string(res.Stdout) != "20\n" {
+		t.Fatalf("Run = %q, %v", res.Stdout, err)
+	}
+	if err := g.Put(ctx, "/etc/my app/x.conf", strings.NewReader("a=1\n\x00\xff"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := g.Get(ctx, "/etc/hostname", &out); err != nil || out.String() != "web01\n" {
+		t.Fatalf("Get = %q, %v", out.String(), err)
+	}
+	if err := g.Get(ctx, "/nope", &out); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Get of a missing file: %v", err)
+	}
+	if len(conn.Files) != 0 {
+		t.Fatalf("a non-root Put must not use SFTP: %v", conn.Files)
+	}
+}
+
+func TestRootUsesSSHPlainly(t *testing.T) {
+	conn := sshFake(t, fake.Call{Line: "id -u", Result: fake.Out("0\n")})
+	o := opts(nil, &dialer{answers: []error{nil}, conn: conn}, &logs{})
+	o.SSHUser = "root"
+	g := New(o)
+	if _, err := g.Run(context.Background(), transport.Cmd{Line: "id -u"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Put(context.Background(), "/etc/x", strings.NewReader("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if string(conn.Files["/etc/x"]) != "x" {
+		t.Fatalf("root Put did not go through the transport's own Put")
+	}
+}
+
+func hostKey(t *testing.T, seed byte) (ssh.PublicKey, string) {
+	t.Helper()
+	k, err := ssh.NewPublicKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)).Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, string(ssh.MarshalAuthorizedKey(k))
+}
+
+func TestPinsHostKeyReadThroughTheAgent(t *testing.T) {
+	key, line := hostKey(t, 7)
+	file := filepath.Join(t.TempDir(), "known_hosts")
+	a := newAgent(t, always(nil), fake.Call{Line: pinScript, Result: fake.Out(line + " root@web01\n")})
+	l := &logs{}
+	o := opts(a, nil, l)
+	o.KnownHosts = file
+	o.PinHostKey = sshtransport.PinHostKey
+	g := New(o)
+	if err := g.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !l.contains("pinned SSH host key ssh-ed25519 " + ssh.FingerprintSHA256(key) + " as phoenix-vm-8101") {
+		t.Fatalf("log %q", l.lines)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil || !strings.Contains(string(b), "phoenix-vm-8101 "+strings.TrimSpace(line)) {
+		t.Fatalf("known_hosts = %q, %v", b, err)
+	}
+	// Pinned now: a later Wait, or another Guest of the VM, asks nothing
+	// more of the agent (the strict fake fails on any extra command).
+	if err := g.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := New(o).Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPinning(t *testing.T) {
+	_, line := hostKey(t, 9)
+	for _, tc := range []struct {
+		name      string
+		pinned    string // known_hosts content before
+		calls     []fake.Call
+		wantPin   bool
+		wantLog   string
+		noPinFile bool
+	}{
+		{name: "already pinned: the agent is not asked", pinned: "phoenix-vm-8101 " + line},
+		{name: "another vm pinned only", pinned: "phoenix-vm-8102 " + line,
+			calls: []fake.Call{{Line: pinScript, Result: fake.Out(line)}}, wantPin: true},
+		{name: "cloud-init may still replace the keys", calls: []fake.Call{{Line: pinScript, Result: fake.Out("pending\n")}}},
+		{name: "no host key in the guest", calls: []fake.Call{{Line: pinScript, Result: fake.Out("")}},
+			wantLog: "vm 8101: SSH host key not pinned: read host key through the agent: no public host key found"},
+		{name: "agent went away meanwhile", calls: []fake.Call{{Line: pinScript, Err: agentDown}}},
+		{name: "no known_hosts configured", noPinFile: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "known_hosts")
+			if tc.pinned != "" {
+				if err := os.WriteFile(file, []byte(tc.pinned), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var pins []string
+			l := &logs{}
+			o := opts(newAgent(t, always(nil), tc.calls...), nil, l)
+			if !tc.noPinFile {
+				o.KnownHosts = file
+			}
+			o.PinHostKey = func(file, alias string, key ssh.PublicKey) error {
+				pins = append(pins, alias+" "+string(ssh.MarshalAuthorizedKey(key)))
+				return nil
+			}
+			g := New(o)
+			for range 2 { // the second Wait is within pinEvery: no second try
+				if err := g.Wait(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.wantPin != (len(pins) == 1) || tc.wantPin && pins[0] != "phoenix-vm-8101 "+line {
+				t.Fatalf("pins %q", pins)
+			}
+			if tc.wantLog != "" && !l.contains(tc.wantLog) {
+				t.Fatalf("log %q", l.lines)
+			}
+		})
+	}
+}
