@@ -2,7 +2,13 @@
 // command and SFTP transfer of a run.
 package ssh
 
-import "time"
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"time"
+)
 
 // HostKeyPolicy says what to do with a host key not yet in known_hosts.
 type HostKeyPolicy string
@@ -20,7 +26,7 @@ type Options struct {
 	Port          int // default 22
 	User          string
 	IdentityFiles []string // private keys; ssh-agent (SSH_AUTH_SOCK) is used too when set
-	KnownHosts    string   // known_hosts file to check (and, with AcceptNew, to write)
+	KnownHosts    string   // known_hosts file to check (and, with AcceptNew, to write); default ~/.ssh/known_hosts
 	Policy        HostKeyPolicy
 	// HostKeyAlias, when set, is the name looked up in KnownHosts instead of
 	// host:port (guests are pinned as "phoenix-vm-<vmid>", so a VM recreated at
@@ -31,4 +37,48 @@ type Options struct {
 	ConnectTimeout time.Duration // default 15s
 	KeepAlive      time.Duration // default 15s; 0 keeps the default, <0 disables
 	MaxSessions    int           // concurrent sessions on this connection; default 10 (OpenSSH MaxSessions)
+}
+
+// withDefaults fills the zero fields and rejects what cannot work.
+func (o Options) withDefaults() (Options, error) {
+	if o.Host == "" {
+		return o, fmt.Errorf("no host")
+	}
+	if o.Port == 0 {
+		o.Port = 22
+	}
+	if o.Port < 0 || o.Port > 65535 {
+		return o, fmt.Errorf("port %d out of range", o.Port)
+	}
+	if o.User == "" {
+		u, err := user.Current()
+		if err != nil {
+			return o, fmt.Errorf("no user given and the local one is unknown: %w", err)
+		}
+		o.User = u.Username
+	}
+	if o.KnownHosts == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return o, fmt.Errorf("no known_hosts file given: %w", err)
+		}
+		o.KnownHosts = filepath.Join(home, ".ssh", "known_hosts")
+	}
+	switch o.Policy {
+	case "":
+		o.Policy = Strict
+	case Strict, AcceptNew:
+	default:
+		return o, fmt.Errorf("host key policy %q: want %q or %q", o.Policy, Strict, AcceptNew)
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 15 * time.Second
+	}
+	if o.KeepAlive == 0 {
+		o.KeepAlive = 15 * time.Second
+	}
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = 10
+	}
+	return o, nil
 }

@@ -1,0 +1,222 @@
+package ssh
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+
+	"github.com/pkg/sftp"
+)
+
+// Put writes r to the remote path atomically: into a temp file
+// ".<base>.phoenix-<random>" in the same directory, chmod'ed to mode before
+// any byte is written, then renamed over path. On any error the temp file is
+// removed and path is left as it was.
+func (c *Client) Put(ctx context.Context, p string, r io.Reader, mode fs.FileMode) error {
+	if err := c.put(ctx, p, r, mode); err != nil {
+		return fmt.Errorf("put %s: %w", p, err)
+	}
+	return nil
+}
+
+func (c *Client) put(ctx context.Context, p string, r io.Reader, mode fs.FileMode) error {
+	sc, done, err := c.sftpClient(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	tmp, err := tempName(p)
+	if err != nil {
+		return err
+	}
+	f, err := sc.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return c.connErr(err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			sc.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(mode); err != nil {
+		return fmt.Errorf("chmod %s: %w", tmp, c.connErr(err))
+	}
+	if _, err := f.ReadFrom(ctxReader{ctx, r}); err != nil {
+		return c.connErr(err)
+	}
+	if err := f.Close(); err != nil {
+		return c.connErr(err)
+	}
+	if err := rename(sc, tmp, p); err != nil {
+		return fmt.Errorf("rename %s: %w", tmp, c.connErr(err))
+	}
+	committed = true
+	return nil
+}
+
+// rename moves tmp over p, atomically where the server has the OpenSSH
+// posix-rename extension; plain SFTP rename refuses to replace a file.
+func rename(sc *sftp.Client, tmp, p string) error {
+	if _, ok := sc.HasExtension("posix-rename@openssh.com"); ok {
+		return sc.PosixRename(tmp, p)
+	}
+	if err := sc.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return sc.Rename(tmp, p)
+}
+
+func tempName(p string) (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return path.Join(path.Dir(p), "."+path.Base(p)+".phoenix-"+hex.EncodeToString(b[:])), nil
+}
+
+// Get streams the remote file at p to w. A missing file is an error wrapping
+// fs.ErrNotExist.
+func (c *Client) Get(ctx context.Context, p string, w io.Writer) error {
+	if err := c.get(ctx, p, w); err != nil {
+		return fmt.Errorf("get %s: %w", p, err)
+	}
+	return nil
+}
+
+func (c *Client) get(ctx context.Context, p string, w io.Writer) error {
+	sc, done, err := c.sftpClient(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	f, err := sc.Open(p)
+	if err != nil {
+		return c.connErr(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteTo(ctxWriter{ctx, w}); err != nil {
+		return c.connErr(err)
+	}
+	return nil
+}
+
+// sftpClient returns the connection's SFTP client, opening it on first use
+// or after it broke; done is called when the transfer ends. An open SFTP
+// session holds one session slot. With MaxSessions 1 a kept one would starve
+// Run, so then each transfer opens its own and done closes it.
+func (c *Client) sftpClient(ctx context.Context) (sc *sftp.Client, done func(), err error) {
+	if c.o.MaxSessions < 2 {
+		sc, _, err := c.openSFTP(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		return sc, func() { sc.Close() }, nil
+	}
+	select {
+	case c.sftpLock <- struct{}{}:
+		defer func() { <-c.sftpLock }()
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	if c.sftp != nil {
+		select {
+		case <-c.sftpDead:
+			c.sftp = nil
+		default:
+			return c.sftp, func() {}, nil
+		}
+	}
+	sc, dead, err := c.openSFTP(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.sftp, c.sftpDead = sc, dead
+	return sc, func() {}, nil
+}
+
+// openSFTP starts the sftp subsystem in a new session. dead is closed once
+// the client has ended and its session slot is free again.
+func (c *Client) openSFTP(ctx context.Context) (sc *sftp.Client, dead chan struct{}, err error) {
+	release, err := c.acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	sess, err := c.conn.NewSession()
+	if err != nil {
+		release()
+		return nil, nil, fmt.Errorf("sftp: %w", c.connErr(err))
+	}
+	fail := func(err error) (*sftp.Client, chan struct{}, error) {
+		sess.Close()
+		release()
+		return nil, nil, fmt.Errorf("sftp: %w", c.connErr(err))
+	}
+	w, err := sess.StdinPipe()
+	if err != nil {
+		return fail(err)
+	}
+	r, err := sess.StdoutPipe()
+	if err != nil {
+		return fail(err)
+	}
+	if err := sess.RequestSubsystem("sftp"); err != nil {
+		return fail(err)
+	}
+	// The SFTP handshake has no context: closing the session stops it.
+	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	sc, err = sftp.NewClientPipe(r, w, sftp.UseConcurrentWrites(true))
+	if !stop() {
+		if sc != nil {
+			sc.Close()
+		}
+		return fail(ctx.Err())
+	}
+	if err != nil {
+		return fail(err)
+	}
+	dead = make(chan struct{})
+	go func() {
+		sc.Wait()
+		sess.Close()
+		release()
+		close(dead)
+	}()
+	return sc, dead, nil
+}
+
+// ctxReader ends a transfer once ctx is done. Its Size of -1 tells
+// sftp.File.ReadFrom the length is unknown so it still writes concurrently
+// (it looks at Len/Size/Stat only to size its pool of requests).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
+
+func (ctxReader) Size() int64 { return -1 }
+
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (w ctxWriter) Write(p []byte) (int, error) {
+	if err := w.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return w.w.Write(p)
+}
