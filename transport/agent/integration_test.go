@@ -13,6 +13,7 @@ import (
 
 	"github.com/phoenix-hv/phoenix/transport"
 	"github.com/phoenix-hv/phoenix/transport/agent"
+	"github.com/phoenix-hv/phoenix/transport/transporttest"
 )
 
 func TestSimulatedRun(t *testing.T) {
@@ -150,4 +151,8 @@ func TestSimulatedErrors(t *testing.T) {
 			t.Errorf("%s with the agent off: %v", name, err)
 		}
 	}
+}
+
+func TestConformance(t *testing.T) {
+	transporttest.Run(t, func(t *testing.T) transport.Transport { return agent.New(newSimNode(t), "pve", 8101) })
 }

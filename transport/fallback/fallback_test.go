@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -337,10 +339,16 @@ func TestParentContextEndsTheWait(t *testing.T) {
 }
 
 func TestSudoForNonRootUser(t *testing.T) {
+	const content = "a=1\n\x00\xff"
+	sum := sha256.Sum256([]byte(content))
+	hash := hex.EncodeToString(sum[:])
+	tmp := `'/etc/my app/.x.conf.phoenix-tmp'`
+	commit := `h=$(sha256sum < ` + tmp + `) && [ "${h%% *}" = ` + hash + ` ] || { printf 'sha256 of %s is %s, want %s\n' ` +
+		tmp + ` "${h%% *}" ` + hash + ` >&2; exit 1; }; chmod 0640 ` + tmp + ` && mv -f ` + tmp + ` '/etc/my app/x.conf'`
 	conn := sshFake(t,
 		fake.Call{Line: `sudo -n sh -c 'cat /etc/shadow | wc -l'`, Result: fake.Out("20\n")},
-		fake.Call{Line: `sudo -n sh -c 'umask 077 && cat > '\''/etc/my app/.x.conf.phoenix-tmp'\'' && chmod 0640 '\''/etc/my app/.x.conf.phoenix-tmp'\'' && mv -f '\''/etc/my app/.x.conf.phoenix-tmp'\'' '\''/etc/my app/x.conf'\'' || { rm -f '\''/etc/my app/.x.conf.phoenix-tmp'\''; exit 1; }'`,
-			Stdin: "a=1\n\x00\xff"},
+		fake.Call{Line: `sudo -n sh -c 'umask 077 && cat > '\''/etc/my app/.x.conf.phoenix-tmp'\'''`, Stdin: content},
+		fake.Call{Line: "sudo -n sh -c " + transport.Quote(commit)},
 		fake.Call{Line: "sudo -n cat /etc/hostname", Result: fake.Out("web01\n")},
 		fake.Call{Line: "sudo -n cat /nope", Result: fake.Fail(1, "cat: /nope: No such file or directory\n")},
 	)
@@ -351,7 +359,7 @@ func TestSudoForNonRootUser(t *testing.T) {
 	if res, err := g.Run(ctx, transport.Cmd{Line: "cat /etc/shadow | wc -l"}); err != nil || string(res.Stdout) != "20\n" {
 		t.Fatalf("Run = %q, %v", res.Stdout, err)
 	}
-	if err := g.Put(ctx, "/etc/my app/x.conf", strings.NewReader("a=1\n\x00\xff"), 0o640); err != nil {
+	if err := g.Put(ctx, "/etc/my app/x.conf", strings.NewReader(content), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer

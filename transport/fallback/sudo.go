@@ -2,6 +2,8 @@ package fallback
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,23 +24,65 @@ var _ transport.Transport = Sudo{}
 func (s Sudo) Name() string { return s.T.Name() }
 func (s Sudo) Close() error { return s.T.Close() }
 
-// Run runs cmd.Line as root with `sudo -n sh -c`.
+// Run runs cmd.Line as root with `sudo -n sh -c`. An *ExitError names the
+// caller's line, not the wrapper.
 func (s Sudo) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	line := cmd.Printable()
 	cmd.Line = "sudo -n sh -c " + transport.Quote(cmd.Line)
-	return s.T.Run(ctx, cmd)
+	res, err := s.T.Run(ctx, cmd)
+	var ee *transport.ExitError
+	if errors.As(err, &ee) {
+		ee.Line = line
+	}
+	return res, err
 }
 
-// Put streams r as root into a temp file next to path (created unreadable to
-// others, binary-safe on stdin), sets its mode and renames it over path.
+// Put streams r as root into a temp file next to path (created unreadable
+// to others, binary-safe on stdin), then, in a second command, checks its
+// sha256, sets its mode and renames it over path. Two steps because a
+// source that fails mid-stream only closes stdin: the guest would see a
+// clean end of file.
 func (s Sudo) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error {
 	dir, base := pathpkg.Split(path)
-	tmp := transport.Quote(dir + "." + base + ".phoenix-tmp")
-	line := fmt.Sprintf("umask 077 && cat > %s && chmod %04o %s && mv -f %s %s || { rm -f %s; exit 1; }",
-		tmp, mode.Perm(), tmp, tmp, transport.Quote(path), tmp)
-	if _, err := s.Run(ctx, transport.Cmd{Line: line, Stdin: r}); err != nil {
+	tmp := dir + "." + base + ".phoenix-tmp"
+	sum := sha256.New()
+	src := &trackedReader{r: io.TeeReader(r, sum)}
+	_, err := s.Run(ctx, transport.Cmd{Line: "umask 077 && cat > " + transport.Quote(tmp), Stdin: src})
+	if err == nil && src.err != nil {
+		err = fmt.Errorf("read: %w", src.err)
+	}
+	if err == nil {
+		_, err = s.Run(ctx, transport.Cmd{Line: commitScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)})
+	}
+	if err != nil {
+		// Best effort: the error in hand is the one that matters.
+		s.Run(ctx, transport.Cmd{Line: transport.Command("rm", "-f", tmp)})
 		return fmt.Errorf("put %s: %w", path, notExist(err))
 	}
 	return nil
+}
+
+// commitScript checks tmp's sha256, sets its mode and renames it over path.
+func commitScript(tmp, path, sum string, mode fs.FileMode) string {
+	t := transport.Quote(tmp)
+	return fmt.Sprintf(`h=$(sha256sum < %s) && [ "${h%%%% *}" = %s ] || `+
+		`{ printf 'sha256 of %%s is %%s, want %%s\n' %s "${h%%%% *}" %s >&2; exit 1; }; `+
+		`chmod %04o %s && mv -f %s %s`,
+		t, sum, t, sum, mode.Perm(), t, t, transport.Quote(path))
+}
+
+// trackedReader remembers a read error, which a transport may not report.
+type trackedReader struct {
+	r   io.Reader
+	err error
+}
+
+func (t *trackedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		t.err = err
+	}
+	return n, err
 }
 
 // Get reads path as root with `sudo -n cat`; w gets the file only whole.
