@@ -16,9 +16,8 @@ import (
 	"sync"
 
 	"github.com/skeema/knownhosts"
-	xknownhosts "golang.org/x/crypto/ssh/knownhosts"
-
 	"golang.org/x/crypto/ssh"
+	xknownhosts "golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/phoenix-hv/phoenix/transport"
 )
@@ -260,7 +259,7 @@ func rewriteKnownHosts(file, name string, key ssh.PublicKey) error {
 		var out bytes.Buffer
 		removed := false
 		for l := range bytes.Lines(old) {
-			if linesHost(l, name) {
+			if namesHost(l, name) {
 				removed = true
 				continue
 			}
@@ -279,9 +278,9 @@ func rewriteKnownHosts(file, name string, key ssh.PublicKey) error {
 	})
 }
 
-// linesHost reports whether a known_hosts line is a plain key line for
+// namesHost reports whether a known_hosts line is a plain key line for
 // name. Marker lines (@cert-authority, @revoked) are never touched.
-func linesHost(line []byte, name string) bool {
+func namesHost(line []byte, name string) bool {
 	fields := strings.Fields(string(line))
 	if len(fields) < 3 || strings.HasPrefix(fields[0], "#") || strings.HasPrefix(fields[0], "@") {
 		return false
