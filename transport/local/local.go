@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
+	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
 )
@@ -30,6 +32,11 @@ func (Shell) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, erro
 		defer cancel()
 	}
 	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd.Line)
+	// Cancel kills the whole process group: children of sh hold the output
+	// pipes too, and Run must return as soon as ctx ends.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
+	c.WaitDelay = time.Second
 	var out, errb bytes.Buffer
 	c.Stdout, c.Stderr = tee(&out, cmd.Stdout), tee(&errb, cmd.Stderr)
 	c.Stdin = cmd.Stdin
