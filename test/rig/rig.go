@@ -580,3 +580,17 @@ func moduleRoot() (string, error) {
 		dir = parent
 	}
 }
+
+// GuestRunning reports whether VM vmid's container exists and runs, as
+// Docker sees it (the oracle for qm start/stop/shutdown/destroy).
+func (r *Rig) GuestRunning(ctx context.Context, vmid int) (exists, running bool, err error) {
+	c, err := r.pool.Client.InspectContainerWithContext(r.GuestContainer(vmid), ctx)
+	var nc *dc.NoSuchContainer
+	if errors.As(err, &nc) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	return true, c.State.Running, nil
+}
