@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/phoenix-hv/phoenix/inventory"
+	"github.com/phoenix-hv/phoenix/test/rig"
+)
+
+func TestLabUpInfoDown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "lab")
+	var out strings.Builder
+	if err := up(ctx, &out, dir); err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	r, err := rig.Attach(ctx, statePath(dir))
+	if err != nil {
+		t.Fatalf("lab up left no usable rig.json: %v", err)
+	}
+	t.Cleanup(func() { _ = r.Close() }) // in case down fails
+	if !strings.Contains(out.String(), "./bin/phoenix run playbooks/create.yml --vmid 8101 --config .lab/phoenix_vm_configs.json --inventory .lab/inventory.yml") {
+		t.Errorf("lab up does not print the next command:\n%s", out.String())
+	}
+	for _, f := range []string{"inventory.yml", "phoenix_vm_configs.json", "known_hosts", "node_ed25519", "guest_ed25519"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("lab up: %v", err)
+		}
+	}
+	if _, err := inventory.LoadInventory(filepath.Join(dir, "inventory.yml"), filepath.Join(dir, "no-ssh-config")); err != nil {
+		t.Errorf("inventory: %v", err)
+	}
+	if _, err := inventory.LoadConfig(filepath.Join(dir, "phoenix_vm_configs.json")); err != nil {
+		t.Errorf("config: %v", err)
+	}
+	// The injection source the config names is on the node.
+	if res, err := r.NodeExec(ctx, "cat", rig.InjectSource); err != nil || res.Stdout != r.InjectContent() {
+		t.Errorf("injection source on the node: %q, %v", res.Stdout, err)
+	}
+
+	out.Reset()
+	if err := up(ctx, &out, dir); err != nil || !strings.Contains(out.String(), "is up already") {
+		t.Errorf("second lab up: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := info(ctx, &out, dir); err != nil || !strings.Contains(out.String(), r.GuestContainer(rig.TestVMID)) {
+		t.Errorf("lab info: %v\n%s", err, out.String())
+	}
+
+	out.Reset()
+	if err := down(ctx, &out, dir); err != nil {
+		t.Fatalf("lab down: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("lab down left %s: %v", dir, err)
+	}
+	if _, _, err := r.GuestRunning(ctx, rig.TestVMID); err != nil {
+		t.Errorf("docker after lab down: %v", err)
+	}
+	if res, err := r.NodeExec(ctx, "true"); err == nil {
+		t.Errorf("node still answers after lab down: %+v", res)
+	}
+	out.Reset()
+	if err := down(ctx, &out, dir); err != nil || !strings.Contains(out.String(), "no lab is up") {
+		t.Errorf("lab down twice: %v %q", err, out.String())
+	}
+}
