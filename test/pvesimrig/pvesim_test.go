@@ -258,6 +258,26 @@ func TestPvesimFaultsOverSSH(t *testing.T) {
 		n.fails(ctx, "QEMU guest agent is not running", "qm", "guest", "cmd", "8116", "ping")
 	})
 
+	t.Run("latency", func(t *testing.T) {
+		// A lower bound only: the switch must slow qm down; how fast qm is
+		// otherwise is never asserted.
+		n := &node{t: t, c: n.c}
+		if err := r.SetLatency(ctx, 1500); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		n.must(ctx, "qm", "list")
+		if d := time.Since(start); d < 1500*time.Millisecond {
+			t.Errorf("qm list with latency_ms 1500 took %v", d)
+		}
+		if err := r.SetLatency(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		if res, _ := r.NodeExec(ctx, "test", "-e", "/etc/pvesim/latency_ms"); res.ExitCode == 0 {
+			t.Error("SetLatency(0) left /etc/pvesim/latency_ms")
+		}
+	})
+
 	t.Run("ssh-off", func(t *testing.T) {
 		n := &node{t: t, c: n.c}
 		prepare(ctx, t, r, n, 8117, 17)

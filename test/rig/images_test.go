@@ -1,9 +1,13 @@
 package rig
 
 import (
+	"context"
+	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/phoenix-hv/phoenix/test/images"
 )
@@ -88,5 +92,37 @@ func TestTarFSKeepsScriptsExecutable(t *testing.T) {
 	modes := tarModes(t, b)
 	if modes["init"] != 0o755 || modes["cfg"] != 0o644 {
 		t.Errorf("modes %v: want init 0755, cfg 0644", modes)
+	}
+}
+
+func TestLockFileWaitsForTheHolderAndHonoursCtx(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "images.lock")
+	unlock, err := lockFile(context.Background(), path, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second locker (another test process in real life) waits...
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	if _, err := lockFile(ctx, path, t.Logf); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("lock while held: %v, want the ctx deadline", err)
+	}
+	// ...and gets the lock once the holder lets go.
+	got := make(chan error, 1)
+	go func() {
+		u, err := lockFile(context.Background(), path, t.Logf)
+		if err == nil {
+			u()
+		}
+		got <- err
+	}()
+	unlock()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiting locker never got the lock")
 	}
 }
