@@ -544,9 +544,10 @@ func buildPvesim(ctx context.Context, out string) error {
 	if err != nil {
 		return err
 	}
+	// go test puts $GOROOT/bin first in the PATH of test binaries.
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+		return fmt.Errorf("build pvesim: %w", err)
 	}
 	bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
