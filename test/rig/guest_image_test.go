@@ -212,7 +212,7 @@ func TestGuestImageFaults(t *testing.T) {
 			} else {
 				// Give a normal boot ample time to have started everything.
 				if err := r.pool.Retry(func() error {
-					return mustFail(r.GuestExec(ctx, tt.vmid, "sh", "-c", "grep -q 'hanging forever' /var/log/phoenix-guest-init.log"))
+					return execErr(r.GuestExec(ctx, tt.vmid, "sh", "-c", "grep -q 'hanging forever' /var/log/phoenix-guest-init.log"))
 				}); err != nil {
 					t.Fatalf("boot-hang never reached: %v", err)
 				}
@@ -242,7 +242,8 @@ func TestGuestImageFaults(t *testing.T) {
 	}
 }
 
-func mustFail(res ExecResult, err error) error {
+// execErr folds a docker exec failure and a non-zero exit into one error.
+func execErr(res ExecResult, err error) error {
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,11 @@
 package rig
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -124,5 +127,21 @@ func TestLockFileWaitsForTheHolderAndHonoursCtx(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the waiting locker never got the lock")
+	}
+}
+
+func tarModes(t *testing.T, b []byte) map[string]int64 {
+	t.Helper()
+	modes := map[string]int64{}
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return modes
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		modes[h.Name] = h.Mode
 	}
 }
