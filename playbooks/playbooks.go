@@ -167,10 +167,11 @@ func positioned(file string, err error) error {
 var featureName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // Feature returns the script NAME.sh: from the first of dirs that has it
-// (user extensions, in order), else the built-in features/NAME.sh.
+// (user extensions, in order), else the built-in features/NAME.sh. Errors
+// do not repeat the feature's name; the caller says which feature.
 func Feature(name string, dirs []string) ([]byte, error) {
 	if !featureName.MatchString(name) || strings.Contains(name, "..") {
-		return nil, fmt.Errorf("feature %q: not a valid feature name", name)
+		return nil, fmt.Errorf("%q is not a valid feature name", name)
 	}
 	file := name + ".sh"
 	for _, d := range dirs {
@@ -179,7 +180,7 @@ func Feature(name string, dirs []string) ([]byte, error) {
 			return b, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("feature %s: %w", name, err)
+			return nil, err
 		}
 	}
 	b, err := builtin.ReadFile("features/" + file)
@@ -188,7 +189,7 @@ func Feature(name string, dirs []string) ([]byte, error) {
 		if len(dirs) > 0 {
 			where = strings.Join(dirs, ", ") + " or " + where
 		}
-		return nil, fmt.Errorf("feature %s: no %s in %s", name, file, where)
+		return nil, fmt.Errorf("no %s in %s", file, where)
 	}
 	return bytes.Clone(b), nil
 }

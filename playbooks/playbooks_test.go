@@ -133,7 +133,7 @@ func TestFeature(t *testing.T) {
 		}
 	}
 	_, err = Feature("nope", []string{first})
-	if err == nil || err.Error() != "feature nope: no nope.sh in "+first+" or the built-in features" {
+	if err == nil || err.Error() != "no nope.sh in "+first+" or the built-in features" {
 		t.Errorf("missing feature: %v", err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/phoenix-hv/phoenix/tasks"
 )
 
 // JSONLines writes every event as one JSON object per line
@@ -88,7 +90,11 @@ func (t *Text) taskEnd(e Event) {
 		t.reported[e.VMID] = true
 	}
 	status := string(e.Status)
-	if t.dryRun && e.Status == StatusChanged {
+	switch {
+	case !t.dryRun || e.Status != StatusChanged:
+	case e.Change.Action == tasks.Unknown:
+		status = "pending" // known once an earlier change is applied
+	default:
 		status = "would " + string(e.Change.Action)
 	}
 	line := fmt.Sprintf("%d  %-28s %-14s", e.VMID, e.Task, status)

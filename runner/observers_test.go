@@ -16,7 +16,7 @@ func textEvents(dryRun bool) []Event {
 		diff = "-cores: 1\n+cores: 2\n"
 	}
 	ms := time.Millisecond
-	return []Event{
+	events := []Event{
 		{Type: EventRunStart, Playbook: "create", VMIDs: []int{8101, 8102, 8103}, Forks: 5, DryRun: dryRun},
 		{Type: EventVMStart, VMID: 8101, VMName: "web01"},
 		{Type: EventTaskStart, VMID: 8101, Task: "clone from template", Kind: "vm_clone"},
@@ -36,6 +36,12 @@ func textEvents(dryRun bool) []Event {
 		{Type: EventVMEnd, VMID: 8103, Status: StatusFailed, Counts: Counts{Failed: 1}, Error: "dependency 8102 failed"},
 		{Type: EventSummary, Counts: Counts{OK: 1, Changed: 1, Failed: 2, Skipped: 1}, Duration: 3500 * ms, DryRun: dryRun},
 	}
+	if dryRun { // a step that depends on an earlier pending change
+		pending := Event{Type: EventTaskEnd, VMID: 8101, Task: "wait for guest", Kind: "guest_wait", Status: StatusChanged, Transport: "node",
+			Change: tasks.Change{Action: tasks.Unknown, Summary: "will wait up to 5m0s for the guest"}, DryRun: true}
+		events = append(events[:5], append([]Event{pending}, events[5:]...)...)
+	}
+	return events
 }
 
 func TestTextOutput(t *testing.T) {
@@ -64,6 +70,7 @@ total: ok=1 changed=1 failed=2 skipped=1 in 3.5s
       -cores: 1
       +cores: 2
       $ qm set 8101 --cores 2
+8101  wait for guest               pending        node    0.0s  will wait up to 5m0s for the guest
 8101  | waiting for the guest agent
 8101  cloud-init                   ok             agent   2.3s  cloud-init done
       status: done

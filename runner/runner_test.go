@@ -30,6 +30,7 @@ type behavior struct {
 	applyErr error
 	guest    bool     // Check asks for the guest
 	probes   []string // the task is a GuestProber; Check reads them with env.GuestProbe
+	noRead   bool     // Check does not read its probes (a guest task on a stopped VM)
 	put      bool     // Check and Apply try env.Node.Put
 	out      string   // Apply writes this to env.Out
 	logText  string   // Check logs this
@@ -72,6 +73,9 @@ func (f *fakeTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 		}
 	}
 	for _, p := range f.b.probes {
+		if f.b.noRead {
+			break
+		}
 		res, err := env.GuestProbe(ctx, p)
 		if err != nil {
 			return tasks.Change{}, err
@@ -592,6 +596,17 @@ func TestGuestProbesInOneBatch(t *testing.T) {
 			t.Errorf("err %v, waits %d; want the wait of p1 (probing alone) and of p2 (batched)", out.err, g.waits)
 		}
 	})
+}
+
+func TestProberThatNeverReachedTheGuestRanOnTheNode(t *testing.T) {
+	g := &fakeGuest{Transport: fake.New(t).Named("agent vm 8101")}
+	out := fixture{cfg: oneVM, vmids: []int{8101}, dryRun: true, guests: map[int]*fakeGuest{8101: g},
+		playbook:  "tasks:\n  - {name: p, kind: t, with: {id: p}}\n",
+		behaviors: map[string]*behavior{"p": {probes: []string{"cat /etc/fstab"}, noRead: true, changes: []tasks.Change{{Action: tasks.Unknown}}}},
+	}.run(t)
+	if ends := out.taskEnds(); out.err != nil || len(ends) != 1 || ends[0].Transport != "node" || g.waits != 0 {
+		t.Errorf("err %v, events %+v, waits %d; want transport node and no wait", out.err, ends, g.waits)
+	}
 }
 
 func TestEventsJSONLines(t *testing.T) {

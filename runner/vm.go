@@ -171,6 +171,9 @@ func (v *vmRun) check(ctx context.Context, i int) (tasks.Change, error) {
 	}()
 	if _, ok := v.steps[i].Task.(tasks.GuestProber); ok {
 		v.prefetch(ctx, i)
+		// Its probes come from the batch: the step reads the guest even if
+		// it never asks for it.
+		v.usedGuest = v.usedGuest || v.probesFresh
 	}
 	return v.steps[i].Task.Check(ctx, v.env)
 }
@@ -248,13 +251,12 @@ func agentTimeout(vm *inventory.VM) time.Duration {
 }
 
 // transport names the channel the step used: the guest's when it asked
-// for the guest or read guest probes, else the node.
+// for the guest or read the probe batch, else the node.
 func (v *vmRun) transport(st playbooks.ResolvedStep) string {
-	_, prober := st.Task.(tasks.GuestProber)
 	switch {
 	case st.Skipped:
 		return ""
-	case !v.usedGuest && !prober || v.guest == nil:
+	case !v.usedGuest || v.guest == nil:
 		return "node"
 	}
 	if c, ok := v.guest.(interface{ Channel() string }); ok {
