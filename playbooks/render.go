@@ -1,7 +1,6 @@
 package playbooks
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -45,10 +44,7 @@ type ResolvedStep struct {
 //     exactly, and text built with it becomes a secret as a whole, so it is
 //     masked in every printed form and revealed only to the task.
 func Render(pb *Playbook, vm *inventory.VM, reg tasks.Registry) ([]ResolvedStep, error) {
-	vars, err := vmVars(vm)
-	if err != nil {
-		return nil, fmt.Errorf("vm %d: %w", vm.VMID, err)
-	}
+	vars := vm.Vars()
 	runs, skipReason, err := scope{vm: vars}.condition(pb.When)
 	if err != nil {
 		return nil, fmt.Errorf("%s: when: %w", pb.File, err)
@@ -345,53 +341,10 @@ func skippedName(vars map[string]any, name string) string {
 	return strings.Join(strings.Fields(text(v)), " ")
 }
 
-// vmVars is the VM as a JSON-like map: json.Marshal of the config with
-// unknown keys merged in, numbers as int (or float64), and the password as
-// the typed inventory.Secret so tasks.Decode can reveal it to the task.
-func vmVars(vm *inventory.VM) (map[string]any, error) {
-	b, err := json.Marshal(vm)
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	if err := decodeJSON(b, &m); err != nil {
-		return nil, err
-	}
-	for k, raw := range vm.Extra {
-		if _, ok := m[k]; ok {
-			continue
-		}
-		var v any
-		if err := decodeJSON(raw, &v); err != nil {
-			return nil, fmt.Errorf("key %s: %w", k, err)
-		}
-		m[k] = v
-	}
-	if pw := vm.UserConfig.Password; pw != "" {
-		if uc, ok := m["user_config"].(map[string]any); ok {
-			uc["password"] = pw
-		}
-	}
-	normalized, _ := normalize(m).(map[string]any)
-	return normalized, nil
-}
-
-func decodeJSON(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	return dec.Decode(v)
-}
-
-// normalize gives YAML and JSON values one set of Go types: int for whole
-// numbers, float64, string, bool, []any, map[string]any.
+// normalize gives YAML literals the types of inventory.VM.Vars: int for
+// whole numbers, float64, string, bool, []any, map[string]any.
 func normalize(v any) any {
 	switch x := v.(type) {
-	case json.Number:
-		if i, err := strconv.Atoi(x.String()); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
 	case uint64:
 		return int(x)
 	case int64:
