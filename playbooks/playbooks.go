@@ -124,14 +124,12 @@ func Parse(file string, data []byte) (*Playbook, error) {
 			return nil, fmt.Errorf("%s: kind is missing", where)
 		case s.Name == "":
 			return nil, fmt.Errorf("%s: name is missing", where)
-		case s.Loop != "" && !exactRef.MatchString(s.Loop):
+		case s.Loop != "" && refPattern.FindString(s.Loop) != s.Loop:
 			return nil, fmt.Errorf("%s: loop must be one ${vm.path} reference, got %q", where, s.Loop)
 		}
 	}
 	return &pb, nil
 }
-
-var exactRef = regexp.MustCompile(`^\$\{[^}]*\}$`)
 
 // stepLines returns the line of each entry of tasks:.
 func stepLines(data []byte, n int) ([]int, error) {

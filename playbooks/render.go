@@ -3,7 +3,9 @@ package playbooks
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -99,8 +101,8 @@ func (sc scope) resolve(s Step, factory tasks.Factory) (ResolvedStep, error) {
 		return ResolvedStep{}, fmt.Errorf("name: %w", err)
 	}
 	params := map[string]any{}
-	for k, raw := range s.With {
-		v, keep, err := sc.deep(raw, "with."+k)
+	for _, k := range slices.Sorted(maps.Keys(s.With)) { // sorted: the same error every time
+		v, keep, err := sc.deep(s.With[k], "with."+k)
 		if err != nil {
 			return ResolvedStep{}, err
 		}
@@ -137,8 +139,8 @@ func (sc scope) deep(v any, at string) (any, bool, error) {
 		return r, found, nil
 	case map[string]any:
 		out := make(map[string]any, len(x))
-		for k, e := range x {
-			r, keep, err := sc.deep(e, at+"."+k)
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			r, keep, err := sc.deep(x[k], at+"."+k)
 			if err != nil {
 				return nil, false, err
 			}

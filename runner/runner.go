@@ -127,7 +127,7 @@ func (s Summary) ExitCode(detailed bool) int {
 // returned with an empty Summary; VM failures are in the Summary and joined
 // in the error.
 func Run(ctx context.Context, o Options) (Summary, error) {
-	if err := o.validate(); err != nil {
+	if err := o.prepare(); err != nil {
 		return Summary{}, err
 	}
 	vms, err := selectVMs(o.Config, o.VMIDs, o.All)
@@ -140,10 +140,11 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 			return Summary{}, fmt.Errorf("vm %d: %w", vm.VMID, err)
 		}
 	}
-	r := &run{o: o, obs: &serial{o: o.Observer}, nodes: &nodes{connect: o.Connect, open: map[string]*nodeConn{}}}
-	if r.obs.o == nil {
-		r.obs.o = ObserverFunc(func(Event) {})
+	obs := o.Observer
+	if obs == nil {
+		obs = ObserverFunc(func(Event) {})
 	}
+	r := &run{o: o, obs: &serial{o: obs}, nodes: &nodes{connect: o.Connect, open: map[string]*nodeConn{}}}
 	ids := make([]int, len(vms))
 	for i, vm := range vms {
 		ids[i] = vm.VMID
@@ -167,7 +168,8 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	return sum, errors.Join(errs...)
 }
 
-func (o *Options) validate() error {
+// prepare checks the options and fills defaults.
+func (o *Options) prepare() error {
 	switch {
 	case o.Config == nil:
 		return errors.New("runner: no config")
