@@ -49,6 +49,10 @@ func TestParse(t *testing.T) {
 		{[]string{"validate", "--print-schema"}, "validate", func(c *CLI) any { return c.Validate.PrintSchema }, true},
 		{[]string{"exec", "8101", "--", "ls", "-la", "/"}, "exec <vmid> <command>", func(c *CLI) any { argv, _ := c.Exec.argv(); return argv }, []string{"ls", "-la", "/"}},
 		{[]string{"exec", "8101", "cat", "--", "-v"}, "exec <vmid> <command>", func(c *CLI) any { argv, _ := c.Exec.argv(); return argv }, []string{"cat", "--", "-v"}},
+		{[]string{"exec", "8101", "--config", "c.json", "--", "findmnt"}, "exec <vmid> <command>", // the Makefile's form
+			func(c *CLI) any { argv, _ := c.Exec.argv(); return append(argv, c.Config) }, []string{"findmnt", "c.json"}},
+		{[]string{"run", "playbooks/create.yml", "--vmid", "8101", "--config", "c.json", "--output", "json"}, "run <playbook>",
+			func(c *CLI) any { return []string{c.Run.Playbook, c.Config, c.Output} }, []string{"playbooks/create.yml", "c.json", "json"}},
 		{[]string{"exec", "8101", "--timeout", "5s", "--", "true"}, "exec <vmid> <command>", func(c *CLI) any { return c.Exec.Timeout }, 5 * time.Second},
 		{[]string{"version"}, "version", func(c *CLI) any { return c.Globals },
 			Globals{Config: "./phoenix_vm_configs.json", Inventory: "./inventory.yml", Output: "text", HostKeys: "strict", SSHConfig: "~/.ssh/config"}},
