@@ -36,15 +36,20 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 	echo "docker: enabling and starting the docker service"
 	systemctl enable --now docker
 else
-	# No systemd (containers, minimal images): start the daemon the SysV way.
+	# No systemd (containers, minimal images): the init script, else the
+	# daemon itself (the init script's ulimit fails in some containers).
 	echo "docker: no systemd; starting docker with its init script"
-	if [ -x /etc/init.d/docker ]; then /etc/init.d/docker start; else service docker start; fi
+	if ! { [ -x /etc/init.d/docker ] && /etc/init.d/docker start; }; then
+		echo "docker: the init script did not start docker; running dockerd in the background (log: /var/log/dockerd.log)"
+		nohup dockerd >/var/log/dockerd.log 2>&1 </dev/null &
+	fi
 fi
 i=0
 until active; do
 	i=$((i + 1))
 	if [ "$i" -ge 30 ]; then
 		echo "docker: the daemon did not become active within 30s" >&2
+		[ -f /var/log/dockerd.log ] && tail -n 20 /var/log/dockerd.log >&2
 		exit 1
 	fi
 	sleep 1
