@@ -49,7 +49,7 @@ func (t *waitGuest) wait(ctx context.Context, env *tasks.Env) (tasks.Change, err
 	defer cancel()
 	g, err := env.Guest(ctx)
 	if err != nil {
-		return tasks.Change{}, fmt.Errorf("guest did not answer within %s: %w", timeout, err)
+		return tasks.Change{}, err // the chooser says what it tried and for how long
 	}
 	return tasks.Change{Action: tasks.None, Summary: "guest answers over " + g.Name()}, nil
 }

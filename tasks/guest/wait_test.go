@@ -27,7 +27,7 @@ func TestGuestWait(t *testing.T) {
 		{name: "default is the agent timeout", status: "running", params: map[string]any{},
 			wantAction: tasks.None, wantSummary: "guest answers over agent vm 8101", wantWait: 300 * time.Second},
 		{name: "no answer", status: "running", params: map[string]any{"timeout_seconds": 5},
-			guestErr: transport.ErrAgentUnavailable, wantErr: "guest did not answer within 5s: guest agent unavailable"},
+			guestErr: transport.ErrAgentUnavailable, wantErr: "guest agent unavailable"},
 		{name: "stopped", status: "stopped", params: map[string]any{"timeout_seconds": 5},
 			wantAction: tasks.Unknown, wantSummary: "will wait up to 5s for the guest"},
 		{name: "missing", status: "", params: map[string]any{},

@@ -249,6 +249,19 @@ func TestBothDown(t *testing.T) {
 	}
 }
 
+// The guest_wait step bounds its context with the same agent timeout: when
+// both deadlines pass together the error must still say what was tried.
+func TestBothDownUnderTheCallersDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	g := New(Options{VMID: 8101, Agent: newAgent(t, always(agentDown)), DialSSH: (&dialer{answers: []error{refused}}).dial,
+		Timeout: 200 * time.Millisecond, ProbeInterval: 5 * time.Millisecond})
+	err := g.Wait(ctx)
+	if err == nil || !strings.Contains(err.Error(), "agent: QEMU guest agent is not running; ssh phoenix@10.0.0.5:22") {
+		t.Fatalf("err = %v, want what each channel said", err)
+	}
+}
+
 func TestAgentDiesAndSSHIsDownToo(t *testing.T) {
 	a := newAgent(t, always(nil), fake.Call{Line: "x", Err: agentDown})
 	g := New(Options{VMID: 8101, Agent: a, DialSSH: (&dialer{answers: []error{refused}}).dial,

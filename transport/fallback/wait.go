@@ -119,7 +119,9 @@ func (g *Guest) wait(ctx context.Context) error {
 				return g.unreachable(0, agentErr, sshErr)
 			}
 		case <-wctx.Done():
-			if ctx.Err() != nil {
+			// A caller's deadline that ends with ours still owes the person
+			// what was tried; only a cancellation (Ctrl-C) says just that.
+			if errors.Is(ctx.Err(), context.Canceled) {
 				return fmt.Errorf("vm %d: wait for the guest: %w", g.o.VMID, ctx.Err())
 			}
 			if conn != nil {
