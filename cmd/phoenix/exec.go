@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -65,9 +64,7 @@ func (c *ExecCmd) Run(a *App) error {
 	if c, ok := g.(io.Closer); ok {
 		defer c.Close()
 	}
-	wctx, cancel := context.WithTimeout(a.Ctx, agentTimeout(vm)+10*time.Second)
-	defer cancel()
-	if err := g.Wait(wctx); err != nil {
+	if err := g.Wait(a.Ctx); err != nil { // bounded by the VM's agent timeout
 		return err
 	}
 	log("vm %d: over %s", vm.VMID, g.Name())

@@ -87,7 +87,7 @@ func (w *wiring) guestFor(vm *inventory.VM, node transport.Transport, log func(s
 	o := fallback.Options{
 		VMID:       vm.VMID,
 		Agent:      agent.New(node, pveNode, vm.VMID),
-		Timeout:    agentTimeout(vm),
+		Timeout:    time.Duration(vm.AgentTimeoutSeconds) * time.Second, // 0: the chooser's default
 		Log:        log,
 		KnownHosts: w.inv.GuestKnownHosts,
 	}
@@ -117,11 +117,4 @@ func (w *wiring) guestFor(vm *inventory.VM, node transport.Transport, log func(s
 		return ssh.Dial(ctx, so)
 	}
 	return fallback.New(o)
-}
-
-func agentTimeout(vm *inventory.VM) time.Duration {
-	if vm.AgentTimeoutSeconds > 0 {
-		return time.Duration(vm.AgentTimeoutSeconds) * time.Second
-	}
-	return 300 * time.Second
 }
