@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/phoenix-hv/phoenix/inventory"
 	"github.com/phoenix-hv/phoenix/transport"
@@ -225,4 +226,20 @@ func reveal(v any) any {
 		return out
 	}
 	return v
+}
+
+// Sleep waits d, or returns ctx's error as soon as ctx ends: every wait of a
+// task stays bounded by its step.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

@@ -86,7 +86,7 @@ func (t *cloudInit) wait(ctx context.Context, env *tasks.Env) (tasks.Change, err
 func (t *cloudInit) poll(ctx context.Context, env *tasks.Env, timeout time.Duration) (transport.Result, error) {
 	var lastErr error
 	for {
-		if err := sleep(ctx, t.d.poll); err != nil {
+		if err := tasks.Sleep(ctx, t.d.poll); err != nil {
 			if lastErr != nil {
 				return transport.Result{}, fmt.Errorf("cloud-init status: no answer within %s: %w", timeout, lastErr)
 			}

@@ -182,7 +182,7 @@ func (t *feature) follow(ctx context.Context, env *tasks.Env) error {
 		pollErr error  // the last failed poll
 	)
 	for {
-		if err := sleep(ctx, t.d.poll); err != nil {
+		if err := tasks.Sleep(ctx, t.d.poll); err != nil {
 			if pollErr != nil {
 				return fmt.Errorf("feature %s: no answer within %s: %w", t.Name, timeout, pollErr)
 			}

@@ -82,18 +82,6 @@ func replan(ctx context.Context, env *tasks.Env, c tasks.Change, check checker) 
 	return check(ctx, env)
 }
 
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // seconds turns a timeout parameter into a duration, def when unset.
 func seconds(n int, def time.Duration) time.Duration {
 	if n <= 0 {

@@ -76,7 +76,7 @@ func (q qm) run(ctx context.Context, env *tasks.Env, c call) error {
 			return nil
 		case IsLockTimeout(err) && try < len(q.backoff):
 			env.Logf("%s: vm lock busy, retrying in %s", c.printable(), q.backoff[try])
-			if werr := wait(ctx, q.backoff[try]); werr != nil {
+			if werr := tasks.Sleep(ctx, q.backoff[try]); werr != nil {
 				return fmt.Errorf("%w (retry cancelled: %v)", err, werr)
 			}
 		case c.fallback != nil && c.escalate(err):
@@ -118,21 +118,6 @@ func unexpectedStderr(b []byte) bool {
 		}
 	}
 	return false
-}
-
-// wait sleeps for d unless ctx ends first.
-func wait(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // commands previews what Apply runs, secrets masked; a fallback is listed
