@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phoenix-hv/phoenix/inventory"
 	"github.com/phoenix-hv/phoenix/test/rig"
 )
 
@@ -34,7 +36,18 @@ type lab struct {
 	config    string
 	inventory string
 	features  string
+	blobSum   string // sha256 of the binary file injected next to the rig's text file
 }
+
+const (
+	// password is the VM's user_config.password: it must never be printed.
+	password = "Phoenix-s3cret-pw!"
+	// blobSource is a multi-MiB binary file on the node, injected to blobDest:
+	// large files must cross both the agent (chunked) and SFTP intact.
+	blobSource = "/root/rig-files/blob.bin"
+	blobDest   = "/root/blob.bin"
+	blobSize   = 6<<20 + 12345
+)
 
 // helloFeature is a feature script shipped by the test (--feature-dir): cheap
 // to run, and its marker file shows it ran exactly once.
@@ -50,18 +63,23 @@ func newLab(t *testing.T, mutate func(*rig.ConfigVM)) *lab {
 	dir := t.TempDir()
 	l := &lab{rig: r, config: filepath.Join(dir, "phoenix_vm_configs.json"),
 		inventory: filepath.Join(dir, "inventory.yml"), features: filepath.Join(dir, "features")}
-	cfg := r.VMConfig()
-	for i := range cfg.VMs {
-		if cfg.VMs[i].VMID == vmid {
-			cfg.VMs[i].Features = []string{"hello"}
-			if mutate != nil {
-				mutate(&cfg.VMs[i])
-			}
-		}
-	}
-	if err := cfg.Write(l.config); err != nil {
+	blob := make([]byte, blobSize)
+	if _, err := rand.Read(blob); err != nil {
 		t.Fatal(err)
 	}
+	sum := sha256.Sum256(blob)
+	l.blobSum = hex.EncodeToString(sum[:])
+	if err := r.NodePut(context.Background(), blobSource, blob, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.writeConfig(t, func(vm *rig.ConfigVM) {
+		vm.Features = []string{"hello"}
+		vm.UserConfig.Password = password
+		vm.FileInjections = append(vm.FileInjections, inventory.FileInjection{Source: blobSource, Destination: blobDest, Mode: "0600"})
+		if mutate != nil {
+			mutate(vm)
+		}
+	})
 	if err := r.WriteInventory(l.inventory); err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +90,20 @@ func newLab(t *testing.T, mutate func(*rig.ConfigVM)) *lab {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// writeConfig writes the rig's config with VM 8101 changed by mutate.
+func (l *lab) writeConfig(t *testing.T, mutate func(*rig.ConfigVM)) {
+	t.Helper()
+	cfg := l.rig.VMConfig()
+	for i := range cfg.VMs {
+		if cfg.VMs[i].VMID == vmid {
+			mutate(&cfg.VMs[i])
+		}
+	}
+	if err := cfg.Write(l.config); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // event is one JSON Lines event of `phoenix --output json`.
@@ -183,6 +215,9 @@ func (l *lab) phoenix(t *testing.T, args ...string) result {
 		res.events = append(res.events, e)
 	}
 	t.Logf("phoenix %s\n%s", strings.Join(args, " "), res)
+	if strings.Contains(stdout.String(), password) || strings.Contains(stderr.String(), password) {
+		t.Errorf("phoenix %v printed the VM's password", args)
+	}
 	return res
 }
 
@@ -253,6 +288,9 @@ func (l *lab) assertBuilt(t *testing.T) {
 	got := strings.Fields(l.guest(t, "sha256sum /etc/motd"))[0]
 	if got != hex.EncodeToString(want[:]) {
 		t.Errorf("/etc/motd sha256 %s, want the node source's %x", got, want)
+	}
+	if got := strings.Fields(l.guest(t, "sha256sum "+blobDest+"; stat -c %a "+blobDest)); len(got) != 3 || got[0] != l.blobSum || got[2] != "600" {
+		t.Errorf("%s in the guest: %v, want sha256 %s mode 600", blobDest, got, l.blobSum)
 	}
 	// The share is the node's export: a file written on the node is seen in the guest.
 	l.node(t, "echo from-node > /export/data/probe")
@@ -396,18 +434,9 @@ func TestCreateWithoutAgent(t *testing.T) {
 // finishes over SSH.
 func TestAgentDiesMidRun(t *testing.T) {
 	t.Parallel()
-	l := newLab(t, nil)
+	l := newLab(t, func(vm *rig.ConfigVM) { vm.Features = append(vm.Features, "slow") })
 	slow := "#!/bin/sh\nset -eu\necho sleeping\nsleep 30\necho awake\n"
 	if err := os.WriteFile(filepath.Join(l.features, "slow.sh"), []byte(slow), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := l.rig.VMConfig()
-	for i := range cfg.VMs {
-		if cfg.VMs[i].VMID == vmid {
-			cfg.VMs[i].Features = []string{"hello", "slow"}
-		}
-	}
-	if err := cfg.Write(l.config); err != nil {
 		t.Fatal(err)
 	}
 	// The agent starts first in the guest; 25 s later it is killed: after
