@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
@@ -25,6 +26,13 @@ type Transport struct {
 	// DefaultTimeout bounds a guest command when neither Cmd.Timeout nor the
 	// context gives a deadline: an agent command is never waited on forever.
 	DefaultTimeout time.Duration
+
+	// turn lets one node command at a time talk to the agent: qemu-ga
+	// serves one client at a time, and a second one is refused ("unable to
+	// connect to VM … qga socket") or times out, which would read as an
+	// agent that is gone.
+	turnOnce sync.Once
+	turn     chan struct{}
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -71,16 +79,30 @@ type UnavailableError struct{ Text string }
 func (e *UnavailableError) Error() string { return e.Text }
 func (e *UnavailableError) Unwrap() error { return transport.ErrAgentUnavailable }
 
-// unavailable matches qm's availability errors (reference §5.1, §9). A guest
-// side "Agent error: …" is deliberately not here: the agent answered.
-var unavailable = regexp.MustCompile(`No QEMU guest agent configured|VM \d+ (is )?not running|QEMU guest agent is not running|qmp command 'guest-[a-z-]+' failed - got timeout`)
+// unavailable matches qm's availability errors (reference §5.1, §9) and a
+// failed QMP exchange with the agent ("… failed - got timeout", "… failed -
+// unable to connect to VM 8101 qga socket …"). A guest-side "Agent error:
+// …" is deliberately not here: the agent answered.
+var unavailable = regexp.MustCompile(`No QEMU guest agent configured|VM \d+ (is )?not running|QEMU guest agent is not running|qmp command 'guest-[a-z-]+' failed - `)
 
 // node runs one command on the node and turns a failure into an error that
 // says what failed. A non-zero exit is never returned as *transport.ExitError:
 // that type is reserved for the guest command's own exit status.
 func (t *Transport) node(ctx context.Context, op string, c transport.Cmd) (transport.Result, error) {
-	res, err := t.Node.Run(ctx, c)
+	res, err := t.runNode(ctx, c)
 	return res, classify(op, err)
+}
+
+// runNode runs c on the node when it is this transport's turn.
+func (t *Transport) runNode(ctx context.Context, c transport.Cmd) (transport.Result, error) {
+	t.turnOnce.Do(func() { t.turn = make(chan struct{}, 1) })
+	select {
+	case t.turn <- struct{}{}:
+	case <-ctx.Done():
+		return transport.Result{}, ctx.Err()
+	}
+	defer func() { <-t.turn }()
+	return t.Node.Run(ctx, c)
 }
 
 // classify turns a failed node command into an error that says what failed.

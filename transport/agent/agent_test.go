@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -169,6 +170,7 @@ func TestRunAvailabilityErrors(t *testing.T) {
 		"QEMU guest agent is not running",
 		"VM 8101 qmp command 'guest-exec' failed - got timeout",
 		"VM 8101 qmp command 'guest-exec-status' failed - got timeout",
+		"VM 8101 qmp command 'guest-exec' failed - unable to connect to VM 8101 qga socket - timeout after 31 retries",
 		"VM 8101 not running",
 	} {
 		t.Run(text, func(t *testing.T) {
@@ -400,6 +402,64 @@ func TestGetBigFileThroughExec(t *testing.T) {
 	if !bytes.Equal(out.Bytes(), content) {
 		t.Fatalf("got %d bytes, want %d", out.Len(), len(content))
 	}
+}
+
+// overlapNode answers every command with a finished exec status and
+// records how many ran at once.
+type overlapNode struct {
+	mu            sync.Mutex
+	inFlight, max int
+}
+
+func (n *overlapNode) Run(context.Context, transport.Cmd) (transport.Result, error) {
+	n.mu.Lock()
+	n.inFlight++
+	n.max = max(n.max, n.inFlight)
+	n.mu.Unlock()
+	time.Sleep(2 * time.Millisecond) // widen the window an overlap would need
+	n.mu.Lock()
+	n.inFlight--
+	n.mu.Unlock()
+	return fake.Out(`{"exitcode":0,"exited":1}`), nil
+}
+
+func TestOneNodeCommandAtATime(t *testing.T) {
+	node := &overlapNode{}
+	a := agent.New(node, "pve", 8101)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := a.Run(context.Background(), transport.Cmd{Line: "true"}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if node.max != 1 {
+		t.Fatalf("%d agent commands ran at once; qemu-ga serves one client at a time", node.max)
+	}
+	// A caller whose context ends while waiting for its turn gives up.
+	started, hold := make(chan struct{}), make(chan struct{})
+	busy := agent.New(blockingNode{started, hold}, "pve", 8101)
+	done := make(chan struct{})
+	go func() { busy.Run(context.Background(), transport.Cmd{Line: "long"}); close(done) }()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := busy.Run(ctx, transport.Cmd{Line: "true"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	close(hold)
+	<-done
+}
+
+// blockingNode signals started, then holds its command until hold closes.
+type blockingNode struct{ started, hold chan struct{} }
+
+func (n blockingNode) Run(context.Context, transport.Cmd) (transport.Result, error) {
+	close(n.started)
+	<-n.hold
+	return fake.Out(`{"exitcode":0,"exited":1}`), nil
 }
 
 func TestName(t *testing.T) {

@@ -126,7 +126,7 @@ func (t *Transport) exec(ctx context.Context, cmd transport.Cmd, stdin []byte) (
 	if cmd.Stdin != nil {
 		nc.Stdin = strings.NewReader(string(stdin))
 	}
-	res, err := t.Node.Run(ctx, nc)
+	res, err := t.runNode(ctx, nc)
 	if code := transport.ExitCode(err); code == timedOut {
 		return execStatus{}, fmt.Errorf("run %q: %s: %w", cmd.Printable(), transport.Tail(res.Stderr, 1), context.DeadlineExceeded)
 	}

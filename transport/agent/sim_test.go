@@ -34,6 +34,9 @@ const (
 
 func TestMain(m *testing.M) {
 	if tool := os.Getenv(simTool); tool != "" {
+		if t, ok := strings.CutPrefix(tool, "pvesim:"); ok {
+			os.Exit(pvesimMain(t))
+		}
 		os.Exit(simMain(tool, os.Args[1:], os.Getenv(simDir)))
 	}
 	os.Exit(m.Run())
