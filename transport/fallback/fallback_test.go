@@ -260,6 +260,23 @@ func TestBothDownUnderTheCallersDeadline(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "agent: QEMU guest agent is not running; ssh phoenix@10.0.0.5:22") {
 		t.Fatalf("err = %v, want what each channel said", err)
 	}
+	if !errors.Is(err, transport.ErrUnreachable) {
+		t.Errorf("err does not wrap ErrUnreachable: %v", err)
+	}
+}
+
+// A caller's deadline shorter than the guest's timeout: the error says how
+// long it really waited, and that the caller's deadline ended it.
+func TestCallersShorterDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	g := New(Options{VMID: 8101, Agent: newAgent(t, always(agentDown)), DialSSH: (&dialer{answers: []error{refused}}).dial,
+		Timeout: time.Hour, ProbeInterval: 5 * time.Millisecond})
+	err := g.Wait(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || err == nil || strings.Contains(err.Error(), "after 3600s") ||
+		!strings.Contains(err.Error(), "agent: QEMU guest agent is not running; ssh phoenix@10.0.0.5:22") {
+		t.Fatalf("err = %v", err)
+	}
 }
 
 func TestAgentDiesAndSSHIsDownToo(t *testing.T) {

@@ -75,6 +75,7 @@ func (g *Guest) wait(ctx context.Context) error {
 		sshErr = errNoAnswer
 	}
 
+	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, g.o.Timeout)
 	defer cancel()
 	pctx, stop := context.WithCancel(wctx)
@@ -129,7 +130,11 @@ func (g *Guest) wait(ctx context.Context) error {
 				g.choose(true, agentErr, conn)
 				return nil
 			}
-			return g.unreachable(g.o.Timeout, agentErr, sshErr)
+			err := g.unreachable(g.o.Timeout, agentErr, sshErr)
+			if cause := ctx.Err(); cause != nil {
+				err.After, err.Cause = round(time.Since(start)), cause
+			}
+			return err
 		}
 	}
 }
@@ -205,6 +210,7 @@ type UnreachableError struct {
 	After time.Duration // how long it waited; 0 when it gave up early
 	Agent error
 	SSH   error
+	Cause error // the caller's context error when its deadline ended the wait
 }
 
 func (e *UnreachableError) Error() string {
@@ -222,11 +228,24 @@ func (e *UnreachableError) Error() string {
 // Unwrap lets callers test for transport.ErrUnreachable and for what each
 // channel said (transport.ErrHostKeyChanged, ErrAgentUnavailable, …).
 func (e *UnreachableError) Unwrap() []error {
-	return []error{transport.ErrUnreachable, e.Agent, e.SSH}
+	errs := []error{transport.ErrUnreachable, e.Agent, e.SSH}
+	if e.Cause != nil {
+		errs = append(errs, e.Cause)
+	}
+	return errs
 }
 
-func (g *Guest) unreachable(after time.Duration, agentErr, sshErr error) error {
+func (g *Guest) unreachable(after time.Duration, agentErr, sshErr error) *UnreachableError {
 	return &UnreachableError{VMID: g.o.VMID, After: after, Agent: agentErr, SSH: sshErr}
+}
+
+// round keeps a waited time readable: whole seconds, or milliseconds below
+// one second.
+func round(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
 }
 
 func seconds(d time.Duration) string {
