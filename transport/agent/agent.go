@@ -132,7 +132,7 @@ func classify(op string, err error) error {
 // latin1 recovers the guest's bytes from a string qm printed: qm JSON-encodes
 // the raw bytes as if each were a Latin-1 character, so every rune is one
 // byte (reference §1.5). A rune above U+00FF cannot come from qm; it is kept
-// as UTF-8 so a simulator that prints plain UTF-8 still round-trips.
+// as UTF-8 rather than failing the command.
 func latin1(s string) []byte {
 	b := make([]byte, 0, len(s))
 	for _, r := range s {

@@ -1,13 +1,13 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
@@ -124,7 +124,7 @@ func (t *Transport) exec(ctx context.Context, cmd transport.Cmd, stdin []byte) (
 		Timeout: time.Duration(limit)*time.Second + nodeGrace,
 	}
 	if cmd.Stdin != nil {
-		nc.Stdin = strings.NewReader(string(stdin))
+		nc.Stdin = bytes.NewReader(stdin)
 	}
 	res, err := t.runNode(ctx, nc)
 	if code := transport.ExitCode(err); code == timedOut {

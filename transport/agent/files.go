@@ -47,15 +47,16 @@ func (t *Transport) Put(ctx context.Context, path string, r io.Reader, mode fs.F
 	default:
 		err = t.putChunks(ctx, tmp, io.MultiReader(bytes.NewReader(first), r), sum)
 	}
-	if err == nil {
-		_, err = t.Run(ctx, transport.Cmd{Line: finishScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)})
-	}
 	if err != nil {
 		if !errors.Is(err, transport.ErrAgentUnavailable) {
 			// Best effort: the temp file must not linger; the error that
 			// matters is the one already in hand.
 			t.Run(ctx, transport.Cmd{Line: transport.Command("rm", "-f", tmp)})
 		}
+		return fmt.Errorf("put %s: %w", path, err)
+	}
+	// The finish script removes the temp file itself when it fails.
+	if _, err := t.Run(ctx, transport.Cmd{Line: finishScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)}); err != nil {
 		return fmt.Errorf("put %s: %w", path, err)
 	}
 	return nil
