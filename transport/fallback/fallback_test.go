@@ -117,9 +117,6 @@ func sshFake(t *testing.T, calls ...fake.Call) *fake.Transport {
 
 func opts(a transport.Transport, d *dialer, l *logs) Options {
 	o := Options{VMID: 8101, Agent: a, Timeout: 5 * time.Second, ProbeInterval: 5 * time.Millisecond, Log: l.log}
-	if a == nil {
-		o.Agent = nil // not a typed nil inside the interface
-	}
 	if d != nil {
 		o.DialSSH = d.dial
 	}
