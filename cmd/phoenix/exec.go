@@ -65,7 +65,7 @@ func (c *ExecCmd) Run(a *App) error {
 		defer c.Close()
 	}
 	if err := g.Wait(a.Ctx); err != nil { // bounded by the VM's agent timeout
-		return err
+		return fmt.Errorf("vm %d: %w", vm.VMID, err)
 	}
 	log("vm %d: over %s", vm.VMID, g.Name())
 	_, err = g.Run(a.Ctx, transport.Cmd{

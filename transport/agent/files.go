@@ -56,7 +56,7 @@ func (t *Transport) Put(ctx context.Context, path string, r io.Reader, mode fs.F
 		return fmt.Errorf("put %s: %w", path, err)
 	}
 	// The finish script removes the temp file itself when it fails.
-	if _, err := t.Run(ctx, transport.Cmd{Line: finishScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)}); err != nil {
+	if _, err := t.Run(ctx, transport.Cmd{Line: transport.CommitScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)}); err != nil {
 		return fmt.Errorf("put %s: %w", path, err)
 	}
 	return nil
@@ -106,16 +106,6 @@ func (t *Transport) putChunks(ctx context.Context, file string, r io.Reader, sum
 			return fmt.Errorf("read: %w", err)
 		}
 	}
-}
-
-// finishScript checks the temp file's sha256 in the guest, then sets its mode
-// and renames it over path.
-func finishScript(tmp, path, sum string, mode fs.FileMode) string {
-	t := transport.Quote(tmp)
-	return fmt.Sprintf(`h=$(sha256sum < %s) && [ "${h%%%% *}" = %s ] || `+
-		`{ printf 'sha256 of %%s is %%s, want %%s\n' %s "${h%%%% *}" %s >&2; rm -f %s; exit 1; }; `+
-		`chmod %04o %s && mv -f %s %s || { rm -f %s; exit 1; }`,
-		t, sum, t, sum, t, mode.Perm(), t, t, transport.Quote(path), t)
 }
 
 // Get copies path from the guest to w. w is written only once the whole file

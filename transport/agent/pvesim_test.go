@@ -46,7 +46,7 @@ func newPvesimNode(t *testing.T) *simNode {
 	t.Helper()
 	qga, err := exec.LookPath("qemu-ga")
 	if err != nil {
-		t.Skip("qemu-ga not installed (Debian package qemu-guest-agent): the pvesim run needs a real agent")
+		t.Fatal("qemu-ga not installed: apt-get install qemu-guest-agent (.ci/run does); the pvesim run needs a real agent")
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -228,7 +228,7 @@ func TestBothDown(t *testing.T) {
 	g := New(Options{VMID: 8101, Agent: newAgent(t, always(agentDown)), DialSSH: d.dial,
 		Timeout: 200 * time.Millisecond, ProbeInterval: 5 * time.Millisecond})
 	err := g.Wait(context.Background())
-	want := "vm 8101: guest unreachable after 200ms: agent: QEMU guest agent is not running; " +
+	want := "guest unreachable after 200ms: agent: QEMU guest agent is not running; " +
 		"ssh phoenix@10.0.0.5:22: dial: unreachable: dial tcp 10.0.0.5:22: connect: connection refused"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v\nwant %s", err, want)
@@ -296,9 +296,9 @@ func TestGivesUpEarlyWhenNoChannelCanAnswer(t *testing.T) {
 		want  string
 		is    error
 	}{
-		{name: "no agent, no ssh", want: "vm 8101: guest unreachable: agent: not configured; ssh: not configured"},
+		{name: "no agent, no ssh", want: "guest unreachable: agent: not configured; ssh: not configured"},
 		{name: "agent not configured, no ssh", agent: newAgent(t, always(agentNotThere)),
-			want: "vm 8101: guest unreachable: agent: No QEMU guest agent configured; ssh: not configured"},
+			want: "guest unreachable: agent: No QEMU guest agent configured; ssh: not configured"},
 		{name: "agent not configured, host key changed", agent: newAgent(t, always(agentNotThere)), d: &dialer{answers: []error{changed}},
 			want: "agent: No QEMU guest agent configured; ssh phoenix@10.0.0.5:22: host key changed: REMOTE HOST IDENTIFICATION HAS CHANGED", is: transport.ErrHostKeyChanged},
 		{name: "agent not configured, host key unknown", agent: newAgent(t, always(agentNotThere)), d: &dialer{answers: []error{unknown}},
@@ -371,7 +371,8 @@ func TestSudoForNonRootUser(t *testing.T) {
 	hash := hex.EncodeToString(sum[:])
 	tmp := `'/etc/my app/.x.conf.phoenix-tmp'`
 	commit := `h=$(sha256sum < ` + tmp + `) && [ "${h%% *}" = ` + hash + ` ] || { printf 'sha256 of %s is %s, want %s\n' ` +
-		tmp + ` "${h%% *}" ` + hash + ` >&2; exit 1; }; chmod 0640 ` + tmp + ` && mv -f ` + tmp + ` '/etc/my app/x.conf'`
+		tmp + ` "${h%% *}" ` + hash + ` >&2; rm -f ` + tmp + `; exit 1; }; chmod 0640 ` + tmp + ` && mv -f ` + tmp + ` '/etc/my app/x.conf'` +
+		` || { rm -f ` + tmp + `; exit 1; }`
 	conn := sshFake(t,
 		fake.Call{Line: `sudo -n sh -c 'cat /etc/shadow | wc -l'`, Result: fake.Out("20\n")},
 		fake.Call{Line: `sudo -n sh -c 'umask 077 && cat > '\''/etc/my app/.x.conf.phoenix-tmp'\'''`, Stdin: content},

@@ -52,7 +52,7 @@ func (s Sudo) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMod
 		err = fmt.Errorf("read: %w", src.err)
 	}
 	if err == nil {
-		_, err = s.Run(ctx, transport.Cmd{Line: commitScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)})
+		_, err = s.Run(ctx, transport.Cmd{Line: transport.CommitScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)})
 	}
 	if err != nil {
 		// Best effort: the error in hand is the one that matters.
@@ -60,15 +60,6 @@ func (s Sudo) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMod
 		return fmt.Errorf("put %s: %w", path, notExist(err))
 	}
 	return nil
-}
-
-// commitScript checks tmp's sha256, sets its mode and renames it over path.
-func commitScript(tmp, path, sum string, mode fs.FileMode) string {
-	t := transport.Quote(tmp)
-	return fmt.Sprintf(`h=$(sha256sum < %s) && [ "${h%%%% *}" = %s ] || `+
-		`{ printf 'sha256 of %%s is %%s, want %%s\n' %s "${h%%%% *}" %s >&2; exit 1; }; `+
-		`chmod %04o %s && mv -f %s %s`,
-		t, sum, t, sum, mode.Perm(), t, t, transport.Quote(path))
 }
 
 // trackedReader remembers a read error, which a transport may not report.

@@ -21,9 +21,5 @@ func TestSudoConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
-	// The same local.Shell defect transporttest's own run of it declares.
-	const slowCancel = "local.Shell waits for children holding stdout after cancel"
-	transporttest.Run(t, func(*testing.T) transport.Transport { return Sudo{T: local.Shell{}} },
-		transporttest.KnownIssue("CancelReturnsPromptly", slowCancel),
-		transporttest.KnownIssue("TimeoutReturnsPromptly", slowCancel))
+	transporttest.Run(t, func(*testing.T) transport.Transport { return Sudo{T: local.Shell{}} })
 }

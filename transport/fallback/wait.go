@@ -214,7 +214,8 @@ type UnreachableError struct {
 }
 
 func (e *UnreachableError) Error() string {
-	msg := fmt.Sprintf("vm %d: guest unreachable", e.VMID)
+	// No "vm N:" here: every caller (runner step, phoenix exec) names the VM.
+	msg := "guest unreachable"
 	if e.After > 0 {
 		msg += " after " + seconds(e.After)
 	}

@@ -25,22 +25,9 @@ import (
 // wait bounds every step of the suite: generous, so only a hang fails it.
 const wait = 60 * time.Second
 
-// Option adjusts a suite run.
-type Option func(known map[string]string)
-
-// KnownIssue skips the subtest name with reason, visibly: for a defect of
-// the transport under test that is reported and not fixed yet.
-func KnownIssue(name, reason string) Option {
-	return func(known map[string]string) { known[name] = reason }
-}
-
 // Run runs the suite. newT returns a fresh, working transport for one
 // subtest; Run closes it when the subtest ends.
-func Run(t *testing.T, newT func(t *testing.T) transport.Transport, opts ...Option) {
-	known := map[string]string{}
-	for _, o := range opts {
-		o(known)
-	}
+func Run(t *testing.T, newT func(t *testing.T) transport.Transport) {
 	for _, tc := range []struct {
 		name string
 		fn   func(t *testing.T, s *suite)
@@ -63,9 +50,6 @@ func Run(t *testing.T, newT func(t *testing.T) transport.Transport, opts ...Opti
 		{"HostileNames", testHostileNames},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if reason, ok := known[tc.name]; ok {
-				t.Skipf("known issue: %s", reason)
-			}
 			tr := newT(t)
 			t.Cleanup(func() {
 				if err := tr.Close(); err != nil {
