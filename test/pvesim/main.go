@@ -133,6 +133,7 @@ func (s *Sim) Run(ctx context.Context, argv0 string, args []string, stdin io.Rea
 		}
 		prog, args = args[0], args[1:]
 	}
+	c.countCall(prog, args)
 	if err := c.latency(); err != nil {
 		return report(stderr, err)
 	}
