@@ -252,7 +252,7 @@ func (l *invLoader) jumps(inv *Inventory, name string, nf *nodeFile) {
 
 func validPort(p int) bool { return p >= 1 && p <= 65535 }
 
-// cmp returns the first non-empty string.
+// firstOf returns the first non-empty string.
 func firstOf(vals ...string) string {
 	for _, v := range vals {
 		if v != "" {

@@ -753,14 +753,3 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
-
-func TestUnifiedDiff(t *testing.T) {
-	got := UnifiedDiff("etc/fstab", "a\nb\nc\n", "a\nB\nc\n")
-	want := "--- a/etc/fstab\n+++ b/etc/fstab\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n"
-	if got != want {
-		t.Errorf("diff:\n%s\nwant:\n%s", got, want)
-	}
-	if UnifiedDiff("x", "same", "same") != "" {
-		t.Error("equal inputs gave a diff")
-	}
-}
