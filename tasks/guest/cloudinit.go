@@ -67,9 +67,13 @@ func (t *cloudInit) wait(ctx context.Context, env *tasks.Env) (tasks.Change, err
 		case st.status == "":
 			return tasks.Change{}, fmt.Errorf("cloud-init status: no status line in %q", transport.Tail(res.Stdout, 3))
 		case st.error():
-			return tasks.Change{}, t.failure(ctx, env, res.Stdout)
+			return tasks.Change{}, errors.New("cloud-init failed:\n" + strings.TrimSpace(string(res.Stdout)) + t.logTail(ctx, env))
 		case !st.running():
-			return st.change(res.Stdout), nil
+			c := st.change(res.Stdout)
+			if st.degraded() {
+				c.Details += t.logTail(ctx, env)
+			}
+			return c, nil
 		}
 		if st.status != last {
 			env.Logf("waiting for cloud-init (%s)", st.status)
@@ -87,7 +91,10 @@ func (t *cloudInit) poll(ctx context.Context, env *tasks.Env, timeout time.Durat
 	var lastErr error
 	for {
 		if err := tasks.Sleep(ctx, t.d.poll); err != nil {
-			if lastErr != nil {
+			switch {
+			case errors.Is(err, context.Canceled): // the run was interrupted: no timeout to report
+				return transport.Result{}, fmt.Errorf("wait for cloud-init: %w", err)
+			case lastErr != nil:
 				return transport.Result{}, fmt.Errorf("cloud-init status: no answer within %s: %w", timeout, lastErr)
 			}
 			return transport.Result{}, fmt.Errorf("cloud-init still running after %s", timeout)
@@ -114,19 +121,17 @@ func (t *cloudInit) read(ctx context.Context, env *tasks.Env) (transport.Result,
 	return res, err
 }
 
-// failure is the error for status "error": the status detail and the tail of
-// the output log.
-func (t *cloudInit) failure(ctx context.Context, env *tasks.Env, long []byte) error {
-	msg := "cloud-init failed:\n" + strings.TrimSpace(string(long))
+// logTail is the tail of the output log, shown for status error and
+// degraded: the status detail rarely says which command failed.
+func (t *cloudInit) logTail(ctx context.Context, env *tasks.Env) string {
 	g, err := env.Guest(ctx)
 	if err == nil {
 		var res transport.Result
-		res, err = g.Run(ctx, transport.Cmd{Line: cloudInitLogTail})
-		if err == nil {
-			return errors.New(msg + "\n/var/log/cloud-init-output.log (last 25 lines):\n" + strings.TrimRight(string(res.Stdout), "\n"))
+		if res, err = g.Run(ctx, transport.Cmd{Line: cloudInitLogTail}); err == nil {
+			return "\n/var/log/cloud-init-output.log (last 25 lines):\n" + strings.TrimRight(string(res.Stdout), "\n")
 		}
 	}
-	return fmt.Errorf("%s\n(output log unreadable: %v)", msg, err)
+	return fmt.Sprintf("\n(output log unreadable: %v)", err)
 }
 
 // Apply runs only for a guest that could not answer at Check time: it waits now.

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -57,8 +58,10 @@ func TestCloudInit(t *testing.T) {
 			wantSummary: "cloud-init done", wantDetails: strings.TrimSpace(ciDone224),
 		},
 		{
-			name: "degraded is a warning", probe: exit(2, ciDegrade, ""),
-			wantSummary: "cloud-init done with warnings (degraded done), see details", wantDetails: strings.TrimSpace(ciDegrade),
+			name: "degraded is a warning, with the log tail", probe: exit(2, ciDegrade, ""),
+			polls:       []fake.Call{{Line: ciTail, Result: exit(0, "Cloud-init v. 24.1 finished\n", "")}},
+			wantSummary: "cloud-init done with warnings (degraded done), see details",
+			wantDetails: strings.TrimSpace(ciDegrade) + "\n/var/log/cloud-init-output.log (last 25 lines):\nCloud-init v. 24.1 finished",
 		},
 		{
 			name: "disabled", probe: exit(0, "status: disabled\n", ""),
@@ -139,5 +142,18 @@ func TestCloudInitVMNotRunning(t *testing.T) {
 	w.guest.Expect(fake.Call{Line: ciStatusLine, Result: exit(0, ciDone224, "")})
 	if err := w.apply(task, c); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An interrupted run is no timeout: the error says it was cancelled.
+func TestCloudInitCancelled(t *testing.T) {
+	w := newWorld(t)
+	task := w.task("cloud_init", map[string]any{"timeout_seconds": 60})
+	w.probes(task, exit(0, ciRunning, ""))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := task.Check(ctx, w.env)
+	if !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "still running") {
+		t.Errorf("error %v, want the cancellation", err)
 	}
 }

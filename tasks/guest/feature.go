@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -183,7 +184,10 @@ func (t *feature) follow(ctx context.Context, env *tasks.Env) error {
 	)
 	for {
 		if err := tasks.Sleep(ctx, t.d.poll); err != nil {
-			if pollErr != nil {
+			switch {
+			case errors.Is(err, context.Canceled): // the run was interrupted: no timeout to report
+				return fmt.Errorf("feature %s: %w (left running; log %s)", t.Name, err, t.file(".log"))
+			case pollErr != nil:
 				return fmt.Errorf("feature %s: no answer within %s: %w", t.Name, timeout, pollErr)
 			}
 			return fmt.Errorf("feature %s: still running after %s (left running; log %s):\n%s", t.Name, timeout, t.file(".log"), lastLines(tail, 25))

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -183,5 +184,23 @@ func TestFeatureParams(t *testing.T) {
 		if _, err := reg["feature"](map[string]any{"name": name}); err == nil {
 			t.Errorf("name %q: no error", name)
 		}
+	}
+}
+
+// An interrupted run is no timeout: the error says it was cancelled, and no
+// marker is written.
+func TestFeatureCancelled(t *testing.T) {
+	w := newWorld(t)
+	task := w.task("feature", map[string]any{"name": "docker"})
+	p := featurePlan{script: []byte(dockerScript), sum: sum(dockerScript)}
+	w.guest.Expect(fake.Call{Line: featMkdir}, fake.Call{Line: featStart})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := task.Apply(ctx, w.env, tasks.Change{Action: tasks.Run, Plan: &p})
+	if !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "still running") {
+		t.Errorf("error %v, want the cancellation", err)
+	}
+	if _, ok := w.guest.Files["/var/lib/phoenix/features/docker.sha256"]; ok {
+		t.Error("marker written after a cancel")
 	}
 }
