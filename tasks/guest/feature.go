@@ -138,13 +138,8 @@ func (t *feature) startLine(env *tasks.Env) string {
 }
 
 func (t *feature) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
-	c, err := replan(ctx, env, c, t.check)
-	if err != nil || !c.Pending() {
-		return err
-	}
-	p := c.Plan.(*featurePlan)
-	g, err := env.Guest(ctx)
-	if err != nil {
+	p, g, err := planned[featurePlan](ctx, env, c, t.check)
+	if p == nil {
 		return err
 	}
 	if _, err := g.Run(ctx, transport.Cmd{Line: transport.Command("mkdir", "-p", featureDir)}); err != nil {

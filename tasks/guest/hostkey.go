@@ -168,7 +168,10 @@ func (t *hostKey) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) err
 		}
 		return nil
 	}
-	p := c.Plan.(*hostKeyPlan)
+	p, ok := c.Plan.(*hostKeyPlan)
+	if !ok {
+		return errors.New("change carries no host key plan")
+	}
 	key := p.pin
 	if p.generate {
 		snippet, pub, err := newHostKeySnippet(alias)

@@ -264,13 +264,8 @@ func (t *fileInject) attrsLine() string {
 }
 
 func (t *fileInject) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
-	c, err := replan(ctx, env, c, t.check)
-	if err != nil || !c.Pending() {
-		return err
-	}
-	p := c.Plan.(*injectPlan)
-	g, err := env.Guest(ctx)
-	if err != nil {
+	p, g, err := planned[injectPlan](ctx, env, c, t.check)
+	if p == nil {
 		return err
 	}
 	if p.put {

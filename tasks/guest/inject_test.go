@@ -232,3 +232,21 @@ func TestFileInjectParams(t *testing.T) {
 		}
 	}
 }
+
+// Apply of a change that is pending but carries no plan (not one Check
+// made) is an error, never a panic; nothing runs in the guest.
+func TestApplyWithoutPlan(t *testing.T) {
+	w := newWorld(t)
+	w.features["docker"] = dockerScript
+	for kind, params := range map[string]map[string]any{
+		"nfs_mount":     nfsParams,
+		"file_inject":   {"source": "/srv/motd", "destination": "/etc/motd"},
+		"feature":       {"name": "docker"},
+		"guest_hostkey": {"state": "present"},
+	} {
+		err := w.task(kind, params).Apply(context.Background(), w.env, tasks.Change{Action: tasks.Update})
+		if err == nil || !strings.Contains(err.Error(), "plan") {
+			t.Errorf("%s: apply without a plan: %v", kind, err)
+		}
+	}
+}

@@ -218,13 +218,8 @@ func (t *nfsMount) umountLine() string {
 }
 
 func (t *nfsMount) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
-	c, err := replan(ctx, env, c, t.check)
-	if err != nil || !c.Pending() {
-		return err
-	}
-	p := c.Plan.(*nfsPlan)
-	g, err := env.Guest(ctx)
-	if err != nil {
+	p, g, err := planned[nfsPlan](ctx, env, c, t.check)
+	if p == nil {
 		return err
 	}
 	for _, line := range p.install {

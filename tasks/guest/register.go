@@ -82,6 +82,25 @@ func replan(ctx context.Context, env *tasks.Env, c tasks.Change, check checker) 
 	return check(ctx, env)
 }
 
+// planned is Apply's start for a task that changes the guest: the plan of c
+// (read now if Check could not) and the guest to apply it through. A nil
+// plan means a fresh check found nothing left to do.
+func planned[P any](ctx context.Context, env *tasks.Env, c tasks.Change, check checker) (*P, tasks.Guest, error) {
+	c, err := replan(ctx, env, c, check)
+	if err != nil || !c.Pending() {
+		return nil, nil, err
+	}
+	p, ok := c.Plan.(*P)
+	if !ok {
+		return nil, nil, fmt.Errorf("change carries no %T plan", p)
+	}
+	g, err := env.Guest(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, g, nil
+}
+
 // seconds turns a timeout parameter into a duration, def when unset.
 func seconds(n int, def time.Duration) time.Duration {
 	if n <= 0 {
