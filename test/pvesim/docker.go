@@ -8,15 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ory/dockertest/v3/docker"
 )
 
 // Docker is the real Backend: one privileged container per VM (SYS_ADMIN
-// where the engine cannot grant --privileged) on the rig network, through the Docker API at /var/run/docker.sock (the host's
-// engine: bind sources are host paths).
+// where the engine cannot grant --privileged) on the rig network, through
+// the Docker API at /var/run/docker.sock (the host's engine: bind sources
+// are host paths).
 type Docker struct {
 	Client *docker.Client
 	// Unprivileged skips --privileged where the rig found the engine
@@ -24,7 +24,9 @@ type Docker struct {
 	Unprivileged bool
 }
 
-// NewDocker connects to the engine named by DOCKER_HOST or the default socket.
+// NewDocker returns a client of the engine named by DOCKER_HOST or the
+// default socket. It does not contact the engine: qm commands that never
+// touch a running VM work on a node without Docker.
 func NewDocker(unprivileged bool) (*Docker, error) {
 	cl, err := docker.NewClientFromEnv()
 	if err != nil {
@@ -206,58 +208,4 @@ func (d *Docker) Remove(ctx context.Context, name string) error {
 		return nil
 	}
 	return fmt.Errorf("remove %s: %w", name, err)
-}
-
-// lazyDocker connects on first use, so qm commands that never touch a
-// running VM work on a node without Docker.
-type lazyDocker struct {
-	unprivileged bool
-	once         sync.Once
-	d            *Docker
-	err          error
-}
-
-func (l *lazyDocker) get() (*Docker, error) {
-	l.once.Do(func() { l.d, l.err = NewDocker(l.unprivileged) })
-	return l.d, l.err
-}
-
-func (l *lazyDocker) Start(ctx context.Context, g Guest) error {
-	d, err := l.get()
-	if err != nil {
-		return err
-	}
-	return d.Start(ctx, g)
-}
-
-func (l *lazyDocker) State(ctx context.Context, name string) (GuestState, error) {
-	d, err := l.get()
-	if err != nil {
-		return GuestState{}, err
-	}
-	return d.State(ctx, name)
-}
-
-func (l *lazyDocker) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
-	d, err := l.get()
-	if err != nil {
-		return err
-	}
-	return d.Shutdown(ctx, name, timeout)
-}
-
-func (l *lazyDocker) Kill(ctx context.Context, name string) error {
-	d, err := l.get()
-	if err != nil {
-		return err
-	}
-	return d.Kill(ctx, name)
-}
-
-func (l *lazyDocker) Remove(ctx context.Context, name string) error {
-	d, err := l.get()
-	if err != nil {
-		return err
-	}
-	return d.Remove(ctx, name)
 }

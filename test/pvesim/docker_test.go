@@ -18,11 +18,10 @@ import (
 )
 
 // TestDockerBackend drives the real backend against this machine's Docker
-// engine with a tiny image it builds itself (no registry needed).
+// engine with a tiny image it builds itself (no registry needed). Without
+// an engine it fails, like every test of the rig: a test that did not run
+// did not pass.
 func TestDockerBackend(t *testing.T) {
-	if _, err := os.Stat("/var/run/docker.sock"); err != nil {
-		t.Skip("no Docker engine on this machine: /var/run/docker.sock missing")
-	}
 	d, err := NewDocker(false)
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +29,7 @@ func TestDockerBackend(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := d.Client.PingWithContext(ctx); err != nil {
-		t.Fatalf("docker ping: %v", err)
+		t.Fatalf("docker ping (this test needs a running Docker engine; .ci/run starts one): %v", err)
 	}
 	image := buildInitImage(t, d.Client)
 	netName, prefix := createTestNetwork(t, d.Client)

@@ -41,7 +41,11 @@ type Sim struct {
 // called under. env holds KEY=VALUE entries of the process environment.
 func Main(ctx context.Context, argv0 string, args []string, stdin io.Reader, stdout, stderr io.Writer, env []string) int {
 	s := FromEnv(env)
-	s.Backend = &lazyDocker{unprivileged: s.Unprivileged}
+	d, err := NewDocker(s.Unprivileged)
+	if err != nil {
+		return report(stderr, err)
+	}
+	s.Backend = d
 	return s.Run(ctx, argv0, args, stdin, stdout, stderr)
 }
 

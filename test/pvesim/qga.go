@@ -3,6 +3,7 @@ package pvesim
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -62,7 +63,7 @@ func (c *call) qga(vmid int, cmd string, args any, timeout time.Duration) (*qgaR
 	}
 	defer conn.Close()
 	conn.SetDeadline(deadline)
-	stop := closeOnDone(c, conn)
+	stop := context.AfterFunc(c.ctx, func() { conn.Close() })
 	defer stop()
 
 	br := bufio.NewReader(conn)
@@ -135,19 +136,6 @@ func qgaIOError(failed func(string) error, err error) error {
 		return failed("got timeout")
 	}
 	return failed(syscallText(err))
-}
-
-// closeOnDone closes conn when the call's context ends.
-func closeOnDone(c *call, conn net.Conn) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-c.ctx.Done():
-			conn.Close()
-		case <-done:
-		}
-	}()
-	return func() { close(done) }
 }
 
 // syscallText gives the strerror text Perl would print for err.
