@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -102,9 +103,18 @@ func newParser(cli *CLI, stdout, stderr io.Writer, exit func(int)) (*kong.Kong, 
 	)
 }
 
-// fail prints err once on stderr; in JSON mode also as an event.
+// reported is a run's failure that its events already carry (task_end,
+// vm_end): JSON mode does not repeat it after the summary, which stays the
+// last line.
+type reported struct{ error }
+
+func (r reported) Unwrap() error { return r.error }
+
+// fail prints err once on stderr; in JSON mode also as an event, unless the
+// events said it already.
 func (a *App) fail(err error) {
-	if a.Output == "json" {
+	var rep reported
+	if a.Output == "json" && !errors.As(err, &rep) {
 		runner.JSONLines{W: a.Stdout}.OnEvent(runner.Event{Type: runner.EventError, Error: err.Error()})
 	}
 	fmt.Fprintf(a.Stderr, "phoenix: %v\n", err)

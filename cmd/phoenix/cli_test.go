@@ -242,6 +242,39 @@ func TestRunNodeUnreachable(t *testing.T) {
 	}
 }
 
+// In JSON mode a failed run ends with its summary: the failure is in the
+// task_end/vm_end events, not repeated as an error event; stderr has it once.
+func TestRunFailureJSONEndsWithSummary(t *testing.T) {
+	code, out, errs := run(append(files(t, testConfig), "--output", "json", "create", "8101")...)
+	if code != 1 {
+		t.Errorf("exit %d", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var last, vmEnd map[string]any
+	for _, l := range lines {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("not a JSON event: %q", l)
+		}
+		if ev["event"] == "vm_end" {
+			vmEnd = ev
+		}
+		last = ev
+	}
+	if last["event"] != "summary" || last["failed"] != 1.0 {
+		t.Errorf("last line %v, want the summary with failed 1", last)
+	}
+	if e, _ := vmEnd["error"].(string); !strings.Contains(e, "node pve1: ") {
+		t.Errorf("vm_end %v does not carry the failure", vmEnd)
+	}
+	if strings.Count(out, "node pve1: ") != 1 {
+		t.Errorf("stdout repeats the failure:\n%s", out)
+	}
+	if !strings.HasPrefix(errs, "phoenix: vm 8101: node pve1: ") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("stderr:\n%s", errs)
+	}
+}
+
 func TestVersion(t *testing.T) {
 	code, out, _ := run("version")
 	if code != 0 || !strings.HasPrefix(out, "phoenix ") {

@@ -76,5 +76,8 @@ func (a *App) runPlaybook(name string, ids []int, all bool, f RunFlags) error {
 		FeatureDirs: f.FeatureDir,
 	})
 	a.code = sum.ExitCode(f.DetailedExitcode)
+	if err != nil && len(sum.VMs) > 0 {
+		return reported{err}
+	}
 	return err
 }
