@@ -164,11 +164,17 @@ func positioned(file string, err error) error {
 
 var featureName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
+// ValidFeatureName reports whether name can name a feature: a plain file
+// name (NAME.sh here, NAME.* in the guest), never a path.
+func ValidFeatureName(name string) bool {
+	return featureName.MatchString(name) && !strings.Contains(name, "..")
+}
+
 // Feature returns the script NAME.sh: from the first of dirs that has it
 // (user extensions, in order), else the built-in features/NAME.sh. Errors
 // do not repeat the feature's name; the caller says which feature.
 func Feature(name string, dirs []string) ([]byte, error) {
-	if !featureName.MatchString(name) || strings.Contains(name, "..") {
+	if !ValidFeatureName(name) {
 		return nil, fmt.Errorf("%q is not a valid feature name", name)
 	}
 	file := name + ".sh"

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phoenix-hv/phoenix/playbooks"
 	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/transport"
 )
@@ -35,23 +36,10 @@ func newFeature(d deps, params map[string]any) (tasks.Task, error) {
 	if err := tasks.Decode(params, t); err != nil {
 		return nil, err
 	}
-	if !validFeatureName(t.Name) {
-		return nil, fmt.Errorf("feature name %q: want letters, digits, '-', '_' and '.'", t.Name)
+	if !playbooks.ValidFeatureName(t.Name) {
+		return nil, fmt.Errorf("feature name %q: want a letter or digit, then letters, digits, '-', '_' or '.'", t.Name)
 	}
 	return t, nil
-}
-
-// validFeatureName keeps the name a plain file name in featureDir.
-func validFeatureName(s string) bool {
-	if s == "" || s[0] == '.' || s[0] == '-' {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.", r)) {
-			return false
-		}
-	}
-	return true
 }
 
 func (t *feature) timeout() time.Duration { return seconds(t.Timeout, 1800*time.Second) }

@@ -180,7 +180,7 @@ func (s stillRunning) Run(ctx context.Context, cmd transport.Cmd) (transport.Res
 func TestFeatureParams(t *testing.T) {
 	reg := tasks.Registry{}
 	newWorld(t).deps().register(reg)
-	for _, name := range []string{"", "../etc", "a/b", "-x", ".hidden", "a b"} {
+	for _, name := range []string{"", "../etc", "a/b", "-x", ".hidden", "a b", "_x", "a..b"} {
 		if _, err := reg["feature"](map[string]any{"name": name}); err == nil {
 			t.Errorf("name %q: no error", name)
 		}
