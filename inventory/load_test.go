@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // writeConfig writes doc to a temp phoenix_vm_configs.json and returns its path.
@@ -372,4 +373,15 @@ func FuzzLoadConfig(f *testing.F) {
 			t.Fatal("ConfigError without problems")
 		}
 	})
+}
+
+func TestAgentTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		seconds int
+		want    time.Duration
+	}{{0, 300 * time.Second}, {45, 45 * time.Second}} {
+		if got := (&VM{AgentTimeoutSeconds: tc.seconds}).AgentTimeout(); got != tc.want {
+			t.Errorf("agent_timeout_seconds %d: %v, want %v", tc.seconds, got, tc.want)
+		}
+	}
 }

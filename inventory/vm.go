@@ -4,7 +4,10 @@
 // It is pure: it reads files and nothing else.
 package inventory
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Config is a loaded, validated phoenix_vm_configs.json.
 type Config struct {
@@ -182,6 +185,15 @@ func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
 
 // Reveal returns the real value, for the one place that must send it.
 func (s Secret) Reveal() string { return string(s) }
+
+// AgentTimeout is how long phoenix waits for the guest to answer:
+// agent_timeout_seconds, DefaultAgentTimeoutSeconds when unset.
+func (vm *VM) AgentTimeout() time.Duration {
+	if vm.AgentTimeoutSeconds > 0 {
+		return time.Duration(vm.AgentTimeoutSeconds) * time.Second
+	}
+	return DefaultAgentTimeoutSeconds * time.Second
+}
 
 // Lookup returns the VM with vmid, or nil.
 func (c *Config) Lookup(vmid int) *VM {

@@ -230,7 +230,7 @@ func (v *vmRun) guestFn(ctx context.Context) (tasks.Guest, error) {
 	if !v.waited {
 		// The chooser has its own timeout and a better message; this bound
 		// only catches a chooser that never returns.
-		wctx, cancel := context.WithTimeout(ctx, agentTimeout(v.vm)+10*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, v.vm.AgentTimeout()+10*time.Second)
 		defer cancel()
 		if err := v.guest.Wait(wctx); err != nil {
 			return nil, err
@@ -241,13 +241,6 @@ func (v *vmRun) guestFn(ctx context.Context) (tasks.Guest, error) {
 		return readOnlyGuest{v.guest}, nil
 	}
 	return v.guest, nil
-}
-
-func agentTimeout(vm *inventory.VM) time.Duration {
-	if vm.AgentTimeoutSeconds > 0 {
-		return time.Duration(vm.AgentTimeoutSeconds) * time.Second
-	}
-	return 300 * time.Second
 }
 
 // transport names the channel the step used: the guest's when it asked

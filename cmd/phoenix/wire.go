@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/phoenix-hv/phoenix/inventory"
 	"github.com/phoenix-hv/phoenix/runner"
@@ -87,7 +86,7 @@ func (w *wiring) guestFor(vm *inventory.VM, node transport.Transport, log func(s
 	o := fallback.Options{
 		VMID:       vm.VMID,
 		Agent:      agent.New(node, pveNode, vm.VMID),
-		Timeout:    time.Duration(vm.AgentTimeoutSeconds) * time.Second, // 0: the chooser's default
+		Timeout:    vm.AgentTimeout(),
 		Log:        log,
 		KnownHosts: w.inv.GuestKnownHosts,
 	}

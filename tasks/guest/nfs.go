@@ -11,6 +11,7 @@ import (
 
 	"github.com/pmezard/go-difflib/difflib"
 
+	"github.com/phoenix-hv/phoenix/inventory"
 	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/transport"
 )
@@ -56,7 +57,7 @@ func newNFSMount(d deps, params map[string]any) (tasks.Task, error) {
 		return nil, err
 	}
 	if t.Options == "" {
-		t.Options = "defaults,auto,nofail"
+		t.Options = inventory.DefaultNFSOptions
 	}
 	if !path.IsAbs(t.Path) {
 		return nil, fmt.Errorf("path %q: not an absolute path", t.Path)

@@ -25,11 +25,7 @@ func newWait(d deps, params map[string]any) (tasks.Task, error) {
 
 // timeout is timeout_seconds, else the VM's agent timeout.
 func (t *waitGuest) timeout(env *tasks.Env) time.Duration {
-	def := 300 * time.Second
-	if env.VM != nil && env.VM.AgentTimeoutSeconds > 0 {
-		def = time.Duration(env.VM.AgentTimeoutSeconds) * time.Second
-	}
-	return seconds(t.Timeout, def)
+	return seconds(t.Timeout, env.VM.AgentTimeout())
 }
 
 func (t *waitGuest) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
