@@ -131,19 +131,18 @@ func TestCloseRemovesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	runGuest(t, r, 8199, 99)
+	left, err := r.Leftovers(ctx)
+	if err != nil || len(left) != 3 {
+		t.Errorf("a running rig with one guest: Leftovers = %q, %v; want node, guest and network", left, err)
+	}
 	if err := r.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
 	if err := r.Close(); err != nil {
 		t.Errorf("second close: %v", err)
 	}
-	cs, err := r.pool.Client.ListContainers(dc.ListContainersOptions{All: true, Filters: map[string][]string{"name": {"phoenix-rig-" + r.ID}}})
-	if err != nil || len(cs) != 0 {
-		t.Errorf("containers left: %d, %v", len(cs), err)
-	}
-	nets, err := r.pool.NetworksByName(r.Network)
-	if err != nil || len(nets) != 0 {
-		t.Errorf("networks left: %d, %v", len(nets), err)
+	if left, err := r.Leftovers(ctx); err != nil || len(left) != 0 {
+		t.Errorf("left behind: %q, %v", left, err)
 	}
 	if _, err := os.Stat(r.Dir); !os.IsNotExist(err) {
 		t.Errorf("rig folder %s: %v, want it gone", r.Dir, err)

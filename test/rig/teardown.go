@@ -21,29 +21,14 @@ func teardown(ctx context.Context, pool *dockertest.Pool, id, dir string) error 
 	if pool == nil || id == "" {
 		return errors.New("rig not started")
 	}
-	var errs []error
-	prefix := "/phoenix-rig-" + id + "-"
-	cs, err := pool.Client.ListContainers(dc.ListContainersOptions{All: true, Filters: map[string][]string{"name": {"phoenix-rig-" + id + "-"}}, Context: ctx})
-	if err != nil {
-		errs = append(errs, fmt.Errorf("list containers: %w", err))
-	}
+	cs, nets, errs := find(ctx, pool, id)
 	for _, c := range cs {
-		if !hasNamePrefix(c.Names, prefix) {
-			continue
-		}
 		err := pool.Client.RemoveContainer(dc.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true, Context: ctx})
 		if err != nil && !isNoSuch(err) {
 			errs = append(errs, fmt.Errorf("remove container %s: %w", strings.Join(c.Names, ","), err))
 		}
 	}
-	nets, err := pool.Client.FilteredListNetworks(dc.NetworkFilterOpts{"name": {"phoenix-rig-" + id: true}})
-	if err != nil {
-		errs = append(errs, fmt.Errorf("list networks: %w", err))
-	}
 	for _, n := range nets {
-		if n.Name != "phoenix-rig-"+id {
-			continue
-		}
 		if err := pool.Client.RemoveNetwork(n.ID); err != nil && !isNoSuch(err) {
 			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
 		}
@@ -54,6 +39,48 @@ func teardown(ctx context.Context, pool *dockertest.Pool, id, dir string) error 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// find lists rig id's containers (phoenix-rig-<id>-*, running or not) and
+// its network. Docker's name filters match substrings, so names are
+// checked exactly here.
+func find(ctx context.Context, pool *dockertest.Pool, id string) ([]dc.APIContainers, []dc.Network, []error) {
+	var errs []error
+	var mine []dc.APIContainers
+	cs, err := pool.Client.ListContainers(dc.ListContainersOptions{All: true, Filters: map[string][]string{"name": {"phoenix-rig-" + id + "-"}}, Context: ctx})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list containers: %w", err))
+	}
+	for _, c := range cs {
+		if hasNamePrefix(c.Names, "/phoenix-rig-"+id+"-") {
+			mine = append(mine, c)
+		}
+	}
+	var mineNets []dc.Network
+	nets, err := pool.Client.FilteredListNetworks(dc.NetworkFilterOpts{"name": {"phoenix-rig-" + id: true}})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list networks: %w", err))
+	}
+	for _, n := range nets {
+		if n.Name == "phoenix-rig-"+id {
+			mineNets = append(mineNets, n)
+		}
+	}
+	return mine, mineNets, errs
+}
+
+// Leftovers names what Docker still holds of the rig: its containers and
+// its network. Empty after Close.
+func (r *Rig) Leftovers(ctx context.Context) ([]string, error) {
+	cs, nets, errs := find(ctx, r.pool, r.ID)
+	var left []string
+	for _, c := range cs {
+		left = append(left, "container "+strings.TrimPrefix(c.Names[0], "/"))
+	}
+	for _, n := range nets {
+		left = append(left, "network "+n.Name)
+	}
+	return left, errors.Join(errs...)
 }
 
 func hasNamePrefix(names []string, prefix string) bool {
