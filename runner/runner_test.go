@@ -753,3 +753,41 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
+
+// deadlineGuest records whether each command it runs has a deadline.
+type deadlineGuest struct {
+	*fakeGuest
+	bounded []bool
+}
+
+func (d *deadlineGuest) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	_, ok := ctx.Deadline()
+	d.bounded = append(d.bounded, ok)
+	return d.fakeGuest.Run(ctx, cmd)
+}
+
+// The probe batch is bounded: a probe that hangs (a dead NFS server under a
+// probed path) fails the batch, not the run.
+func TestGuestProbeBatchIsBounded(t *testing.T) {
+	lines := []string{"test -d /mnt/data"}
+	g := &deadlineGuest{fakeGuest: &fakeGuest{Transport: fake.New(t, fake.Batch(lines, fake.Out(""))).Named("agent vm 8101")}}
+	cfg := loadConfig(t, oneVM)
+	pb, err := playbooks.Parse("test.yml", []byte("tasks:\n  - {name: w, kind: t, with: {id: w}}\n  - {name: p, kind: t, with: {id: p}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	_, err = Run(context.Background(), Options{
+		Config: cfg, Playbook: pb, VMIDs: []int{8101},
+		Inventory: &inventory.Inventory{Nodes: map[string]*inventory.Node{"pve1": {Name: "pve1"}}, DefaultNode: "pve1"},
+		Registry:  registry(map[string]*behavior{"w": {guest: true}, "p": {probes: lines}}, rec),
+		Connect:   func(context.Context, *inventory.Node) (transport.Transport, error) { return fake.New(t), nil },
+		GuestFor:  func(*inventory.VM, transport.Transport, func(string, ...any)) Guest { return g },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(g.bounded, []bool{true}) {
+		t.Errorf("batch deadlines %v, want [true]", g.bounded)
+	}
+}

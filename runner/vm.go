@@ -207,7 +207,9 @@ func (v *vmRun) prefetch(ctx context.Context, from int) {
 		v.log("guest probes: %v", err)
 		return
 	}
-	results, err := transport.Batch(ctx, g, lines)
+	bctx, cancel := context.WithTimeout(ctx, tasks.ProbeTimeout)
+	defer cancel()
+	results, err := transport.Batch(bctx, g, lines)
 	if err != nil {
 		v.log("guest probes in one batch: %v; probing one by one", err)
 		return

@@ -150,6 +150,11 @@ func (e *Env) Logf(format string, args ...any) {
 	}
 }
 
+// ProbeTimeout bounds one read of facts (a VM's state, the guest probes): a
+// read that hangs (pmxcfs without quorum, a dead NFS server under a probed
+// path) fails its step instead of stalling the run.
+const ProbeTimeout = 2 * time.Minute
+
 // GuestProbe runs a read-only command in the guest, answered from the batch
 // the runner prefetched when possible.
 func (e *Env) GuestProbe(ctx context.Context, line string) (transport.Result, error) {
@@ -158,7 +163,7 @@ func (e *Env) GuestProbe(ctx context.Context, line string) (transport.Result, er
 		if err != nil {
 			return nil, err
 		}
-		res, err := g.Run(ctx, transport.Cmd{Line: line})
+		res, err := g.Run(ctx, transport.Cmd{Line: line, Timeout: ProbeTimeout})
 		if err != nil && transport.ExitCode(err) < 0 {
 			return nil, err
 		}

@@ -1,9 +1,14 @@
 package tasks
 
 import (
+	"context"
+	"io"
+	"io/fs"
 	"testing"
+	"time"
 
 	"github.com/phoenix-hv/phoenix/inventory"
+	"github.com/phoenix-hv/phoenix/transport"
 )
 
 func TestDecodeRevealsSecretsAndRefusesUnknown(t *testing.T) {
@@ -20,5 +25,29 @@ func TestDecodeRevealsSecretsAndRefusesUnknown(t *testing.T) {
 	}
 	if err := Decode(map[string]any{"nope": 1}, &p); err == nil {
 		t.Fatal("unknown parameter accepted")
+	}
+}
+
+// boundedRunner records the Timeout of each command.
+type boundedRunner struct{ timeouts []time.Duration }
+
+func (b *boundedRunner) Run(_ context.Context, cmd transport.Cmd) (transport.Result, error) {
+	b.timeouts = append(b.timeouts, cmd.Timeout)
+	return transport.Result{}, nil
+}
+
+func (b *boundedRunner) Put(context.Context, string, io.Reader, fs.FileMode) error { return nil }
+func (b *boundedRunner) Get(context.Context, string, io.Writer) error              { return nil }
+func (b *boundedRunner) Name() string                                              { return "bounded" }
+
+// A probe not served by the runner's batch is bounded on its own.
+func TestGuestProbeIsBounded(t *testing.T) {
+	g := &boundedRunner{}
+	env := &Env{Guest: func(context.Context) (Guest, error) { return g, nil }}
+	if _, err := env.GuestProbe(context.Background(), "test -d /mnt/data"); err != nil {
+		t.Fatal(err)
+	}
+	if len(g.timeouts) != 1 || g.timeouts[0] != ProbeTimeout {
+		t.Errorf("probe timeouts %v, want [%v]", g.timeouts, ProbeTimeout)
 	}
 }

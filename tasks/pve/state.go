@@ -53,6 +53,8 @@ func stateLines(vmid int) []string {
 }
 
 func readState(ctx context.Context, node transport.Runner, vmid int) (*State, error) {
+	ctx, cancel := context.WithTimeout(ctx, tasks.ProbeTimeout)
+	defer cancel()
 	lines := stateLines(vmid)
 	res, err := transport.Batch(ctx, node, lines)
 	if err != nil {

@@ -563,3 +563,24 @@ func TestSecretsNeverShown(t *testing.T) {
 		t.Errorf("apply error = %v; want a masked failure", err)
 	}
 }
+
+// deadlineNode answers the state read of a missing VM and records whether
+// the read had a deadline.
+type deadlineNode struct{ bounded bool }
+
+func (d *deadlineNode) Run(ctx context.Context, _ transport.Cmd) (transport.Result, error) {
+	_, d.bounded = ctx.Deadline()
+	return missingRead(8101).Result, nil
+}
+
+// A state read that hangs (pmxcfs without quorum) ends: it has a deadline.
+func TestStateReadIsBounded(t *testing.T) {
+	node := &deadlineNode{}
+	st, err := readState(context.Background(), node, 8101)
+	if err != nil || st.Exists {
+		t.Fatalf("state %+v, %v; want a missing VM", st, err)
+	}
+	if !node.bounded {
+		t.Error("state read without a deadline")
+	}
+}
