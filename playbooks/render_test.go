@@ -51,7 +51,7 @@ func ptr[T any](v T) *T { return &v }
 func vm8101() *inventory.VM {
 	return &inventory.VM{
 		VMID: 8101, Name: "web01", CloneFromVMID: 9000,
-		Cores: 2, MemoryMB: 2048, DiskSizeGB: 50, StartAtBoot: ptr(true),
+		Cores: 2, MemoryMB: 2048, DiskSizeGB: 50, StartAtBoot: ptr(true), NetworkBridge: "vmbr0",
 		Features:  []string{"docker"},
 		Snapshots: inventory.Snapshots{PreFeatures: "pre-features", PostFeatures: "provisioned"},
 		NFSShares: []inventory.NFSShare{{HostPath: "/export/8101", GuestPath: "/mnt/data", Options: "defaults,auto,nofail"}},
@@ -80,7 +80,7 @@ func TestRenderCreateFor8101(t *testing.T) {
 	want := []ResolvedStep{
 		{Name: "clone from template", Kind: "vm_clone", Params: map[string]any{"source": 9000, "name": "web01", "full": true}},
 		{Name: "core config", Kind: "vm_config", Params: map[string]any{
-			"cores": 2, "memory": 2048, "onboot": true, "agent": "enabled=1",
+			"cores": 2, "memory": 2048, "onboot": true, "agent": "enabled=1", "bridge": "vmbr0",
 			"ip": "10.0.10.101/24", "gw": "10.0.10.1", "nameserver": "10.0.10.1",
 			"ciuser": "phoenix", "sshkeys": []any{"ssh-ed25519 AAAAC3 me@laptop"},
 			"cipassword": inventory.Secret("hunter22"),
