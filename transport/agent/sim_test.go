@@ -22,9 +22,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
+	"github.com/phoenix-hv/phoenix/transport/local"
 )
 
 const (
@@ -62,29 +62,15 @@ func newSimNode(t *testing.T) *simNode {
 	return n
 }
 
-// Run runs c.Line like an SSH session would: when ctx ends, the whole
-// command is killed and Run returns (local.Shell would wait for children).
+// Run runs c.Line in a local shell with the stand-ins first on PATH; an
+// *ExitError names the caller's line.
 func (n *simNode) Run(ctx context.Context, c transport.Cmd) (transport.Result, error) {
-	if c.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
-		defer cancel()
-	}
-	sh := exec.CommandContext(ctx, "/bin/sh", "-c", "PATH="+transport.Quote(n.bin)+":$PATH; export PATH; "+c.Line)
-	sh.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	sh.Cancel = func() error { return syscall.Kill(-sh.Process.Pid, syscall.SIGKILL) }
-	sh.WaitDelay = time.Second
-	var out, errb bytes.Buffer
-	sh.Stdin, sh.Stdout, sh.Stderr = c.Stdin, &out, &errb
-	err := sh.Run()
-	res := transport.Result{Stdout: out.Bytes(), Stderr: errb.Bytes()}
-	var ee *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		return res, ctx.Err()
-	case errors.As(err, &ee):
-		res.ExitCode = ee.ExitCode()
-		return res, &transport.ExitError{Line: c.Printable(), Code: res.ExitCode, Stderr: res.Stderr, Stdout: res.Stdout}
+	line := c.Printable()
+	c.Line = "PATH=" + transport.Quote(n.bin) + ":$PATH; export PATH; " + c.Line
+	res, err := local.Shell{}.Run(ctx, c)
+	var ee *transport.ExitError
+	if errors.As(err, &ee) {
+		ee.Line = line
 	}
 	return res, err
 }
