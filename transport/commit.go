@@ -3,7 +3,16 @@ package transport
 import (
 	"fmt"
 	"io/fs"
+	"path"
 )
+
+// CommitTemp is the temp file an upload made through commands writes before
+// CommitScript renames it over p: in p's directory, so the rename stays on
+// one file system.
+func CommitTemp(p string) string {
+	dir, base := path.Split(p)
+	return dir + "." + base + ".phoenix-tmp"
+}
 
 // CommitScript is the shell line that ends an atomic upload made through
 // commands (the agent, sudo): it checks that tmp's sha256 is sum, sets its

@@ -44,3 +44,15 @@ func TestCommitScript(t *testing.T) {
 		})
 	}
 }
+
+func TestCommitTemp(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"/etc/motd", "/etc/.motd.phoenix-tmp"},
+		{"/etc/my app/x.conf", "/etc/my app/.x.conf.phoenix-tmp"},
+		{"rel", ".rel.phoenix-tmp"},
+	} {
+		if got := transport.CommitTemp(tc.in); got != tc.want {
+			t.Errorf("CommitTemp(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

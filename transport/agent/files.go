@@ -12,7 +12,6 @@ import (
 	"hash"
 	"io"
 	"io/fs"
-	pathpkg "path"
 	"strconv"
 
 	"github.com/phoenix-hv/phoenix/transport"
@@ -34,7 +33,7 @@ const (
 // MaxFileWrite bytes go in one agent/file-write, more in chunks through
 // exec stdin (binary-safe, any size, one round trip per MiB).
 func (t *Transport) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error {
-	tmp := tempName(path)
+	tmp := transport.CommitTemp(path)
 	sum := sha256.New()
 	first := make([]byte, MaxFileWrite+1)
 	n, err := io.ReadFull(r, first)
@@ -60,13 +59,6 @@ func (t *Transport) Put(ctx context.Context, path string, r io.Reader, mode fs.F
 		return fmt.Errorf("put %s: %w", path, err)
 	}
 	return nil
-}
-
-// tempName is the temp file of a Put: in the destination's directory, so the
-// final mv is a rename on one file system.
-func tempName(path string) string {
-	dir, base := pathpkg.Split(path)
-	return dir + "." + base + ".phoenix-tmp"
 }
 
 // fileWrite writes b to file with one agent/file-write.

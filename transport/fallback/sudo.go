@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	pathpkg "path"
 	"strings"
 
 	"github.com/phoenix-hv/phoenix/transport"
@@ -43,8 +42,7 @@ func (s Sudo) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, err
 // source that fails mid-stream only closes stdin: the guest would see a
 // clean end of file.
 func (s Sudo) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error {
-	dir, base := pathpkg.Split(path)
-	tmp := dir + "." + base + ".phoenix-tmp"
+	tmp := transport.CommitTemp(path)
 	sum := sha256.New()
 	src := &trackedReader{r: io.TeeReader(r, sum)}
 	_, err := s.Run(ctx, transport.Cmd{Line: "umask 077 && cat > " + transport.Quote(tmp), Stdin: src})
