@@ -323,7 +323,7 @@ func TestPutFailures(t *testing.T) {
 		node := fake.New(t,
 			fake.Call{Line: "pvesh create /nodes/pve/qemu/8101/agent/file-write --file /nope/.f.phoenix-tmp --content 'eA==' --encode 0",
 				Result: fake.Fail(255, "Agent error: failed to open file '/nope/.f.phoenix-tmp' (mode: 'wb'): No such file or directory\n")},
-			fake.Call{Line: nodeExec("rm -f /nope/.f.phoenix-tmp", false, 3600), Result: fake.Out(`{"exitcode":0,"exited":1}`)},
+			fake.Call{Line: nodeExec("rm -f /nope/.f.phoenix-tmp", false, 15), Result: fake.Out(`{"exitcode":0,"exited":1}`)},
 		)
 		err := agent.New(node, "pve", 8101).Put(context.Background(), "/nope/f", strings.NewReader("x"), 0o644)
 		if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "put /nope/f: agent file-write /nope/.f.phoenix-tmp: exit 255: Agent error: failed to open file") {
@@ -339,6 +339,20 @@ func TestPutFailures(t *testing.T) {
 		err := agent.New(node, "pve", 8101).Put(context.Background(), "/etc/f", strings.NewReader("x"), 0o644)
 		if err == nil || !strings.Contains(err.Error(), "sha256 of /etc/.f.phoenix-tmp is 00") {
 			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("cancelled mid-transfer: the temp file is still removed", func(t *testing.T) {
+		content := make([]byte, agent.MaxStdin+1)
+		tmp := "/etc/.f.phoenix-tmp"
+		node := fake.New(t,
+			fake.Call{Line: nodeExec("umask 077 && cat > "+tmp, true, 3600), Stdin: string(content[:agent.MaxStdin]), Err: context.Canceled},
+			fake.Call{Line: nodeExec("rm -f "+tmp, false, 15), Result: fake.Out(`{"exitcode":0,"exited":1}`)},
+		)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		err := agent.New(cancelAfter{node, cancel}, "pve", 8101).Put(ctx, "/etc/f", bytes.NewReader(content), 0o600)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
 		}
 	})
 	t.Run("agent gone: no cleanup attempt, unavailability kept", func(t *testing.T) {
@@ -465,4 +479,16 @@ func TestName(t *testing.T) {
 	if got := agent.New(nil, "pve", 8101).Name(); got != "agent vm 8101" {
 		t.Fatalf("Name() = %q", got)
 	}
+}
+
+// cancelAfter is a node that ends the caller's context once its first
+// command has run, as a Ctrl-C during a transfer would.
+type cancelAfter struct {
+	transport.Runner
+	cancel context.CancelFunc
+}
+
+func (c cancelAfter) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	defer c.cancel()
+	return c.Runner.Run(ctx, cmd)
 }

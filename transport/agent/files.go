@@ -13,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"strconv"
+	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
 )
@@ -26,6 +27,8 @@ const (
 	// getChunk is what one exec carries on the way out as base64: 8 MiB
 	// becomes ~11 MiB of text, under qemu-ga's 16 MiB output cap.
 	getChunk = 8 << 20
+	// cleanupTimeout bounds removing the temp file of a failed Put.
+	cleanupTimeout = 15 * time.Second
 )
 
 // Put writes r to path in the guest atomically: a temp file next to path,
@@ -48,9 +51,12 @@ func (t *Transport) Put(ctx context.Context, path string, r io.Reader, mode fs.F
 	}
 	if err != nil {
 		if !errors.Is(err, transport.ErrAgentUnavailable) {
-			// Best effort: the temp file must not linger; the error that
-			// matters is the one already in hand.
-			t.Run(ctx, transport.Cmd{Line: transport.Command("rm", "-f", tmp)})
+			// Best effort, also when ctx has ended (a cancelled run must not
+			// leave the temp file behind); the error that matters is the one
+			// already in hand.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			t.Run(cctx, transport.Cmd{Line: transport.Command("rm", "-f", tmp)})
+			cancel()
 		}
 		return fmt.Errorf("put %s: %w", path, err)
 	}

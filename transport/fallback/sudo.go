@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
 )
@@ -53,12 +54,19 @@ func (s Sudo) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMod
 		_, err = s.Run(ctx, transport.Cmd{Line: transport.CommitScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)})
 	}
 	if err != nil {
-		// Best effort: the error in hand is the one that matters.
-		s.Run(ctx, transport.Cmd{Line: transport.Command("rm", "-f", tmp)})
+		// Best effort, also when ctx has ended (a cancelled run must not
+		// leave the temp file behind): the error in hand is the one that
+		// matters.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		s.Run(cctx, transport.Cmd{Line: transport.Command("rm", "-f", tmp)})
+		cancel()
 		return fmt.Errorf("put %s: %w", path, notExist(err))
 	}
 	return nil
 }
+
+// cleanupTimeout bounds removing the temp file of a failed Put.
+const cleanupTimeout = 15 * time.Second
 
 // trackedReader remembers a read error, which a transport may not report.
 type trackedReader struct {
