@@ -231,6 +231,31 @@ func TestPvesimFaultsOverSSH(t *testing.T) {
 		}
 	})
 
+	t.Run("agent-kill-after", func(t *testing.T) {
+		n := &node{t: t, c: n.c}
+		prepare(ctx, t, r, n, 8118, 18)
+		if err := r.SetFault(ctx, 8118, "agent-kill-after", "15"); err != nil {
+			t.Fatal(err)
+		}
+		n.must(ctx, "qm", "start", "8118")
+		if err := waitAgent(ctx, n, 8118, 2*time.Minute); err != nil {
+			t.Fatalf("the agent must answer before it is killed: %v", err)
+		}
+		// Then it dies, and qm says so as for an agent that never ran.
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		for {
+			res, err := n.run(wctx, "", "qm", "guest", "cmd", "8118", "ping")
+			if err != nil && strings.Contains(string(res.Stderr), "QEMU guest agent is not running") {
+				break
+			}
+			if wctx.Err() != nil {
+				t.Fatalf("the agent still answers (or fails otherwise) 2 minutes after agent-kill-after 15: %v, stderr %q", err, res.Stderr)
+			}
+			time.Sleep(time.Second)
+		}
+	})
+
 	t.Run("held lock", func(t *testing.T) {
 		n := &node{t: t, c: n.c}
 		prepare(ctx, t, r, n, 8115, 15)

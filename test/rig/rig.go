@@ -287,13 +287,12 @@ func (r *Rig) NodePut(ctx context.Context, path string, content []byte, mode fs.
 	return uploadFile(ctx, r.pool, r.NodeContainer(), path, content, mode)
 }
 
-// Faults pvesim knows (files in /etc/pvesim/faults/VMID/ on the node).
-var faults = map[string]bool{"agent-off": true, "agent-kill-after": true, "ssh-off": true, "boot-hang": true}
-
 // SetFault switches a fault of VM vmid on (value "1", or seconds for
 // agent-kill-after) or off (value ""). pvesim applies it at the VM's next start.
 func (r *Rig) SetFault(ctx context.Context, vmid int, name, value string) error {
-	if !faults[name] {
+	switch name {
+	case "agent-off", "agent-kill-after", "ssh-off", "boot-hang": // the faults pvesim knows
+	default:
 		return fmt.Errorf("unknown fault %q (agent-off, agent-kill-after, ssh-off, boot-hang)", name)
 	}
 	path := fmt.Sprintf("/etc/pvesim/faults/%d/%s", vmid, name)
