@@ -161,8 +161,12 @@ func expandHome(p string) string {
 	return p
 }
 
-// lookupVM returns the VM vmid of cfg.
-func lookupVM(cfg *inventory.Config, vmid int) (*inventory.VM, error) {
+// loadVM loads the config and returns its VM vmid.
+func (a *App) loadVM(vmid int) (*inventory.VM, error) {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil, err
+	}
 	vm := cfg.Lookup(vmid)
 	if vm == nil {
 		return nil, fmt.Errorf("%s: vm %d is not defined", cfg.File, vmid)

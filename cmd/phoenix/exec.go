@@ -33,11 +33,7 @@ func (c *ExecCmd) Run(a *App) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := a.loadConfig()
-	if err != nil {
-		return err
-	}
-	vm, err := lookupVM(cfg, c.VMID)
+	vm, err := a.loadVM(c.VMID)
 	if err != nil {
 		return err
 	}
