@@ -12,7 +12,8 @@
 # N          runs per tool (default 10), after one warm-up run
 # LATENCIES  pvesim latency per qm/pvesh call in ms, one table each
 #            (default "0 300"; 300 ms is qm's Perl start-up cost on a node)
-# PHOENIX    phoenix binary to measure (default: build ./cmd/phoenix)
+# PHOENIX    phoenix binary to measure (default: build ./cmd/phoenix);
+#            PHOENIX_REV says what it was built from, for the table
 # SPOT       spot binary (default: spot in PATH, else go install $SPOT_MODULE)
 # INSTALL    0: do not apt-get install ansible/hyperfine when missing
 # KEEP       1: leave the rig and the work folder for a look afterwards
@@ -112,10 +113,10 @@ EOF
 if [ "$have_ansible" = 1 ]; then
 	cat >"$work/ansible-inventory.ini" <<EOF
 [node]
-node ansible_host=$NODE_HOST ansible_port=$NODE_PORT ansible_user=root ansible_ssh_private_key_file=$NODE_KEY ansible_ssh_common_args='-o UserKnownHostsFile=$KNOWN_HOSTS -o StrictHostKeyChecking=yes'
+pve ansible_host=$NODE_HOST ansible_port=$NODE_PORT ansible_user=root ansible_ssh_private_key_file=$NODE_KEY ansible_ssh_common_args='-o UserKnownHostsFile=$KNOWN_HOSTS -o StrictHostKeyChecking=yes'
 
 [guest]
-guest ansible_host=$GUEST_IP ansible_user=$GUEST_USER ansible_ssh_private_key_file=$GUEST_KEY ansible_ssh_common_args='-o UserKnownHostsFile=$GUEST_KNOWN_HOSTS -o HostKeyAlias=phoenix-vm-$VMID -o StrictHostKeyChecking=yes'
+vm$VMID ansible_host=$GUEST_IP ansible_user=$GUEST_USER ansible_ssh_private_key_file=$GUEST_KEY ansible_ssh_common_args='-o UserKnownHostsFile=$GUEST_KNOWN_HOSTS -o HostKeyAlias=phoenix-vm-$VMID -o StrictHostKeyChecking=yes'
 
 [all:vars]
 vmid=$VMID
@@ -191,7 +192,7 @@ results=$work/results.md
 {
 	echo "# phoenix vs Ansible vs spot: no-op run of VM $VMID, N=$N"
 	echo
-	echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -sr), phoenix $("$phoenix" version 2>/dev/null | head -n 1 || echo '?')"
+	echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -sr), phoenix ${PHOENIX_REV:-of the work tree at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ', with uncommitted changes')}"
 	[ "$have_ansible" = 1 ] && echo "$(ansible-playbook --version | head -n 1), $(python3 --version)"
 	[ "$have_hyperfine" = 1 ] && echo "timing: $(hyperfine --version)" || echo "timing: date +%s%N loop"
 	[ "$have_ansible" = 1 ] || echo "Ansible: not measured (not installable here)"
