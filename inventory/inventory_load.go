@@ -262,6 +262,7 @@ func firstOf(vals ...string) string {
 	return ""
 }
 
+// firstInt returns the first non-zero int.
 func firstInt(vals ...int) int {
 	for _, v := range vals {
 		if v != 0 {
