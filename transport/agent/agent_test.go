@@ -189,6 +189,31 @@ func TestRunAvailabilityErrors(t *testing.T) {
 	}
 }
 
+// secretsSeen records the printable form of every node command.
+type secretsSeen struct{ printed []string }
+
+func (s *secretsSeen) Run(_ context.Context, c transport.Cmd) (transport.Result, error) {
+	s.printed = append(s.printed, c.Printable())
+	return fake.Out(`{"exitcode":0,"exited":1}`), nil
+}
+
+func TestRunSecretsMaskedInTheNodeLine(t *testing.T) {
+	for _, secret := range []string{"s3cret", "two words", "it's mine", `a'b"c$d`} {
+		node := &secretsSeen{}
+		cmd := transport.Cmd{Line: transport.Command("chpasswd-ish", "--password", secret) + " && echo " + secret, Secrets: []string{secret}}
+		if _, err := agent.New(node, "pve", 8101).Run(context.Background(), cmd); err != nil {
+			t.Fatal(err)
+		}
+		// Whatever the quoting, the secret's other characters must not show.
+		bare := strings.NewReplacer("'", "", `\`, "")
+		for _, p := range node.printed {
+			if strings.Contains(bare.Replace(p), bare.Replace(secret)) {
+				t.Errorf("secret %q shows in the node line: %s", secret, p)
+			}
+		}
+	}
+}
+
 func TestRunWritesOutputToWriters(t *testing.T) {
 	node := fake.New(t, fake.Call{Line: nodeExec("x", false, 30), Result: fake.Out(`{"err-data":"e","exitcode":1,"exited":1,"out-data":"o"}`)})
 	var out, errb bytes.Buffer
