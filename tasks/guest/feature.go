@@ -130,13 +130,13 @@ func (t *feature) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) err
 	if p == nil {
 		return err
 	}
-	if _, err := g.Run(ctx, transport.Cmd{Line: transport.Command("mkdir", "-p", featureDir)}); err != nil {
+	if _, err := run(ctx, g, transport.Command("mkdir", "-p", featureDir)); err != nil {
 		return fmt.Errorf("create %s: %w", featureDir, err)
 	}
 	if err := g.Put(ctx, t.file(".sh"), bytes.NewReader(p.script), 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", t.file(".sh"), err)
 	}
-	if _, err := g.Run(ctx, transport.Cmd{Line: t.startLine(env)}); err != nil {
+	if _, err := run(ctx, g, t.startLine(env)); err != nil {
 		return fmt.Errorf("start feature %s: %w", t.Name, err)
 	}
 	if err := t.follow(ctx, env); err != nil {

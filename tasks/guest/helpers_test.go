@@ -46,13 +46,27 @@ func newWorld(t *testing.T) *world {
 	}
 	w.env = &tasks.Env{
 		VM:              &inventory.VM{VMID: 8101, AgentTimeoutSeconds: 300},
-		Node:            w.node,
+		Node:            bounded{w.node, t},
 		NFSServer:       "10.0.0.2",
 		Out:             &w.out,
 		GuestKnownHosts: t.TempDir() + "/known_hosts",
-		Guest:           func(context.Context) (tasks.Guest, error) { return w.guest, nil },
+		Guest:           func(context.Context) (tasks.Guest, error) { return bounded{w.guest, t}, nil },
 	}
 	return w
+}
+
+// bounded fails the test on a command nothing bounds (no Timeout, no
+// deadline on its context): a hung guest or node must end the step.
+type bounded struct {
+	*fake.Transport
+	t *testing.T
+}
+
+func (b bounded) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	if _, ok := ctx.Deadline(); cmd.Timeout <= 0 && !ok {
+		b.t.Errorf("%s: unbounded command: %s", b.Name(), cmd.Line)
+	}
+	return b.Transport.Run(ctx, cmd)
 }
 
 // deps are the test doubles of the other packages and the clock.

@@ -116,7 +116,7 @@ func (t *hostKey) Check(ctx context.Context, env *tasks.Env) (tasks.Change, erro
 func (t *hostKey) checkAbsent(ctx context.Context, env *tasks.Env, vmid int, alias string) (tasks.Change, error) {
 	path := snippetPath(vmid)
 	line := transport.Command("test", "-e", path)
-	_, err := env.Node.Run(ctx, transport.Cmd{Line: line})
+	_, err := run(ctx, env.Node, line)
 	exists := err == nil
 	if code := transport.ExitCode(err); code != 0 && code != 1 {
 		return tasks.Change{}, fmt.Errorf("look for %s on node: %w", path, err)
@@ -157,7 +157,7 @@ func (t *hostKey) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) err
 	vmid, alias := env.VM.VMID, tasks.GuestHostKeyAlias(env.VM.VMID)
 	path := snippetPath(vmid)
 	if t.State == "absent" {
-		if _, err := env.Node.Run(ctx, transport.Cmd{Line: transport.Command("rm", "-f", path)}); err != nil {
+		if _, err := run(ctx, env.Node, transport.Command("rm", "-f", path)); err != nil {
 			return fmt.Errorf("remove %s on node: %w", path, err)
 		}
 		if env.GuestKnownHosts == "" {
@@ -178,7 +178,7 @@ func (t *hostKey) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) err
 		if err != nil {
 			return err
 		}
-		if _, err := env.Node.Run(ctx, transport.Cmd{Line: transport.Command("mkdir", "-p", snippetDir)}); err != nil {
+		if _, err := run(ctx, env.Node, transport.Command("mkdir", "-p", snippetDir)); err != nil {
 			return fmt.Errorf("create %s on node: %w", snippetDir, err)
 		}
 		if err := env.Node.Put(ctx, path, bytes.NewReader(snippet), 0o600); err != nil {
@@ -221,7 +221,7 @@ func newHostKeySnippet(comment string) ([]byte, ssh.PublicKey, error) {
 // nil when the snippet is missing or unusable (then a new one is written).
 func readSnippetKey(ctx context.Context, node transport.Runner, path string) (ssh.PublicKey, error) {
 	line := "test ! -e " + transport.Quote(path) + " || " + transport.Command("cat", path)
-	res, err := node.Run(ctx, transport.Cmd{Line: line})
+	res, err := run(ctx, node, line)
 	if err != nil {
 		return nil, fmt.Errorf("read %s on node: %w", path, err)
 	}

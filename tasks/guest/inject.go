@@ -148,7 +148,7 @@ func (t *fileInject) check(ctx context.Context, env *tasks.Env) (tasks.Change, e
 
 // node reads the source's facts on the node; a missing source names its path.
 func (t *fileInject) node(ctx context.Context, env *tasks.Env) (fileFacts, error) {
-	res, err := env.Node.Run(ctx, transport.Cmd{Line: t.nodeStat()})
+	res, err := run(ctx, env.Node, t.nodeStat())
 	if err != nil {
 		return fileFacts{}, fmt.Errorf("source %s on node: %w", t.Source, err)
 	}
@@ -269,7 +269,7 @@ func (t *fileInject) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) 
 		return err
 	}
 	if p.put {
-		if _, err := g.Run(ctx, transport.Cmd{Line: transport.Command("mkdir", "-p", path.Dir(t.Destination))}); err != nil {
+		if _, err := run(ctx, g, transport.Command("mkdir", "-p", path.Dir(t.Destination))); err != nil {
 			return fmt.Errorf("create %s: %w", path.Dir(t.Destination), err)
 		}
 		perm := fs.FileMode(0o644)
@@ -281,7 +281,7 @@ func (t *fileInject) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) 
 		}
 	}
 	if p.attrs {
-		if _, err := g.Run(ctx, transport.Cmd{Line: t.attrsLine()}); err != nil {
+		if _, err := run(ctx, g, t.attrsLine()); err != nil {
 			return fmt.Errorf("set owner/mode of %s: %w", t.Destination, err)
 		}
 	}
@@ -289,7 +289,7 @@ func (t *fileInject) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) 
 		return nil
 	}
 	verify := transport.Command("sha256sum", t.Destination)
-	res, err := g.Run(ctx, transport.Cmd{Line: verify})
+	res, err := run(ctx, g, verify)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", t.Destination, err)
 	}

@@ -230,7 +230,7 @@ func (t *nfsMount) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) er
 		}
 	}
 	if p.mkdir {
-		if _, err := g.Run(ctx, transport.Cmd{Line: transport.Command("mkdir", "-p", t.Path)}); err != nil {
+		if _, err := run(ctx, g, transport.Command("mkdir", "-p", t.Path)); err != nil {
 			return fmt.Errorf("create mount point: %w", err)
 		}
 	}
@@ -239,7 +239,7 @@ func (t *nfsMount) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) er
 	}
 	if p.hadFstab {
 		bak := "/etc/fstab.phoenix-" + t.d.now().UTC().Format("20060102T150405.000Z") + ".bak"
-		if _, err := g.Run(ctx, transport.Cmd{Line: transport.Command("cp", fstabPath, bak) + " && " + pruneFstabs}); err != nil {
+		if _, err := run(ctx, g, transport.Command("cp", fstabPath, bak)+" && "+pruneFstabs); err != nil {
 			return fmt.Errorf("backup /etc/fstab: %w", err)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/phoenix-hv/phoenix/playbooks"
 	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/tasks/pve"
+	"github.com/phoenix-hv/phoenix/transport"
 	sshtransport "github.com/phoenix-hv/phoenix/transport/ssh"
 )
 
@@ -99,6 +100,16 @@ func planned[P any](ctx context.Context, env *tasks.Env, c tasks.Change, check c
 		return nil, nil, err
 	}
 	return p, g, nil
+}
+
+// cmdTimeout bounds a plain command (mkdir, chmod, a hash, a node read):
+// long enough to hash a large file, short enough that a hung mount ends
+// the step rather than the run.
+const cmdTimeout = 10 * time.Minute
+
+// run runs a plain command line, bounded by cmdTimeout.
+func run(ctx context.Context, r transport.Runner, line string) (transport.Result, error) {
+	return r.Run(ctx, transport.Cmd{Line: line, Timeout: cmdTimeout})
 }
 
 // seconds turns a timeout parameter into a duration, def when unset.
