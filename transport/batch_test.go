@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/phoenix-hv/phoenix/transport"
@@ -54,5 +55,17 @@ func TestRedact(t *testing.T) {
 	cmd := transport.Cmd{Line: line, Secrets: []string{"s3cret pw"}}
 	if got := cmd.Printable(); got != "qm set 100 --cipassword ********" {
 		t.Fatalf("Printable() = %q", got)
+	}
+}
+
+func TestRequotedSecrets(t *testing.T) {
+	for _, secret := range []string{"s3cret", "two words", "it's mine", `a'b"c$d`} {
+		line := transport.Command("tool", "--password", secret) + " # " + secret
+		outer := transport.Command("sh", "-c", line)
+		got := transport.Redact(outer, transport.RequotedSecrets([]string{secret}))
+		bare := strings.NewReplacer("'", "", `\`, "")
+		if strings.Contains(bare.Replace(got), bare.Replace(secret)) || strings.Count(got, "********") != 2 {
+			t.Errorf("secret %q: %s", secret, got)
+		}
 	}
 }

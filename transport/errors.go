@@ -76,6 +76,20 @@ func Redact(s string, secrets []string) string {
 	return s
 }
 
+// RequotedSecrets is secrets plus the forms they take once the line holding
+// them is quoted again as one word (sh -c on the node for the agent, sudo -n
+// sh -c): a secret with a quote mark, or its quoted form, then no longer
+// appears as written, and Redact must still find it.
+func RequotedSecrets(secrets []string) []string {
+	out := make([]string, 0, 3*len(secrets))
+	for _, s := range secrets {
+		out = append(out, s,
+			strings.ReplaceAll(Quote(s), "'", `'\''`),
+			strings.ReplaceAll(s, "'", `'\''`))
+	}
+	return out
+}
+
 // ExitCode returns the exit code carried by err: 0 for nil, the code of an
 // *ExitError, -1 for any other error.
 func ExitCode(err error) int {

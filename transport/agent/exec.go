@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
@@ -121,7 +120,7 @@ func (t *Transport) exec(ctx context.Context, cmd transport.Cmd, stdin []byte) (
 	}
 	nc := transport.Cmd{
 		Line:    t.execScript(cmd.Line, cmd.Stdin != nil, limit),
-		Secrets: nodeSecrets(cmd.Secrets),
+		Secrets: transport.RequotedSecrets(cmd.Secrets),
 		Timeout: time.Duration(limit)*time.Second + nodeGrace,
 	}
 	if cmd.Stdin != nil {
@@ -142,19 +141,6 @@ func (t *Transport) exec(ctx context.Context, cmd transport.Cmd, stdin []byte) (
 		return execStatus{}, fmt.Errorf("qm guest exec-status: process not exited in %q", shorten(res.Stdout))
 	}
 	return st, nil
-}
-
-// nodeSecrets are the forms the guest line's secrets take in the node
-// line, where the guest line is quoted once more: a secret with a quote
-// mark (or its quoted form) no longer appears as written.
-func nodeSecrets(secrets []string) []string {
-	out := make([]string, 0, 3*len(secrets))
-	for _, s := range secrets {
-		out = append(out, s,
-			strings.ReplaceAll(transport.Quote(s), "'", `'\''`),
-			strings.ReplaceAll(s, "'", `'\''`))
-	}
-	return out
 }
 
 // execScript is the node command of exec.

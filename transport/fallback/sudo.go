@@ -29,6 +29,7 @@ func (s Sudo) Close() error { return s.T.Close() }
 func (s Sudo) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
 	line := cmd.Printable()
 	cmd.Line = "sudo -n sh -c " + transport.Quote(cmd.Line)
+	cmd.Secrets = transport.RequotedSecrets(cmd.Secrets)
 	res, err := s.T.Run(ctx, cmd)
 	var ee *transport.ExitError
 	if errors.As(err, &ee) {

@@ -1,8 +1,10 @@
 package fallback
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/phoenix-hv/phoenix/transport"
@@ -22,4 +24,25 @@ func TestSudoConformance(t *testing.T) {
 	}
 	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
 	transporttest.Run(t, func(*testing.T) transport.Transport { return Sudo{T: local.Shell{}} })
+}
+
+// printed records the printable form of every command it runs.
+type printed struct {
+	local.Shell
+	lines []string
+}
+
+func (p *printed) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	p.lines = append(p.lines, cmd.Printable())
+	return transport.Result{}, nil
+}
+
+func TestSudoMasksSecretsInTheWrappedLine(t *testing.T) {
+	secret := "it's mine"
+	p := &printed{}
+	Sudo{T: p}.Run(context.Background(), transport.Cmd{Line: transport.Command("chpasswd-ish", secret), Secrets: []string{secret}})
+	bare := strings.NewReplacer("'", "", `\`, "")
+	if len(p.lines) != 1 || strings.Contains(bare.Replace(p.lines[0]), bare.Replace(secret)) {
+		t.Fatalf("sudo line as printed: %q", p.lines)
+	}
 }
