@@ -201,6 +201,22 @@ func (c *vmConfig) withPending() map[string]string {
 	return out
 }
 
+// shown is what qm config and the config API print: pending changes
+// applied, the config in effect (current), or a snapshot's config.
+func (c *vmConfig) shown(current bool, snapshot string) (map[string]string, error) {
+	if snapshot != "" {
+		s, ok := c.snaps[snapshot]
+		if !ok {
+			return nil, errorf("snapshot '%s' does not exist", snapshot)
+		}
+		return s, nil
+	}
+	if current {
+		return c.main, nil
+	}
+	return c.withPending(), nil
+}
+
 func (c *vmConfig) pendingDeletes() []string {
 	var out []string
 	for _, k := range strings.Split(c.pending["delete"], ",") {

@@ -186,16 +186,9 @@ func (c *call) apiConfig(m []string, p *params) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	shown := conf.withPending()
-	if p.flag("current", false) {
-		shown = conf.main
-	}
-	if snap := p.get("snapshot"); snap != "" {
-		s, ok := conf.snaps[snap]
-		if !ok {
-			return nil, errorf("snapshot '%s' does not exist", snap)
-		}
-		shown = s
+	shown, err := conf.shown(p.flag("current", false), p.get("snapshot"))
+	if err != nil {
+		return nil, err
 	}
 	out := map[string]any{"digest": conf.digest}
 	for k, v := range shown {

@@ -141,16 +141,9 @@ func (c *call) qmConfig(p *params) error {
 	if err != nil {
 		return err
 	}
-	shown := conf.withPending()
-	if p.flag("current", false) {
-		shown = conf.main
-	}
-	if snap := p.get("snapshot"); snap != "" {
-		s, ok := conf.snaps[snap]
-		if !ok {
-			return errorf("snapshot '%s' does not exist", snap)
-		}
-		shown = s
+	shown, err := conf.shown(p.flag("current", false), p.get("snapshot"))
+	if err != nil {
+		return err
 	}
 	printConfig(c.stdout, shown)
 	return nil
