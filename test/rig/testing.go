@@ -25,8 +25,10 @@ func New(t testing.TB) *Rig {
 	if err != nil {
 		t.Fatalf("start rig: %v", err)
 	}
-	// An interrupt (Ctrl-C, go test -timeout) skips t.Cleanup: remove the rig
-	// first, then die as the signal would have made us.
+	// An interrupt or kill (Ctrl-C, SIGTERM) skips t.Cleanup: remove the rig
+	// first, then die as the signal would have made us. A binary that dies
+	// without a signal to catch (go test -timeout panics) leaves its rig to
+	// the orphan reaping of the next Start, and the node to MaxLifetime.
 	sig := make(chan os.Signal, 1)
 	done := make(chan struct{})
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
