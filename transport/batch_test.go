@@ -59,6 +59,9 @@ func TestRedact(t *testing.T) {
 }
 
 func TestRequotedSecrets(t *testing.T) {
+	if got := transport.RequotedSecrets([]string{""}); len(got) != 0 {
+		t.Errorf("an empty secret gives %q, want nothing to mask", got)
+	}
 	for _, secret := range []string{"s3cret", "two words", "it's mine", `a'b"c$d`} {
 		line := transport.Command("tool", "--password", secret) + " # " + secret
 		outer := transport.Command("sh", "-c", line)

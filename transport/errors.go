@@ -83,6 +83,9 @@ func Redact(s string, secrets []string) string {
 func RequotedSecrets(secrets []string) []string {
 	out := make([]string, 0, 3*len(secrets))
 	for _, s := range secrets {
+		if s == "" {
+			continue // Redact ignores it; its quoted form is not a secret
+		}
 		out = append(out, s,
 			strings.ReplaceAll(Quote(s), "'", `'\''`),
 			strings.ReplaceAll(s, "'", `'\''`))
