@@ -171,7 +171,7 @@ per() { awk -v a="$1" -v n="$N" 'BEGIN { printf "%.1f", a / n }'; }
 time_runs() {
 	local name=$1 script=$2
 	if [ "$have_hyperfine" = 1 ]; then
-		hyperfine --style basic --runs "$N" --export-csv "$work/$name.csv" -n "$name" "$script" >&2
+		hyperfine --style basic --runs "$N" --export-csv "$work/$name.csv" -n "$name" "$script" >&2 || return 1
 		awk -F, 'NR == 2 { printf "%.3f %.3f %.3f %.3f\n", $2, $3, $7, $8 }' "$work/$name.csv"
 		return
 	fi
@@ -193,6 +193,7 @@ results=$work/results.md
 	echo "# phoenix vs Ansible vs spot: no-op run of VM $VMID, N=$N"
 	echo
 	echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -sr), phoenix ${PHOENIX_REV:-of the work tree at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ', with uncommitted changes')}"
+	echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg), containers running: $(docker ps -q | wc -l) (the rig's: 2)"
 	[ "$have_ansible" = 1 ] && echo "$(ansible-playbook --version | head -n 1), $(python3 --version)"
 	[ "$have_hyperfine" = 1 ] && echo "timing: $(hyperfine --version)" || echo "timing: date +%s%N loop"
 	[ "$have_ansible" = 1 ] || echo "Ansible: not measured (not installable here)"

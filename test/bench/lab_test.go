@@ -368,6 +368,10 @@ func (l *lab) measure(b *testing.B, ok func(run) error, args ...string) {
 	var total counts
 	var cpu time.Duration
 	var maxRSS int64
+	// Timings mean little on a busy machine: say how busy it was.
+	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
+		b.Logf("load average %s", strings.Join(strings.Fields(string(load))[:3], " "))
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
