@@ -16,6 +16,7 @@
 #            PHOENIX_REV says what it was built from, for the table
 # SPOT       spot binary (default: spot in PATH, else go install $SPOT_MODULE)
 # INSTALL    0: do not apt-get install ansible/hyperfine when missing
+# HYPERFINE  0: time with the date loop even when hyperfine is there
 # KEEP       1: leave the rig and the work folder for a look afterwards
 #
 # Needs Docker and Go; run it from anywhere inside the repository.
@@ -53,7 +54,11 @@ apt_install() { # apt_install PACKAGE: true when it is there afterwards
 }
 
 have_hyperfine=0
-if command -v hyperfine >/dev/null || apt_install hyperfine; then have_hyperfine=1; fi
+if [ "${HYPERFINE:-1}" = 0 ]; then
+	: # the date loop, as asked
+elif command -v hyperfine >/dev/null || apt_install hyperfine; then
+	have_hyperfine=1
+fi
 [ "$have_hyperfine" = 1 ] || log "hyperfine not available: timing with a date +%s%N loop"
 
 have_ansible=0
@@ -85,6 +90,7 @@ if [ -z "$phoenix" ]; then
 	log "go build ./cmd/phoenix"
 	CGO_ENABLED=0 go build -o "$work/phoenix" ./cmd/phoenix
 	phoenix=$work/phoenix
+	PHOENIX_REV="of the work tree at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ', with uncommitted changes')"
 fi
 log "start the rig"
 go run ./test/bench/cmd/benchlab up "$lab"
@@ -192,7 +198,7 @@ results=$work/results.md
 {
 	echo "# phoenix vs Ansible vs spot: no-op run of VM $VMID, N=$N"
 	echo
-	echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -sr), phoenix ${PHOENIX_REV:-of the work tree at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ', with uncommitted changes')}"
+	echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -sr), phoenix ${PHOENIX_REV:-$phoenix}"
 	echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg), containers running: $(docker ps -q | wc -l) (the rig's: 2)"
 	[ "$have_ansible" = 1 ] && echo "$(ansible-playbook --version | head -n 1), $(python3 --version)"
 	[ "$have_hyperfine" = 1 ] && echo "timing: $(hyperfine --version)" || echo "timing: date +%s%N loop"
