@@ -134,3 +134,32 @@ func TestNFSMountProbesLocal(t *testing.T) {
 		t.Error("plans mkdir for an existing dir")
 	}
 }
+
+// lockRetry with the real shell: a stand-in for apt-get that reports a held
+// lock for its first `locked` calls, then exits with `code`.
+func TestLockRetryLocal(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		locked, code int
+		wantExit     int
+		wantCalls    string
+	}{
+		{"lock released after two tries", 2, 0, 0, "3"},
+		{"another failure is not retried", 0, 100, 100, "1"},
+		{"lock held through every try", 9, 0, 100, "4"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := filepath.Join(t.TempDir(), "calls")
+			fakeApt := fmt.Sprintf(`n=$(cat %[1]s 2>/dev/null || echo 0); n=$((n+1)); echo $n >%[1]s; `+
+				`if [ $n -le %[2]d ]; then echo "E: Could not get lock /var/lib/apt/lists/lock" >&2; exit 100; fi; exit %[3]d`,
+				transport.Quote(calls), tc.locked, tc.code)
+			_, err := local.Shell{}.Run(context.Background(), transport.Cmd{Line: lockRetry(transport.Command("sh", "-c", fakeApt), 4, 0)})
+			if got := transport.ExitCode(err); got != tc.wantExit {
+				t.Errorf("exit %d (%v), want %d", got, err, tc.wantExit)
+			}
+			if n, _ := os.ReadFile(calls); strings.TrimSpace(string(n)) != tc.wantCalls {
+				t.Errorf("called %s times, want %s", strings.TrimSpace(string(n)), tc.wantCalls)
+			}
+		})
+	}
+}

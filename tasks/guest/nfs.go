@@ -34,7 +34,8 @@ var nfsClientProbe = `if command -v dpkg-query >/dev/null 2>&1; then echo dpkg; 
 
 var (
 	catFstab = transport.Command("cat", fstabPath)
-	// dpkg may still be locked by cloud-init or unattended-upgrades on a first boot.
+	// dpkg may still be locked by cloud-init or unattended-upgrades on a
+	// first boot; Apply wraps these in lockRetry for apt's other locks.
 	aptUpdate   = transport.Command("apt-get", "-o", "DPkg::Lock::Timeout=300", "update")
 	aptInstall  = "DEBIAN_FRONTEND=noninteractive " + transport.Command("apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "nfs-common")
 	dnfInstall  = transport.Command("dnf", "install", "-y", "nfs-utils")
@@ -190,6 +191,19 @@ func (t *nfsMount) probeClient(ctx context.Context, env *tasks.Env) ([]string, e
 	return nil, fmt.Errorf("probe NFS client: exit %d: unexpected output %q", res.ExitCode, transport.Tail(append(res.Stdout, res.Stderr...), 3))
 }
 
+// lockRetry runs line again while it fails because another package manager
+// holds a lock, up to tries times, delay seconds apart; any other failure
+// ends it at once. apt-get waits for the dpkg lock (DPkg::Lock::Timeout) but
+// not for its lists and archives locks, which a first boot's apt-daily may
+// hold, or an apt-get left running by an agent that died mid-step.
+func lockRetry(line string, tries, delay int) string {
+	return fmt.Sprintf(`e=$(mktemp) || exit 1; i=1; `+
+		`until %s 2>"$e"; do c=$?; cat "$e" >&2; `+
+		`if [ "$i" -ge %d ] || ! grep -q 'Could not get lock' "$e"; then rm -f "$e"; exit "$c"; fi; `+
+		`i=$((i+1)); echo "phoenix: another package manager holds its lock; retrying in %ds" >&2; sleep %d; done; `+
+		`cat "$e" >&2; rm -f "$e"`, line, tries, delay, delay)
+}
+
 func (t *nfsMount) commands(p *nfsPlan) []string {
 	cmds := append([]string(nil), p.install...)
 	if p.mkdir {
@@ -224,7 +238,7 @@ func (t *nfsMount) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) er
 		return err
 	}
 	for _, line := range p.install {
-		cmd := transport.Cmd{Line: line, Stdout: out(env), Stderr: out(env), Timeout: installTimeout}
+		cmd := transport.Cmd{Line: lockRetry(line, 60, 5), Stdout: out(env), Stderr: out(env), Timeout: installTimeout}
 		if _, err := g.Run(ctx, cmd); err != nil {
 			return fmt.Errorf("install NFS client: %w", err)
 		}

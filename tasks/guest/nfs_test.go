@@ -55,7 +55,7 @@ func TestNFSMount(t *testing.T) {
 			name: "fresh guest", probes: [4]string{"dpkg-missing", "fstab", "no", "no"}, fstab: rootLine,
 			action: tasks.Create,
 			calls: []fake.Call{
-				{Line: aptUpd}, {Line: aptInst}, {Line: "mkdir -p /mnt/data"}, {Line: backup},
+				{Line: lockRetry(aptUpd, 60, 5)}, {Line: lockRetry(aptInst, 60, 5)}, {Line: "mkdir -p /mnt/data"}, {Line: backup},
 				{Line: mountData}, {Line: findData, Result: mountedData},
 			},
 			wantTab:  rootLine + dataLine + "\n",
@@ -90,7 +90,7 @@ func TestNFSMount(t *testing.T) {
 			name: "dnf guest", probes: [4]string{"dnf-missing", "fstab", "no", "yes"}, fstab: rootLine + dataLine + "\n",
 			action: tasks.Update,
 			calls: []fake.Call{
-				{Line: "dnf install -y nfs-utils"}, {Line: mountData}, {Line: findData, Result: mountedData},
+				{Line: lockRetry("dnf install -y nfs-utils", 60, 5)}, {Line: mountData}, {Line: findData, Result: mountedData},
 			},
 		},
 		{
@@ -108,7 +108,7 @@ func TestNFSMount(t *testing.T) {
 			name: "install fails", probes: [4]string{"dpkg-missing", "fstab", "no", "yes"}, fstab: rootLine + dataLine + "\n",
 			action: tasks.Update,
 			calls: []fake.Call{
-				{Line: aptUpd, Result: fake.Fail(100, "E: Could not get lock /var/lib/apt/lists/lock\n")},
+				{Line: lockRetry(aptUpd, 60, 5), Result: fake.Fail(100, "E: Could not get lock /var/lib/apt/lists/lock\n")},
 			},
 			wantErr: "install NFS client: ",
 		},
