@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 )
 
@@ -104,4 +105,17 @@ func ExitCode(err error) int {
 		return ee.Code
 	}
 	return -1
+}
+
+// MarkNotExist adds fs.ErrNotExist to a command that failed on a missing
+// path, as the shells and tools word it ("No such file or directory";
+// dash's "Directory nonexistent" for a redirection), so an upload made
+// through commands fails like one made over SFTP.
+func MarkNotExist(err error) error {
+	var ee *ExitError
+	if errors.As(err, &ee) && !errors.Is(err, fs.ErrNotExist) &&
+		(bytes.Contains(ee.Stderr, []byte("No such file or directory")) || bytes.Contains(ee.Stderr, []byte("Directory nonexistent"))) {
+		return fmt.Errorf("%w (%w)", err, fs.ErrNotExist)
+	}
+	return err
 }

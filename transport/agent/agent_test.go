@@ -292,28 +292,32 @@ func finish(tmp, dest string, content []byte, mode string) string {
 		` >&2; rm -f ` + tmp + `; exit 1; }; chmod ` + mode + " " + tmp + " && mv -f " + tmp + " " + dest + " || { rm -f " + tmp + "; exit 1; }"
 }
 
-func TestPutSmallThroughFileWrite(t *testing.T) {
+// small returns the one node line of a Put of content up to MaxStdin bytes.
+func small(tmp, dest string, content []byte, mode string) string {
+	return nodeExec("umask 077 && cat > "+tmp+" || exit 1; "+finish(tmp, dest, content, mode), true, 3600)
+}
+
+func TestPutSmallInOneRoundTrip(t *testing.T) {
 	content := []byte("line\nä\x00\xff")
-	b64 := base64.StdEncoding.EncodeToString(content)
 	node := fake.New(t,
-		fake.Call{Line: "pvesh create /nodes/pve/qemu/8101/agent/file-write --file /etc/.motd.phoenix-tmp --content " + b64 + " --encode 0"},
-		fake.Call{Line: nodeExec(finish("/etc/.motd.phoenix-tmp", "/etc/motd", content, "0640"), false, 3600), Result: fake.Out(`{"exitcode":0,"exited":1}`)},
+		fake.Call{Line: small("/etc/.motd.phoenix-tmp", "/etc/motd", content, "0640"), Stdin: string(content), Result: fake.Out(`{"exitcode":0,"exited":1}`)},
 	)
 	if err := agent.New(node, "pve", 8101).Put(context.Background(), "/etc/motd", bytes.NewReader(content), 0o640); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestPutFileWriteMasksContent(t *testing.T) {
+func TestPutKeepsContentOffTheCommandLine(t *testing.T) {
 	rec := &recorder{}
 	a := agent.New(rec, "pve", 8101)
-	a.Put(context.Background(), "/etc/secret", strings.NewReader("hunter2"), 0o600)
-	if len(rec.cmds) == 0 {
-		t.Fatal("no node command")
+	if err := a.Put(context.Background(), "/etc/secret", strings.NewReader("hunter2"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	p := rec.cmds[0].Printable()
-	if strings.Contains(p, base64.StdEncoding.EncodeToString([]byte("hunter2"))) || !strings.Contains(p, "--content ********") {
-		t.Fatalf("printable file-write shows the content: %s", p)
+	if len(rec.cmds) != 1 || rec.cmds[0].Stdin == nil {
+		t.Fatalf("want one node command with the content on stdin, got %d", len(rec.cmds))
+	}
+	if l := rec.cmds[0].Line; strings.Contains(l, "hunter2") || strings.Contains(l, base64.StdEncoding.EncodeToString([]byte("hunter2"))) {
+		t.Fatalf("the content is on the command line: %s", l)
 	}
 }
 
@@ -344,22 +348,22 @@ func TestPutLargeInChunks(t *testing.T) {
 }
 
 func TestPutFailures(t *testing.T) {
-	t.Run("missing directory: temp removed, ErrNotExist", func(t *testing.T) {
+	t.Run("missing directory: the shell's error, temp removed", func(t *testing.T) {
 		node := fake.New(t,
-			fake.Call{Line: "pvesh create /nodes/pve/qemu/8101/agent/file-write --file /nope/.f.phoenix-tmp --content 'eA==' --encode 0",
-				Result: fake.Fail(255, "Agent error: failed to open file '/nope/.f.phoenix-tmp' (mode: 'wb'): No such file or directory\n")},
+			fake.Call{Line: small("/nope/.f.phoenix-tmp", "/nope/f", []byte("x"), "0644"), Stdin: "x",
+				Result: fake.Out(`{"err-data":"sh: 1: cannot create /nope/.f.phoenix-tmp: Directory nonexistent\n","exitcode":1,"exited":1}`)},
 			fake.Call{Line: nodeExec("rm -f /nope/.f.phoenix-tmp", false, 15), Result: fake.Out(`{"exitcode":0,"exited":1}`)},
 		)
 		err := agent.New(node, "pve", 8101).Put(context.Background(), "/nope/f", strings.NewReader("x"), 0o644)
-		if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "put /nope/f: agent file-write /nope/.f.phoenix-tmp: exit 255: Agent error: failed to open file") {
+		if err == nil || !strings.Contains(err.Error(), "put /nope/f: ") || !strings.Contains(err.Error(), "Directory nonexistent") {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("checksum mismatch", func(t *testing.T) {
 		node := fake.New(t,
-			fake.Call{Line: "pvesh create /nodes/pve/qemu/8101/agent/file-write --file /etc/.f.phoenix-tmp --content 'eA==' --encode 0"},
-			fake.Call{Line: nodeExec(finish("/etc/.f.phoenix-tmp", "/etc/f", []byte("x"), "0644"), false, 3600),
+			fake.Call{Line: small("/etc/.f.phoenix-tmp", "/etc/f", []byte("x"), "0644"), Stdin: "x",
 				Result: fake.Out(`{"err-data":"sha256 of /etc/.f.phoenix-tmp is 00, want 2d71\n","exitcode":1,"exited":1}`)},
+			fake.Call{Line: nodeExec("rm -f /etc/.f.phoenix-tmp", false, 15), Result: fake.Out(`{"exitcode":0,"exited":1}`)},
 		)
 		err := agent.New(node, "pve", 8101).Put(context.Background(), "/etc/f", strings.NewReader("x"), 0o644)
 		if err == nil || !strings.Contains(err.Error(), "sha256 of /etc/.f.phoenix-tmp is 00") {
@@ -382,7 +386,7 @@ func TestPutFailures(t *testing.T) {
 	})
 	t.Run("agent gone: no cleanup attempt, unavailability kept", func(t *testing.T) {
 		node := fake.New(t,
-			fake.Call{Line: "pvesh create /nodes/pve/qemu/8101/agent/file-write --file /etc/.f.phoenix-tmp --content 'eA==' --encode 0",
+			fake.Call{Line: small("/etc/.f.phoenix-tmp", "/etc/f", []byte("x"), "0644"), Stdin: "x",
 				Result: fake.Fail(255, "QEMU guest agent is not running\n")},
 		)
 		err := agent.New(node, "pve", 8101).Put(context.Background(), "/etc/f", strings.NewReader("x"), 0o644)

@@ -19,9 +19,6 @@ import (
 )
 
 const (
-	// MaxFileWrite is the most raw bytes one agent/file-write takes: its
-	// --content is limited to 61,440 characters of base64.
-	MaxFileWrite = 45000
 	// putChunk is what one qm guest exec --pass-stdin carries on the way in.
 	putChunk = MaxStdin
 	// getChunk is what one exec carries on the way out as base64: 8 MiB
@@ -32,52 +29,45 @@ const (
 )
 
 // Put writes r to path in the guest atomically: a temp file next to path,
-// its sha256 checked in the guest, chmod, then mv -f over path. Up to
-// MaxFileWrite bytes go in one agent/file-write, more in chunks through
-// exec stdin (binary-safe, any size, one round trip per MiB).
+// created unreadable to others (umask 077: the content may be a secret),
+// its sha256 checked in the guest, chmod, then mv -f over path. Content
+// travels on exec stdin (binary-safe): up to MaxStdin bytes in one round
+// trip that also commits, more in MaxStdin chunks and a commit.
 func (t *Transport) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error {
 	tmp := transport.CommitTemp(path)
 	sum := sha256.New()
-	first := make([]byte, MaxFileWrite+1)
+	first := make([]byte, putChunk+1)
 	n, err := io.ReadFull(r, first)
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		sum.Write(first[:n])
-		err = t.fileWrite(ctx, tmp, first[:n])
+		line := "umask 077 && cat > " + transport.Quote(tmp) + " || exit 1; " +
+			transport.CommitScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)
+		_, err = t.Run(ctx, transport.Cmd{Line: line, Stdin: bytes.NewReader(first[:n])})
+		if err == nil {
+			return nil
+		}
 	case err != nil:
 		return fmt.Errorf("put %s: read: %w", path, err)
 	default:
 		err = t.putChunks(ctx, tmp, io.MultiReader(bytes.NewReader(first), r), sum)
-	}
-	if err != nil {
-		if !errors.Is(err, transport.ErrAgentUnavailable) {
-			// Best effort, also when ctx has ended (a cancelled run must not
-			// leave the temp file behind); the error that matters is the one
-			// already in hand.
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-			t.Run(cctx, transport.Cmd{Line: transport.Command("rm", "-f", tmp)})
-			cancel()
+		if err == nil {
+			// The commit script removes the temp file itself when it fails.
+			if _, err := t.Run(ctx, transport.Cmd{Line: transport.CommitScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)}); err != nil {
+				return fmt.Errorf("put %s: %w", path, err)
+			}
+			return nil
 		}
-		return fmt.Errorf("put %s: %w", path, err)
 	}
-	// The finish script removes the temp file itself when it fails.
-	if _, err := t.Run(ctx, transport.Cmd{Line: transport.CommitScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)}); err != nil {
-		return fmt.Errorf("put %s: %w", path, err)
+	if !errors.Is(err, transport.ErrAgentUnavailable) {
+		// Best effort, also when ctx has ended (a cancelled run must not
+		// leave the temp file behind); the error that matters is the one
+		// already in hand.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		t.Run(cctx, transport.Cmd{Line: transport.Command("rm", "-f", tmp)})
+		cancel()
 	}
-	return nil
-}
-
-// fileWrite writes b to file with one agent/file-write.
-func (t *Transport) fileWrite(ctx context.Context, file string, b []byte) error {
-	content := base64.StdEncoding.EncodeToString(b)
-	c := transport.Cmd{Line: transport.Command("pvesh", "create", t.apiPath("file-write"),
-		"--file", file, "--content", content, "--encode", "0")}
-	if content != "" {
-		// File content may be a secret; it is also too long to be worth a log line.
-		c.Secrets = []string{content}
-	}
-	_, err := t.node(ctx, "agent file-write "+file, c)
-	return err
+	return fmt.Errorf("put %s: %w", path, transport.MarkNotExist(err))
 }
 
 // putChunks writes r to file through exec stdin, putChunk bytes a call,

@@ -67,8 +67,8 @@ func TestSimulatedFiles(t *testing.T) {
 	}{
 		{name: "empty", size: 0, mode: 0o600},
 		{name: "small", size: 1000, mode: 0o644},
-		{name: "largest single file-write", size: agent.MaxFileWrite, mode: 0o640},
-		{name: "one byte over: chunks", size: agent.MaxFileWrite + 1, mode: 0o755},
+		{name: "largest single round trip", size: agent.MaxStdin, mode: 0o640},
+		{name: "one byte over: chunks", size: agent.MaxStdin + 1, mode: 0o755},
 		{name: "several MiB", size: 3<<20 + 17, mode: 0o600},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,7 +10,6 @@ package agent_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -96,8 +95,6 @@ func simMain(tool string, args []string, dir string) int {
 		err = simExec(args[3:], dir)
 	case tool == "qm" && len(args) == 4 && args[0] == "guest" && args[1] == "exec-status":
 		err = simExecStatus(args[3], dir)
-	case tool == "pvesh" && len(args) > 2 && args[0] == "create" && strings.HasSuffix(args[1], "/agent/file-write"):
-		err = simFileWrite(simOpts(args[2:]))
 	case tool == "pvesh" && len(args) > 2 && args[0] == "get" && strings.HasSuffix(args[1], "/agent/file-read"):
 		err = simFileRead(simOpts(args[2:]), dir)
 	default:
@@ -237,22 +234,6 @@ func latin1JSON(b []byte) string {
 	return strings.TrimSuffix(out.String(), "\n")
 }
 
-func simFileWrite(o map[string]string) error {
-	if o["encode"] != "0" {
-		return fmt.Errorf("simulator: only --encode 0")
-	}
-	if len(o["content"]) > 61440 {
-		return fmt.Errorf("400 Parameter verification failed.\ncontent: value may only be 61440 characters long")
-	}
-	b, err := base64.StdEncoding.DecodeString(o["content"])
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(o["file"], b, 0o644); err != nil {
-		return fmt.Errorf("Agent error: failed to open file '%s' (mode: 'wb'): No such file or directory", o["file"])
-	}
-	return nil
-}
 
 func simFileRead(o map[string]string, dir string) error {
 	b, err := os.ReadFile(o["file"])

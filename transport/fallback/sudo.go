@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"strings"
 	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
@@ -61,7 +60,7 @@ func (s Sudo) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMod
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		s.Run(cctx, transport.Cmd{Line: transport.Command("rm", "-f", tmp)})
 		cancel()
-		return fmt.Errorf("put %s: %w", path, notExist(err))
+		return fmt.Errorf("put %s: %w", path, transport.MarkNotExist(err))
 	}
 	return nil
 }
@@ -87,18 +86,8 @@ func (t *trackedReader) Read(p []byte) (int, error) {
 func (s Sudo) Get(ctx context.Context, path string, w io.Writer) error {
 	res, err := s.T.Run(ctx, transport.Cmd{Line: transport.Command("sudo", "-n", "cat", path)})
 	if err != nil {
-		return fmt.Errorf("get %s: %w", path, notExist(err))
+		return fmt.Errorf("get %s: %w", path, transport.MarkNotExist(err))
 	}
 	_, err = w.Write(res.Stdout)
-	return err
-}
-
-// notExist adds fs.ErrNotExist to a command that failed on a missing path,
-// as SFTP would report it.
-func notExist(err error) error {
-	var ee *transport.ExitError
-	if errors.As(err, &ee) && strings.Contains(string(ee.Stderr), "No such file or directory") {
-		return fmt.Errorf("%w (%w)", err, fs.ErrNotExist)
-	}
 	return err
 }

@@ -47,6 +47,7 @@ func Run(t *testing.T, newT func(t *testing.T) transport.Transport) {
 		{"PutReplacesAtomically", testPutReplaces},
 		{"FailedPutKeepsOldFile", testFailedPut},
 		{"GetMissingFile", testGetMissing},
+		{"PutIntoMissingDirectory", testPutMissingDir},
 		{"HostileNames", testHostileNames},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -411,6 +412,15 @@ func testGetMissing(t *testing.T, s *suite) {
 	}
 	if b.Len() != 0 {
 		t.Errorf("Get of a missing file wrote %q", b.String())
+	}
+}
+
+// A Put whose directory does not exist fails as fs.ErrNotExist on every
+// transport, so a task can tell "create the directory first" from a failure.
+func testPutMissingDir(t *testing.T, s *suite) {
+	err := s.tr.Put(s.ctx(), path.Join(s.scratch(), "no", "such", "file"), strings.NewReader("x"), 0o644)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Put into a missing directory: %v, want fs.ErrNotExist", err)
 	}
 }
 
