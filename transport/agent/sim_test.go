@@ -234,7 +234,6 @@ func latin1JSON(b []byte) string {
 	return strings.TrimSuffix(out.String(), "\n")
 }
 
-
 func simFileRead(o map[string]string, dir string) error {
 	b, err := os.ReadFile(o["file"])
 	if err != nil {
