@@ -182,7 +182,6 @@ func buildPhoenix(ctx context.Context, dir string) (string, error) {
 // summary is the last event of `phoenix --output json`.
 type summary struct {
 	Event   string `json:"event"`
-	OK      int    `json:"ok"`
 	Changed int    `json:"changed"`
 	Failed  int    `json:"failed"`
 }
