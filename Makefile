@@ -8,7 +8,7 @@ LAB      := go run ./test/rig/cmd/lab
 PHOENIX  := ./bin/phoenix
 LABARGS  := --config .lab/phoenix_vm_configs.json --inventory .lab/inventory.yml
 
-.PHONY: build test lint bench fuzz lab-up lab-down demo
+.PHONY: build test lint bench bench-compare fuzz lab-up lab-down demo
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/phoenix ./cmd/phoenix
@@ -20,8 +20,13 @@ lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# Go benchmarks, the rig ones included (a fresh machine builds the rig's images first).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
+
+# phoenix and Ansible (and spot, where it can be fetched) side by side on one rig, N=10 no-op runs each.
+bench-compare:
+	test/bench/compare.sh
 
 # One short run of every Fuzz target (go test -fuzz takes one target at a time).
 fuzz:

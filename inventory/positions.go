@@ -142,7 +142,8 @@ func (p *positions) keyAt(ptr string) (int, int) {
 
 // escapePointer escapes one JSON pointer reference token (RFC 6901).
 func escapePointer(s string) string {
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+	// "~" first, so the "~1" of an escaped "/" is not escaped again (RFC 6901).
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
 // pointer joins reference tokens into a JSON pointer.

@@ -31,12 +31,12 @@ func nodeExec(guestLine string, stdin bool, limit int) string {
 	return "o=$(qm guest exec 8101 --synchronous 0 " + pass + "-- /bin/sh -c " + transport.Quote(env+guestLine) + ") || exit; " +
 		`p=$(printf %s "$o" | tr -dc 0-9); [ -n "$p" ] || { printf 'qm guest exec printed no pid: %s\n' "$o" >&2; exit 125; }; ` +
 		fmt.Sprintf("timeout %d sh -c ", limit) +
-		`'d=0.1; while :; do s=$(qm guest exec-status "$1" "$2") || exit; if printf '\''%s\n'\'' "$s" | grep -q '\''"exited" *: *1'\''; then printf '\''%s\n'\'' "$s"; exit 0; fi; sleep $d; case $d in 0.1) d=0.2;; 0.2) d=0.5;; *) d=1;; esac; done'` +
+		`'n=0; while :; do s=$(qm guest exec-status "$1" "$2") || exit; if printf '\''%s\n'\'' "$s" | grep -q '\''"exited" *: *1'\''; then printf '\''%s\n'\'' "$s"; exit 0; fi; n=$((n+1)); if [ $n -le 10 ]; then sleep 0.1; elif [ $n -le 18 ]; then sleep 0.25; else sleep 1; fi; done'` +
 		fmt.Sprintf(` sh 8101 "$p"; c=$?; [ $c -ne 124 ] || printf 'guest process %%s still running after %ds\n' "$p" >&2; exit $c`, limit)
 }
 
 func TestRunNodeCommandExactly(t *testing.T) {
-	want := `o=$(qm guest exec 8101 --synchronous 0 -- /bin/sh -c 'export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8; echo '\''it'\''\'\'''\''s'\''') || exit; p=$(printf %s "$o" | tr -dc 0-9); [ -n "$p" ] || { printf 'qm guest exec printed no pid: %s\n' "$o" >&2; exit 125; }; timeout 30 sh -c 'd=0.1; while :; do s=$(qm guest exec-status "$1" "$2") || exit; if printf '\''%s\n'\'' "$s" | grep -q '\''"exited" *: *1'\''; then printf '\''%s\n'\'' "$s"; exit 0; fi; sleep $d; case $d in 0.1) d=0.2;; 0.2) d=0.5;; *) d=1;; esac; done' sh 8101 "$p"; c=$?; [ $c -ne 124 ] || printf 'guest process %s still running after 30s\n' "$p" >&2; exit $c`
+	want := `o=$(qm guest exec 8101 --synchronous 0 -- /bin/sh -c 'export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8; echo '\''it'\''\'\'''\''s'\''') || exit; p=$(printf %s "$o" | tr -dc 0-9); [ -n "$p" ] || { printf 'qm guest exec printed no pid: %s\n' "$o" >&2; exit 125; }; timeout 30 sh -c 'n=0; while :; do s=$(qm guest exec-status "$1" "$2") || exit; if printf '\''%s\n'\'' "$s" | grep -q '\''"exited" *: *1'\''; then printf '\''%s\n'\'' "$s"; exit 0; fi; n=$((n+1)); if [ $n -le 10 ]; then sleep 0.1; elif [ $n -le 18 ]; then sleep 0.25; else sleep 1; fi; done' sh 8101 "$p"; c=$?; [ $c -ne 124 ] || printf 'guest process %s still running after 30s\n' "$p" >&2; exit $c`
 	node := fake.New(t, fake.Call{Line: want, Result: fake.Out("{\n   \"exitcode\" : 0,\n   \"exited\" : 1,\n   \"out-data\" : \"it's\\n\"\n}\n")})
 	res, err := agent.New(node, "pve", 8101).Run(context.Background(), transport.Cmd{Line: transport.Command("echo", "it's"), Timeout: 30 * time.Second})
 	if err != nil {

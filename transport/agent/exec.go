@@ -21,13 +21,16 @@ const MaxStdin = 1<<20 - 1
 const guestEnv = "export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8; "
 
 // pollLoop runs on the node: it polls exec-status for pid $2 of VM $1 until
-// the process has exited and prints the final status object. It starts fast
-// (most commands take well under a second) and settles at one poll a second
-// (each qm call costs the node a Perl start-up). A failing qm ends the loop
-// with qm's exit status and stderr; the caller bounds it with timeout(1).
-const pollLoop = `d=0.1; while :; do s=$(qm guest exec-status "$1" "$2") || exit; ` +
+// the process has exited and prints the final status object. It polls every
+// 0.1 s for the first second (most commands take well under one, and a
+// doubling schedule made a 0.31 s command wait until 0.8 s), then every
+// 0.25 s up to 3 s, then once a second (each qm call costs the node a Perl
+// start-up, which itself slows the first polls down on a real node). A
+// failing qm ends the loop with qm's exit status and stderr; the caller
+// bounds it with timeout(1).
+const pollLoop = `n=0; while :; do s=$(qm guest exec-status "$1" "$2") || exit; ` +
 	`if printf '%s\n' "$s" | grep -q '"exited" *: *1'; then printf '%s\n' "$s"; exit 0; fi; ` +
-	`sleep $d; case $d in 0.1) d=0.2;; 0.2) d=0.5;; *) d=1;; esac; done`
+	`n=$((n+1)); if [ $n -le 10 ]; then sleep 0.1; elif [ $n -le 18 ]; then sleep 0.25; else sleep 1; fi; done`
 
 // timedOut is timeout(1)'s exit status when the command ran out of time.
 const timedOut = 124
