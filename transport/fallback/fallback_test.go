@@ -146,6 +146,20 @@ func TestAgentAnswersAgentIsUsed(t *testing.T) {
 	}
 }
 
+// An agent that answers within its head start means no SSH connection is
+// opened only to be dropped (a no-op run costs one connection: the node's).
+func TestAgentInTimeOpensNoSSH(t *testing.T) {
+	d := &dialer{answers: []error{nil}, conn: sshFake(t)}
+	o := opts(newAgent(t, always(nil)), d, &logs{})
+	o.ProbeInterval = time.Minute
+	if err := New(o).Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.count(); n != 0 {
+		t.Fatalf("SSH dialed %d times while the agent answered at once", n)
+	}
+}
+
 func TestAgentDownSSHUp(t *testing.T) {
 	conn := sshFake(t, fake.Call{Line: "hostname", Result: fake.Out("web01\n")})
 	a := newAgent(t, always(agentDown))

@@ -44,7 +44,7 @@ type probe struct {
 }
 
 // wait probes the agent and SSH concurrently until one answers, up to
-// Options.Timeout. The agent wins when it answers; SSH wins once it is
+// Options.Timeout (SSH after the agent's head start, see below). The agent wins when it answers; SSH wins once it is
 // connected and the agent has failed at least one probe. It gives up early
 // when neither channel can ever answer (agent not configured and SSH host
 // key changed, say).
@@ -82,14 +82,32 @@ func (g *Guest) wait(ctx context.Context) error {
 	results := make(chan probe)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
-	for _, agent := range []bool{true, false} {
-		if agent && probeAgent || !agent && probeSSH {
-			wg.Add(1)
-			go func() { defer wg.Done(); g.probeLoop(pctx, agent, results) }()
+	loop := func(agent bool) {
+		wg.Add(1)
+		go func() { defer wg.Done(); g.probeLoop(pctx, agent, results) }()
+	}
+	// The agent gets one probe interval's head start: when it answers in
+	// time (the usual case), no SSH connection is opened only to be dropped.
+	// SSH starts at once when the agent's first probe fails.
+	var headStart <-chan time.Time
+	startSSH := func() {
+		if probeSSH {
+			probeSSH, headStart = false, nil
+			loop(false)
 		}
+	}
+	if probeAgent {
+		loop(true)
+		t := time.NewTimer(g.o.ProbeInterval)
+		defer t.Stop()
+		headStart = t.C
+	} else {
+		startSSH()
 	}
 	for {
 		select {
+		case <-headStart:
+			startSSH()
 		case p := <-results:
 			switch {
 			case p.agent && p.err == nil:
@@ -98,6 +116,7 @@ func (g *Guest) wait(ctx context.Context) error {
 				return nil
 			case p.agent:
 				agentErr, agentFinal = p.err, notConfigured(p.err)
+				startSSH()
 			case p.err == nil:
 				conn = p.t
 				g.mu.Lock()
