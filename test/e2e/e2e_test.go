@@ -221,6 +221,27 @@ func (l *lab) phoenix(t *testing.T, args ...string) result {
 	return res
 }
 
+// exec runs `phoenix exec VMID -- argv…` and returns its stdout and exit code.
+func (l *lab) exec(t *testing.T, argv ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	args := append([]string{"exec", "--config", l.config, "--inventory", l.inventory, fmt.Sprint(vmid), "--"}, argv...)
+	cmd := exec.CommandContext(ctx, phoenixBinary(t), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return stdout.String(), 0
+	case errors.As(err, &ee):
+		return stdout.String(), ee.ExitCode()
+	}
+	t.Fatalf("phoenix %v: %v\n%s", args, err, stderr.String())
+	return "", -1
+}
+
 func (l *lab) create(t *testing.T, extra ...string) result {
 	t.Helper()
 	return l.phoenix(t, append([]string{"run", "playbooks/create.yml", "--vmid", fmt.Sprint(vmid), "--feature-dir", l.features}, extra...)...)
@@ -372,6 +393,14 @@ func TestCreate8101(t *testing.T) {
 		t.Errorf("dry run of a converged VM exit %d, want 0", replan.code)
 	}
 
+	// phoenix exec runs a command in the guest and exits with its code.
+	if out, code := l.exec(t, "cat", "/etc/motd"); code != 0 || out != l.rig.InjectContent() {
+		t.Errorf("phoenix exec cat /etc/motd: exit %d, output %q", code, out)
+	}
+	if _, code := l.exec(t, "sh", "-c", "exit 7"); code != 7 {
+		t.Errorf("phoenix exec of a command exiting 7 exited %d", code)
+	}
+
 	// Delete removes the VM and forgets its pinned host key.
 	del := l.phoenix(t, "delete", fmt.Sprint(vmid))
 	if del.code != 0 {
@@ -403,10 +432,22 @@ func guestTransports(r result) []string {
 }
 
 // TestCreateWithoutAgent: the agent never starts; everything in the guest
-// goes over SSH and the result is the same.
+// goes over SSH, through the node as a jump host, and the result is the same.
 func TestCreateWithoutAgent(t *testing.T) {
 	t.Parallel()
 	l := newLab(t, nil)
+	// Guests are often reachable only from the node: go through it.
+	inv, err := os.ReadFile(l.inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jump := strings.Replace(string(inv), "via: direct", "via: jump", 1)
+	if jump == string(inv) {
+		t.Fatalf("the rig's inventory has no \"via: direct\" to change:\n%s", inv)
+	}
+	if err := os.WriteFile(l.inventory, []byte(jump), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.rig.SetFault(context.Background(), vmid, "agent-off", "1"); err != nil {
 		t.Fatal(err)
 	}
@@ -417,6 +458,13 @@ func TestCreateWithoutAgent(t *testing.T) {
 	used := guestTransports(res)
 	if len(used) == 0 {
 		t.Fatal("no step ran in the guest")
+	}
+	jumped := false
+	for _, e := range res.events {
+		jumped = jumped || e.Event == "log" && strings.Contains(e.Text, "steps run over ssh") && strings.Contains(e.Text, " via root@")
+	}
+	if !jumped {
+		t.Error("no log line says the guest's SSH went through the node")
 	}
 	for _, u := range used {
 		if !strings.HasSuffix(u, "=ssh") {
