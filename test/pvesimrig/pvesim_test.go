@@ -146,7 +146,14 @@ func TestPvesimLifecycleOverSSH(t *testing.T) {
 	if err := waitAgent(ctx, n, vmid, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	out := n.must(ctx, "qm", "guest", "exec", "8101", "--timeout", "120", "--", "cloud-init", "status", "--wait", "--long")
+	// Wait through docker exec (the oracle) first, then read the real status
+	// through the agent: `status --wait` was seen to end with only its dots.
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if _, err := r.WaitCloudInit(wctx, vmid); err != nil {
+		t.Fatal(err)
+	}
+	out := n.must(ctx, "qm", "guest", "exec", "8101", "--timeout", "120", "--", "cloud-init", "status", "--long")
 	var st guestExec
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("qm guest exec output %q: %v", out, err)
@@ -330,11 +337,11 @@ func waitBooted(ctx context.Context, t *testing.T, r *rig.Rig, vmid int) {
 	t.Helper()
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	res, err := r.GuestExec(wctx, vmid, "cloud-init", "status", "--wait")
+	out, err := r.WaitCloudInit(wctx, vmid)
 	if err != nil {
-		t.Fatalf("vm %d: cloud-init status --wait: %v", vmid, err)
+		t.Fatal(err)
 	}
-	if !strings.Contains(res.Stdout, "status: done") {
-		t.Fatalf("vm %d: cloud-init: %q", vmid, res.Stdout)
+	if !strings.Contains(out, "status: done") {
+		t.Fatalf("vm %d: cloud-init: %q", vmid, out)
 	}
 }

@@ -143,11 +143,11 @@ func waitCloudInit(ctx context.Context, t *testing.T, r *Rig, vmid int) string {
 	t.Helper()
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	res, err := r.GuestExec(wctx, vmid, "cloud-init", "status", "--wait", "--long")
+	out, err := r.WaitCloudInit(wctx, vmid)
 	if err != nil {
-		t.Fatalf("cloud-init status --wait: %v", err)
+		t.Fatal(err)
 	}
-	return res.Stdout
+	return out
 }
 
 func mustGuest(ctx context.Context, t *testing.T, r *Rig, vmid int, script string) string {

@@ -594,3 +594,32 @@ func (r *Rig) GuestRunning(ctx context.Context, vmid int) (exists, running bool,
 	}
 	return true, c.State.Running, nil
 }
+
+// WaitCloudInit polls `cloud-init status --long` in VM vmid (docker exec)
+// until cloud-init has finished, and returns that last output. It polls
+// rather than using `status --wait`, which was seen to end with no status
+// line (only its progress dots) while cloud-init was still writing its
+// status file; a poll that fails is simply tried again until ctx ends.
+func (r *Rig) WaitCloudInit(ctx context.Context, vmid int) (string, error) {
+	var last ExecResult
+	for {
+		res, err := r.GuestExec(ctx, vmid, "cloud-init", "status", "--long")
+		if err == nil {
+			last = res
+			status := ""
+			for _, line := range strings.Split(res.Stdout, "\n") {
+				if v, ok := strings.CutPrefix(line, "status: "); ok {
+					status = strings.TrimSpace(v)
+				}
+			}
+			if status != "" && status != "running" && status != "not run" && status != "not started" {
+				return res.Stdout, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return last.Stdout, fmt.Errorf("vm %d: cloud-init did not finish: %w (last: %q %q)", vmid, ctx.Err(), last.Stdout, last.Stderr)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
