@@ -36,7 +36,7 @@ type ExitError struct {
 }
 
 func (e *ExitError) Error() string {
-	msg := fmt.Sprintf("run %q: exit %d", shorten(e.Line, 120), e.Code)
+	msg := fmt.Sprintf("run %q: exit %d", Shorten(e.Line, 120), e.Code)
 	if tail := Tail(e.Stderr, 5); tail != "" {
 		msg += ": " + tail
 	} else if tail := Tail(e.Stdout, 3); tail != "" {
@@ -57,7 +57,8 @@ func Tail(b []byte, n int) string {
 	return strings.Join(keep, " / ")
 }
 
-func shorten(s string, n int) string {
+// Shorten cuts s to n bytes for a message, marking the cut with "…".
+func Shorten(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -138,10 +138,10 @@ func (t *Transport) exec(ctx context.Context, cmd transport.Cmd, stdin []byte) (
 	}
 	var st execStatus
 	if err := json.Unmarshal(res.Stdout, &st); err != nil {
-		return execStatus{}, fmt.Errorf("qm guest exec-status: %w in %q", err, shorten(res.Stdout))
+		return execStatus{}, fmt.Errorf("qm guest exec-status: %w in %q", err, transport.Shorten(string(res.Stdout), 200))
 	}
 	if !st.Exited {
-		return execStatus{}, fmt.Errorf("qm guest exec-status: process not exited in %q", shorten(res.Stdout))
+		return execStatus{}, fmt.Errorf("qm guest exec-status: process not exited in %q", transport.Shorten(string(res.Stdout), 200))
 	}
 	return st, nil
 }
@@ -181,12 +181,4 @@ func (t *Transport) limit(ctx context.Context, timeout time.Duration) (int, erro
 		d = time.Hour
 	}
 	return int(math.Ceil(d.Seconds())), nil
-}
-
-func shorten(b []byte) string {
-	const n = 200
-	if len(b) <= n {
-		return string(b)
-	}
-	return string(b[:n]) + "…"
 }

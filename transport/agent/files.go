@@ -121,7 +121,7 @@ func (t *Transport) get(ctx context.Context, path string) ([]byte, error) {
 		Truncated flag   `json:"truncated"`
 	}
 	if err := json.Unmarshal(res.Stdout, &fr); err != nil {
-		return nil, fmt.Errorf("agent file-read: %w in %q", err, shorten(res.Stdout))
+		return nil, fmt.Errorf("agent file-read: %w in %q", err, transport.Shorten(string(res.Stdout), 200))
 	}
 	if fr.Truncated {
 		return t.getChunks(ctx, path)

@@ -20,6 +20,7 @@ import (
 // that support signals) and its session is closed.
 func (c *Client) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
 	line := cmd.Printable()
+	shown := transport.Shorten(line, 120) // long scripts stay readable in errors
 	parent := ctx
 	if cmd.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -28,12 +29,12 @@ func (c *Client) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, 
 	}
 	release, err := c.acquire(ctx)
 	if err != nil {
-		return transport.Result{}, fmt.Errorf("run %q: %w", short(line), err)
+		return transport.Result{}, fmt.Errorf("run %q: %w", shown, err)
 	}
 	defer release()
 	sess, err := c.conn.NewSession()
 	if err != nil {
-		return transport.Result{}, fmt.Errorf("run %q: open session: %w", short(line), c.connErr(err))
+		return transport.Result{}, fmt.Errorf("run %q: open session: %w", shown, c.connErr(err))
 	}
 	defer sess.Close()
 
@@ -44,11 +45,11 @@ func (c *Client) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, 
 		// Not sess.Stdin: Wait would then wait for the whole input and fail
 		// when the command did not read it.
 		if stdin, err = sess.StdinPipe(); err != nil {
-			return transport.Result{}, fmt.Errorf("run %q: %w", short(line), err)
+			return transport.Result{}, fmt.Errorf("run %q: %w", shown, err)
 		}
 	}
 	if err := sess.Start(cmd.Line); err != nil {
-		return transport.Result{}, fmt.Errorf("run %q: start: %w", short(line), c.connErr(err))
+		return transport.Result{}, fmt.Errorf("run %q: start: %w", shown, c.connErr(err))
 	}
 	if stdin != nil {
 		go func() {
@@ -67,9 +68,9 @@ func (c *Client) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, 
 		sess.Close()
 		res := transport.Result{Stdout: stdout.finish(), Stderr: stderr.finish(), ExitCode: -1}
 		if parent.Err() == nil {
-			return res, fmt.Errorf("run %q: killed after timeout %s: %w", short(line), cmd.Timeout, ctx.Err())
+			return res, fmt.Errorf("run %q: killed after timeout %s: %w", shown, cmd.Timeout, ctx.Err())
 		}
-		return res, fmt.Errorf("run %q: killed: %w", short(line), ctx.Err())
+		return res, fmt.Errorf("run %q: killed: %w", shown, ctx.Err())
 	}
 	res := transport.Result{Stdout: stdout.finish(), Stderr: stderr.finish()}
 	var exit *ssh.ExitError
@@ -82,10 +83,10 @@ func (c *Client) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, 
 		return res, &transport.ExitError{Line: line, Code: res.ExitCode, Stderr: res.Stderr, Stdout: res.Stdout}
 	case errors.As(werr, &missing):
 		res.ExitCode = -1
-		return res, fmt.Errorf("run %q: %w", short(line), c.disconnected(errors.New("the session ended without an exit status")))
+		return res, fmt.Errorf("run %q: %w", shown, c.disconnected(errors.New("the session ended without an exit status")))
 	}
 	res.ExitCode = -1
-	return res, fmt.Errorf("run %q: %w", short(line), c.connErr(werr))
+	return res, fmt.Errorf("run %q: %w", shown, c.connErr(werr))
 }
 
 // output collects one stream of a command and copies it live. After finish
@@ -117,13 +118,4 @@ func (o *output) finish() []byte {
 	defer o.mu.Unlock()
 	o.closed = true
 	return o.buf.Bytes()
-}
-
-// short keeps error messages readable when a line is a long script.
-func short(line string) string {
-	const max = 120
-	if len(line) <= max {
-		return line
-	}
-	return line[:max] + "…"
 }
