@@ -378,6 +378,16 @@ func (s *Sim) vmids() ([]int, error) {
 	return ids, nil
 }
 
+// loadUnlocked loads vmid's config and refuses it when it carries a lock
+// (unless skiplock): the opening of most config-changing commands.
+func (c *call) loadUnlocked(vmid int, skiplock bool) (*vmConfig, error) {
+	conf, err := c.loadConfig(vmid)
+	if err != nil {
+		return nil, err
+	}
+	return conf, checkLock(conf, skiplock)
+}
+
 // checkLock refuses a VM whose config carries a lock, unless skiplock.
 func checkLock(c *vmConfig, skiplock bool) error {
 	if l := c.main["lock"]; l != "" && !skiplock {

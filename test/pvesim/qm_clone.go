@@ -172,11 +172,8 @@ func (c *call) qmDestroy(p *params) error {
 		return errorf("VM %d is running - destroy failed", vmid)
 	}
 	return c.withLock(vmid, c.stdout, func() error {
-		conf, err := c.loadConfig(vmid)
+		conf, err := c.loadUnlocked(vmid, skiplock)
 		if err != nil {
-			return err
-		}
-		if err := checkLock(conf, skiplock); err != nil {
 			return err
 		}
 		if err := c.checkBaseVolumesUnused(vmid, conf); err != nil {

@@ -16,11 +16,8 @@ func (c *call) qmStart(p *params) error {
 // startLocked is vm_start under the flock: checks, pending changes,
 // cloud-init seed, then the guest container.
 func (c *call) startLocked(vmid int, skiplock bool) error {
-	conf, err := c.loadConfig(vmid)
+	conf, err := c.loadUnlocked(vmid, skiplock)
 	if err != nil {
-		return err
-	}
-	if err := checkLock(conf, skiplock); err != nil {
 		return err
 	}
 	if conf.main["template"] == "1" {
@@ -221,11 +218,8 @@ func (c *call) qmWait(p *params) error {
 func (c *call) qmCloudinitUpdate(p *params) error {
 	vmid := vmidOf(p, "vmid")
 	return c.withLock(vmid, c.stderr, func() error {
-		conf, err := c.loadConfig(vmid)
+		conf, err := c.loadUnlocked(vmid, false)
 		if err != nil {
-			return err
-		}
-		if err := checkLock(conf, false); err != nil {
 			return err
 		}
 		if !hasCloudinitDrive(conf.main) {

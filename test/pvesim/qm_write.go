@@ -487,11 +487,8 @@ func (c *call) qmResize(p *params) error {
 	vmid := vmidOf(p, "vmid")
 	key := p.get("disk")
 	return c.withLock(vmid, c.stdout, func() error {
-		conf, err := c.loadConfig(vmid)
+		conf, err := c.loadUnlocked(vmid, p.flag("skiplock", false))
 		if err != nil {
-			return err
-		}
-		if err := checkLock(conf, p.flag("skiplock", false)); err != nil {
 			return err
 		}
 		v, ok := conf.main[key]
@@ -538,11 +535,8 @@ func (c *call) qmUnlock(p *params) error {
 func (c *call) qmTemplate(p *params) error {
 	vmid := vmidOf(p, "vmid")
 	return c.withLock(vmid, c.stdout, func() error {
-		conf, err := c.loadConfig(vmid)
+		conf, err := c.loadUnlocked(vmid, false)
 		if err != nil {
-			return err
-		}
-		if err := checkLock(conf, false); err != nil {
 			return err
 		}
 		if conf.main["template"] == "1" {
@@ -577,11 +571,8 @@ func (c *call) qmImportDisk(p *params) error {
 		return errorf("source '%s' does not exist", src)
 	}
 	return c.withLock(vmid, c.stderr, func() error {
-		conf, err := c.loadConfig(vmid)
+		conf, err := c.loadUnlocked(vmid, false)
 		if err != nil {
-			return err
-		}
-		if err := checkLock(conf, false); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "importing disk '%s' to VM %d ...\n", src, vmid)
