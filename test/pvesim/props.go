@@ -3,6 +3,7 @@ package pvesim
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -48,34 +49,36 @@ func formatMemory(v string) string {
 	return ""
 }
 
+// formatIPConfig checks ipconfigN: ip=…,gw=…,ip6=…,gw6=….
 func formatIPConfig(v string) string {
-	for _, part := range strings.Split(v, ",") {
-		k, _, ok := strings.Cut(part, "=")
-		if !ok {
-			return "invalid format - format error"
-		}
-		switch k {
-		case "ip", "gw", "ip6", "gw6":
-		default:
-			return fmt.Sprintf("invalid format - property '%s' is not defined in schema", k)
-		}
-	}
-	return ""
+	return propertyList(v, nil, "ip", "gw", "ip6", "gw6")
 }
 
+// formatCicustom checks cicustom: each part names a volume (storage:path).
 func formatCicustom(v string) string {
+	return propertyList(v, func(vol string) string {
+		if !strings.Contains(vol, ":") {
+			return fmt.Sprintf("invalid format - unable to parse volume ID '%s'", vol)
+		}
+		return ""
+	}, "user", "network", "meta", "vendor")
+}
+
+// propertyList checks a PVE property string k=v,… against its known keys,
+// and each value with check when given; it returns PVE's reason or "".
+func propertyList(v string, check func(string) string, keys ...string) string {
 	for _, part := range strings.Split(v, ",") {
-		k, vol, ok := strings.Cut(part, "=")
+		k, val, ok := strings.Cut(part, "=")
 		if !ok {
 			return "invalid format - format error"
 		}
-		switch k {
-		case "user", "network", "meta", "vendor":
-		default:
+		if !slices.Contains(keys, k) {
 			return fmt.Sprintf("invalid format - property '%s' is not defined in schema", k)
 		}
-		if !strings.Contains(vol, ":") {
-			return fmt.Sprintf("invalid format - unable to parse volume ID '%s'", vol)
+		if check != nil {
+			if reason := check(val); reason != "" {
+				return reason
+			}
 		}
 	}
 	return ""
