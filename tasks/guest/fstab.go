@@ -67,7 +67,13 @@ func EditFstab(old []byte, entry Entry) (new []byte, changed bool) {
 	if !placed {
 		changed = true
 		if out.Len() > 0 && !bytes.HasSuffix(out.Bytes(), []byte("\n")) {
-			out.WriteString(eol)
+			// End the last line. A CR already there becomes the CR of its
+			// CRLF, as parseFstabLine reads it, so the line keeps its meaning.
+			if bytes.HasSuffix(out.Bytes(), []byte("\r")) {
+				out.WriteString("\n")
+			} else {
+				out.WriteString(eol)
+			}
 		}
 		out.WriteString(entry.Line())
 		out.WriteString(eol)
