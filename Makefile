@@ -8,12 +8,19 @@ LAB      := go run ./test/rig/cmd/lab
 PHOENIX  := ./bin/phoenix
 LABARGS  := --config .lab/phoenix_vm_configs.json --inventory .lab/inventory.yml
 
-.PHONY: build test lint bench bench-compare fuzz lab-up lab-down demo
+.PHONY: build test lint bench bench-compare fuzz lab-up lab-down demo prereqs-demo prereqs-test
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/phoenix ./cmd/phoenix
 
-test:
+# A fresh machine (Go and Docker only) gets what the rig needs first.
+prereqs-demo:
+	@.ci/prereqs demo
+
+prereqs-test:
+	@.ci/prereqs test
+
+test: prereqs-test
 	$(GO) test -count=1 -timeout 75m ./...
 
 lint:
@@ -21,7 +28,7 @@ lint:
 	$(GO) vet ./...
 
 # Go benchmarks, the rig ones included (a fresh machine builds the rig's images first).
-bench:
+bench: prereqs-test
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
 
 # phoenix and Ansible (and spot, where it can be fetched) side by side on one rig, N=10 no-op runs each.
@@ -37,7 +44,7 @@ fuzz:
 		done; \
 	done
 
-lab-up:
+lab-up: prereqs-demo
 	$(LAB) up
 
 lab-down:

@@ -67,6 +67,7 @@ func TestDockerBackend(t *testing.T) {
 	}
 
 	// Graceful shutdown, then the same container starts again.
+	waitReady(t, d, name)
 	if err := d.Shutdown(ctx, name, 10*time.Second); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
@@ -92,6 +93,7 @@ func TestDockerBackend(t *testing.T) {
 	if err != nil || ct.ID == firstID || !ct.State.Running {
 		t.Fatalf("new spec kept the old container: %v", err)
 	}
+	waitReady(t, d, name)
 	if err := d.Shutdown(ctx, name, time.Second); !errors.Is(err, ErrShutdownTimeout) {
 		t.Fatalf("shutdown of a guest ignoring SIGTERM: %v, want ErrShutdownTimeout", err)
 	}
@@ -125,6 +127,20 @@ func TestDockerBackend(t *testing.T) {
 	if ct, err := d.Client.InspectContainerWithContext(name, ctx); err != nil || !strings.HasPrefix(ct.NetworkSettings.Networks[netName].IPAddress, prefix+".") {
 		t.Fatalf("dhcp-style address: %v", err)
 	}
+}
+
+// waitReady waits for guestinit's "ready": before it, PID 1 has no SIGTERM
+// disposition and the kernel drops the signal.
+func waitReady(t *testing.T, d *Docker, name string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var out bytes.Buffer
+		err := d.Client.Logs(docker.LogsOptions{Container: name, Stdout: true, OutputStream: &out, ErrorStream: io.Discard})
+		if err == nil && strings.Contains(out.String(), "ready") {
+			return
+		}
+	}
+	t.Fatalf("%s: guestinit did not say ready in 30s", name)
 }
 
 func contains(list []string, s string) bool {

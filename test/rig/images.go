@@ -110,6 +110,10 @@ func packages(recipes fs.FS) ([]string, error) {
 	return pkgs, sc.Err()
 }
 
+// Tags returns the tags the current recipes build, without building or
+// contacting Docker (the set-up script asks whether the base exists).
+func Tags() (Images, error) { return recipeTags(images.Recipes()) }
+
 // EnsureImages builds whichever of the three images does not exist yet and
 // returns their tags. A file lock keeps two test processes from building the
 // same images at once; the second one finds them built.

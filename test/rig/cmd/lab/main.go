@@ -5,6 +5,7 @@
 //	go run ./test/rig/cmd/lab up     # or: make lab-up
 //	go run ./test/rig/cmd/lab info
 //	go run ./test/rig/cmd/lab down   # or: make lab-down
+//	go run ./test/rig/cmd/lab tags   # the rig's image tags (base, node, guest), one a line
 //
 // Everything lives in .lab/ of the working directory (the repository root);
 // .lab/rig.json is how a later `lab down` finds the containers again.
@@ -29,7 +30,7 @@ const defaultDir = ".lab"
 
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: lab up|info|down")
+		fmt.Fprintln(os.Stderr, "usage: lab up|info|down|tags")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -45,8 +46,13 @@ func main() {
 		err = info(ctx, os.Stdout, defaultDir)
 	case "down":
 		err = down(ctx, os.Stdout, defaultDir)
+	case "tags":
+		var im rig.Images
+		if im, err = rig.Tags(); err == nil {
+			fmt.Printf("%s\n%s\n%s\n", im.Base, im.Node, im.Guest)
+		}
 	default:
-		err = fmt.Errorf("unknown command %q: want up, info or down", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want up, info, down or tags", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
