@@ -24,30 +24,25 @@ func (j JSONLines) OnEvent(e Event) {
 	j.W.Write(append(b, '\n'))
 }
 
-// Text writes what a person follows: one line per step with its status,
-// channel, duration and summary; diffs (present with Options.Diff), details and live output
-// (Verbose ≥ 1, details also when a step fails), planned commands (dry run
-// with Verbose ≥ 1, always with Verbose ≥ 2); a line per VM and totals.
+// Text writes what a person follows when the output is not a terminal: one
+// line per step with its status, channel, duration and summary; the blocks
+// of StepBlocks under it; a line per VM and totals. (A terminal gets the
+// live view of package console, built from the same pieces.)
 type Text struct {
 	W       io.Writer
 	Verbose int
 
-	dryRun bool
 	// reported holds the VMs whose failure a step line already showed.
 	reported map[int]bool
 }
 
-const indent = "      "
+// Indent is how far blocks (diffs, details, commands) sit under their step.
+const Indent = "      "
 
 func (t *Text) OnEvent(e Event) {
 	switch e.Type {
 	case EventRunStart:
-		t.dryRun = e.DryRun
-		mode := ""
-		if e.DryRun {
-			mode = " (dry run: nothing is changed)"
-		}
-		fmt.Fprintf(t.W, "%s on %s%s\n", e.Playbook, vmList(e.VMIDs), mode)
+		fmt.Fprintln(t.W, RunTitle(e))
 	case EventVMStart:
 		if t.Verbose >= 2 {
 			fmt.Fprintf(t.W, "%d  vm %s\n", e.VMID, e.VMName)
@@ -67,18 +62,14 @@ func (t *Text) OnEvent(e Event) {
 	case EventVMEnd:
 		line := fmt.Sprintf("%d: %s", e.VMID, counts(e.Counts))
 		if e.Duration > 0 {
-			line += fmt.Sprintf(" (%s)", seconds(e.Duration))
+			line += fmt.Sprintf(" (%s)", Seconds(e.Duration))
 		}
 		if e.Error != "" && !t.reported[e.VMID] {
 			line += ": " + e.Error // failed before any step (node, dependency): say why here
 		}
 		fmt.Fprintln(t.W, line)
 	case EventSummary:
-		line := fmt.Sprintf("total: %s in %s", counts(e.Counts), seconds(e.Duration))
-		if e.DryRun {
-			line += fmt.Sprintf("; dry run: %d to change, nothing was changed", e.Counts.Changed)
-		}
-		fmt.Fprintln(t.W, line)
+		fmt.Fprintf(t.W, "total: %s in %s%s\n", counts(e.Counts), Seconds(e.Duration), DryRunNote(e))
 	}
 }
 
@@ -89,50 +80,98 @@ func (t *Text) taskEnd(e Event) {
 		}
 		t.reported[e.VMID] = true
 	}
-	status := string(e.Status)
-	switch {
-	case !t.dryRun || e.Status != StatusChanged:
-	case e.Change.Action == tasks.Unknown:
-		status = "pending" // known once an earlier change is applied
-	default:
-		status = "would " + string(e.Change.Action)
-	}
-	line := fmt.Sprintf("%d  %-28s %-14s", e.VMID, e.Task, status)
+	line := fmt.Sprintf("%d  %-28s %-14s", e.VMID, e.Task, StatusWord(e))
 	if e.Transport != "" {
-		line += fmt.Sprintf(" %-5s %6s", e.Transport, seconds(e.Duration))
+		line += fmt.Sprintf(" %-5s %6s", e.Transport, Seconds(e.Duration))
 	}
-	switch {
-	case e.Error != "":
-		line += "  " + e.Error
-	case e.Change.Summary != "":
-		line += "  " + e.Change.Summary
+	if m := StepMessage(e); m != "" {
+		line += "  " + m
 	}
 	fmt.Fprintln(t.W, strings.TrimRight(line, " "))
-	if e.Change.Diff != "" {
-		block(t.W, e.Change.Diff)
-	}
-	if e.Change.Details != "" && (t.Verbose >= 1 || e.Status == StatusFailed) {
-		block(t.W, e.Change.Details)
-	}
-	if len(e.Change.Commands) > 0 && (t.Verbose >= 2 || t.Verbose >= 1 && t.dryRun && e.Status == StatusChanged) {
-		for _, c := range e.Change.Commands {
-			fmt.Fprintf(t.W, "%s$ %s\n", indent, c)
+	b := StepBlocks(e, t.Verbose)
+	for _, text := range []string{b.Diff, b.Details} {
+		for _, l := range BlockLines(text) {
+			fmt.Fprintln(t.W, strings.TrimRight(Indent+l, " "))
 		}
+	}
+	for _, c := range b.Commands {
+		fmt.Fprintf(t.W, "%s$ %s\n", Indent, c)
 	}
 }
 
-// block writes text indented under its step.
-func block(w io.Writer, text string) {
-	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
-		fmt.Fprintln(w, strings.TrimRight(indent+l, " "))
+// RunTitle is the first line of a run: "create on vm 8101, 8102", and what
+// a dry run means.
+func RunTitle(e Event) string {
+	mode := ""
+	if e.DryRun {
+		mode = " (dry run: nothing is changed)"
 	}
+	return fmt.Sprintf("%s on %s%s", e.Playbook, vmList(e.VMIDs), mode)
+}
+
+// DryRunNote ends the totals of a dry run ("; dry run: 3 to change, …").
+func DryRunNote(e Event) string {
+	if !e.DryRun {
+		return ""
+	}
+	return fmt.Sprintf("; dry run: %d to change, nothing was changed", e.Counts.Changed)
+}
+
+// StatusWord is a task_end's status as a person reads it: in a dry run a
+// change reads "would create" (or "pending" when it depends on an earlier
+// change), otherwise the status itself.
+func StatusWord(e Event) string {
+	switch {
+	case !e.DryRun || e.Status != StatusChanged:
+		return string(e.Status)
+	case e.Change.Action == tasks.Unknown:
+		return "pending" // known once an earlier change is applied
+	}
+	return "would " + string(e.Change.Action)
+}
+
+// StepMessage is the text after a step's status: its error, else its
+// summary.
+func StepMessage(e Event) string {
+	if e.Error != "" {
+		return e.Error
+	}
+	return e.Change.Summary
+}
+
+// Blocks is what is shown under a step line.
+type Blocks struct {
+	Diff     string   // present with --diff
+	Details  string   // with -v, and always when the step failed
+	Commands []string // the planned commands: -vv, or -v in a dry run
+}
+
+// StepBlocks picks the blocks of a task_end event for the verbosity.
+func StepBlocks(e Event, verbose int) Blocks {
+	b := Blocks{Diff: e.Change.Diff}
+	if verbose >= 1 || e.Status == StatusFailed {
+		b.Details = e.Change.Details
+	}
+	if verbose >= 2 || verbose >= 1 && e.DryRun && e.Status == StatusChanged {
+		b.Commands = e.Change.Commands
+	}
+	return b
+}
+
+// BlockLines splits a block's text into its lines ("" gives none).
+func BlockLines(text string) []string {
+	if text == "" {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(text, "\n"), "\n")
 }
 
 func counts(c Counts) string {
 	return fmt.Sprintf("ok=%d changed=%d failed=%d skipped=%d", c.OK, c.Changed, c.Failed, c.Skipped)
 }
 
-func seconds(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
+// Seconds formats a duration as people read step times: "2.3s".
+func Seconds(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
 
 func vmList(ids []int) string {
 	s := make([]string, len(ids))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/phoenix-hv/phoenix/console"
 	"github.com/phoenix-hv/phoenix/inventory"
 	"github.com/phoenix-hv/phoenix/runner"
 	"github.com/phoenix-hv/phoenix/tasks"
@@ -44,6 +45,7 @@ type Globals struct {
 	Verbose   int    `short:"v" type:"counter" help:"More output: -v live output and details, -vv commands."`
 	HostKeys  string `help:"Unknown node host keys: strict refuses them, accept-new pins them. Changed keys are always refused." enum:"strict,accept-new" default:"strict"`
 	SSHConfig string `name:"ssh-config" help:"ssh_config file for node aliases." default:"~/.ssh/config" placeholder:"FILE"`
+	NoColor   bool   `name:"no-color" help:"No colours on a terminal (NO_COLOR set in the environment does the same)."`
 }
 
 // App is what every command runs with.
@@ -137,11 +139,17 @@ func (a *App) loadInventory() (*inventory.Inventory, error) {
 	return inventory.LoadInventory(a.Inventory, a.SSHConfig)
 }
 
-func (a *App) observer() runner.Observer {
+// observer is how a run is shown: JSON Lines with --output json, the live
+// view on a terminal, plain lines otherwise. done ends the live view.
+func (a *App) observer() (o runner.Observer, done func()) {
 	if a.Output == "json" {
-		return runner.JSONLines{W: a.Stdout}
+		return runner.JSONLines{W: a.Stdout}, func() {}
 	}
-	return &runner.Text{W: a.Stdout, Verbose: a.Verbose}
+	if t, ok := console.Detect(a.Stdout, console.OSEnviron{}, a.NoColor); ok {
+		l := console.NewLive(t, console.Options{Verbose: a.Verbose})
+		return l, l.Close
+	}
+	return &runner.Text{W: a.Stdout, Verbose: a.Verbose}, func() {}
 }
 
 // registry holds every task kind phoenix knows.

@@ -68,13 +68,15 @@ func (a *App) runPlaybook(name string, ids []int, all bool, f RunFlags) error {
 		return err
 	}
 	w := &wiring{inv: inv, hostKeys: a.HostKeys}
+	obs, done := a.observer()
 	sum, err := runner.Run(a.Ctx, runner.Options{
 		Config: cfg, Inventory: inv, Playbook: pb, VMIDs: ids, All: all,
 		Forks: f.Forks, DryRun: f.DryRun, Diff: f.Diff,
-		Observer: a.observer(), Registry: registry(),
+		Observer: obs, Registry: registry(),
 		Connect: w.connectNode, GuestFor: w.guestFor,
 		FeatureDirs: f.FeatureDir,
 	})
+	done()
 	a.code = sum.ExitCode(f.DetailedExitcode)
 	if err != nil && len(sum.VMs) > 0 {
 		return reported{err}
