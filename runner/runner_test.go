@@ -83,7 +83,7 @@ func (f *fakeTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 		f.rec.add("%d probe %q = %q", vmid, p, res.Stdout)
 	}
 	if f.b.put {
-		f.rec.add("%d check put: %v", vmid, env.Node.Put(ctx, "/x", strings.NewReader("x"), 0o644))
+		f.rec.add("%d check put: %v", vmid, env.Node.Put(ctx, "/x", strings.NewReader("x"), transport.Attrs{Mode: 0o644}))
 	}
 	if f.b.logText != "" {
 		env.Logf("%s", f.b.logText)
@@ -102,7 +102,7 @@ func (f *fakeTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 func (f *fakeTask) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
 	f.rec.add("%d apply %s", env.VM.VMID, f.id)
 	if f.b.put {
-		f.rec.add("%d apply put: %v", env.VM.VMID, env.Node.Put(ctx, "/x", strings.NewReader("x"), 0o644))
+		f.rec.add("%d apply put: %v", env.VM.VMID, env.Node.Put(ctx, "/x", strings.NewReader("x"), transport.Attrs{Mode: 0o644}))
 	}
 	if f.b.out != "" {
 		io.WriteString(env.Out, f.b.out)
@@ -360,12 +360,12 @@ func TestReadOnlyGuestDuringCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := got.Put(context.Background(), "/etc/x", strings.NewReader("x"), 0o644); !errors.Is(err, ErrReadOnly) {
+	if err := got.Put(context.Background(), "/etc/x", strings.NewReader("x"), transport.Attrs{Mode: 0o644}); !errors.Is(err, ErrReadOnly) {
 		t.Errorf("Put during check = %v, want ErrReadOnly", err)
 	}
 	ro.checking = false
 	got, _ = ro.guestFn(context.Background())
-	if err := got.Put(context.Background(), "/etc/x", strings.NewReader("x"), 0o644); err != nil || string(g.Files["/etc/x"]) != "x" {
+	if err := got.Put(context.Background(), "/etc/x", strings.NewReader("x"), transport.Attrs{Mode: 0o644}); err != nil || string(g.Files["/etc/x"]) != "x" {
 		t.Errorf("Put outside check = %v", err)
 	}
 	if g.waits != 1 {

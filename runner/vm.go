@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+
 	"strings"
 	"sync"
 	"time"
@@ -288,13 +288,13 @@ func (v *vmRun) maskChange(c tasks.Change) tasks.Change {
 // readOnlyNode and readOnlyGuest refuse Put while a task checks.
 type readOnlyNode struct{ transport.Transport }
 
-func (readOnlyNode) Put(_ context.Context, path string, _ io.Reader, _ fs.FileMode) error {
+func (readOnlyNode) Put(_ context.Context, path string, _ io.Reader, _ transport.Attrs) error {
 	return fmt.Errorf("put %s: %w", path, ErrReadOnly)
 }
 
 type readOnlyGuest struct{ tasks.Guest }
 
-func (readOnlyGuest) Put(_ context.Context, path string, _ io.Reader, _ fs.FileMode) error {
+func (readOnlyGuest) Put(_ context.Context, path string, _ io.Reader, _ transport.Attrs) error {
 	return fmt.Errorf("put %s: %w", path, ErrReadOnly)
 }
 

@@ -3,7 +3,6 @@ package tasks
 import (
 	"context"
 	"io"
-	"io/fs"
 	"testing"
 	"time"
 
@@ -36,9 +35,9 @@ func (b *boundedRunner) Run(_ context.Context, cmd transport.Cmd) (transport.Res
 	return transport.Result{}, nil
 }
 
-func (b *boundedRunner) Put(context.Context, string, io.Reader, fs.FileMode) error { return nil }
-func (b *boundedRunner) Get(context.Context, string, io.Writer) error              { return nil }
-func (b *boundedRunner) Name() string                                              { return "bounded" }
+func (b *boundedRunner) Put(context.Context, string, io.Reader, transport.Attrs) error { return nil }
+func (b *boundedRunner) Get(context.Context, string, io.Writer) error                  { return nil }
+func (b *boundedRunner) Name() string                                                  { return "bounded" }
 
 // A probe not served by the runner's batch is bounded on its own.
 func TestGuestProbeIsBounded(t *testing.T) {

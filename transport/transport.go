@@ -7,7 +7,6 @@ package transport
 import (
 	"context"
 	"io"
-	"io/fs"
 	"time"
 )
 
@@ -45,9 +44,11 @@ type Runner interface {
 }
 
 // Files moves whole files. Put is atomic: the destination is either the old
-// file or the complete new one (temp file in the same directory + rename).
+// file or the complete new one, with attrs already set (a new file in the
+// same directory, renamed over path). It never writes through a symlink: a
+// symlink at path is replaced, its target left alone.
 type Files interface {
-	Put(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error
+	Put(ctx context.Context, path string, r io.Reader, attrs Attrs) error
 	Get(ctx context.Context, path string, w io.Writer) error
 }
 

@@ -133,7 +133,7 @@ func (t *feature) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) err
 	if _, err := run(ctx, g, transport.Command("mkdir", "-p", featureDir)); err != nil {
 		return fmt.Errorf("create %s: %w", featureDir, err)
 	}
-	if err := g.Put(ctx, t.file(".sh"), bytes.NewReader(p.script), 0o755); err != nil {
+	if err := g.Put(ctx, t.file(".sh"), bytes.NewReader(p.script), transport.Attrs{Mode: 0o755}); err != nil {
 		return fmt.Errorf("write %s: %w", t.file(".sh"), err)
 	}
 	if _, err := run(ctx, g, t.startLine(env)); err != nil {
@@ -146,7 +146,7 @@ func (t *feature) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) err
 	if err != nil {
 		return err
 	}
-	if err := g.Put(ctx, t.file(".sha256"), strings.NewReader(p.sum+"\n"), 0o644); err != nil {
+	if err := g.Put(ctx, t.file(".sha256"), strings.NewReader(p.sum+"\n"), transport.Attrs{Mode: 0o644}); err != nil {
 		return fmt.Errorf("write %s: %w", t.file(".sha256"), err)
 	}
 	return nil

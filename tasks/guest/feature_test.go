@@ -119,8 +119,8 @@ func TestFeature(t *testing.T) {
 			if got := w.out.String(); got != tt.wantOut {
 				t.Errorf("output %q, want %q", got, tt.wantOut)
 			}
-			if got := string(w.guest.Files["/var/lib/phoenix/features/docker.sh"]); got != dockerScript || w.guest.Modes["/var/lib/phoenix/features/docker.sh"] != 0o755 {
-				t.Errorf("script %q mode %o", got, w.guest.Modes["/var/lib/phoenix/features/docker.sh"])
+			if got := string(w.guest.Files["/var/lib/phoenix/features/docker.sh"]); got != dockerScript || w.guest.Attrs["/var/lib/phoenix/features/docker.sh"].Mode != 0o755 {
+				t.Errorf("script %q mode %o", got, w.guest.Attrs["/var/lib/phoenix/features/docker.sh"].Mode)
 			}
 			marker, ok := w.guest.Files["/var/lib/phoenix/features/docker.sha256"]
 			if ok != tt.wantMarker || ok && string(marker) != sum(dockerScript)+"\n" {

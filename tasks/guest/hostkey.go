@@ -181,7 +181,7 @@ func (t *hostKey) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) err
 		if _, err := run(ctx, env.Node, transport.Command("mkdir", "-p", snippetDir)); err != nil {
 			return fmt.Errorf("create %s on node: %w", snippetDir, err)
 		}
-		if err := env.Node.Put(ctx, path, bytes.NewReader(snippet), 0o600); err != nil {
+		if err := env.Node.Put(ctx, path, bytes.NewReader(snippet), transport.Attrs{Mode: 0o600}); err != nil {
 			return fmt.Errorf("write %s on node: %w", path, err)
 		}
 		key = pub

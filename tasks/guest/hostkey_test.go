@@ -69,8 +69,8 @@ func TestHostKeyFresh(t *testing.T) {
 	}
 
 	written := w.node.Files[snippet]
-	if w.node.Modes[snippet] != 0o600 {
-		t.Errorf("snippet mode %o, want 600", w.node.Modes[snippet])
+	if w.node.Attrs[snippet].Mode != 0o600 {
+		t.Errorf("snippet mode %o, want 600", w.node.Attrs[snippet].Mode)
 	}
 	if !bytes.HasPrefix(written, []byte("#cloud-config\n")) {
 		t.Errorf("snippet does not start with #cloud-config:\n%s", written)

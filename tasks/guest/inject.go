@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"path"
 	"strconv"
 	"strings"
@@ -237,56 +236,37 @@ func (t *fileInject) contentDiff(ctx context.Context, env *tasks.Env, src, dst f
 func isText(b []byte) bool { return utf8.Valid(b) && bytes.IndexByte(b, 0) < 0 }
 
 func (t *fileInject) commands(p *injectPlan) []string {
-	var cmds []string
-	if p.put {
-		cmds = append(cmds, transport.Command("mkdir", "-p", path.Dir(t.Destination)),
-			fmt.Sprintf("copy node:%s to %s", t.Source, t.Destination))
-	}
-	if p.attrs {
-		cmds = append(cmds, t.attrsLine())
-	}
-	if p.put {
-		cmds = append(cmds, transport.Command("sha256sum", t.Destination))
-	}
-	return cmds
-}
-
-// attrsLine sets owner then mode (chown clears setuid bits).
-func (t *fileInject) attrsLine() string {
-	var parts []string
+	copy := fmt.Sprintf("copy node:%s to %s, mode %s", t.Source, t.Destination, transport.OctalMode(t.attrs().Mode))
 	if t.Owner != "" {
-		parts = append(parts, transport.Command("chown", t.Owner, t.Destination))
+		copy += ", owner " + t.Owner
 	}
-	if t.Mode != "" {
-		parts = append(parts, transport.Command("chmod", fmt.Sprintf("%04o", t.mode), t.Destination))
-	}
-	return strings.Join(parts, " && ")
+	return []string{transport.Command("mkdir", "-p", path.Dir(t.Destination)), copy, transport.Command("sha256sum", t.Destination)}
 }
 
+// attrs are the destination's mode and owner: set on the new file before it
+// takes the destination's name, never with chmod/chown on the destination
+// path (a guest user who owns its directory could swap in a symlink).
+func (t *fileInject) attrs() transport.Attrs {
+	a := transport.Attrs{Mode: 0o644, Owner: t.Owner}
+	if t.Mode != "" {
+		a.Mode = transport.ModeFromOctal(uint32(t.mode))
+	}
+	return a
+}
+
+// Apply copies the file again also when only its mode or owner differ:
+// a new file with the right ones renamed over the old is the one way to set
+// them without following a symlink.
 func (t *fileInject) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
 	p, g, err := planned[injectPlan](ctx, env, c, t.check)
 	if p == nil {
 		return err
 	}
-	if p.put {
-		if _, err := run(ctx, g, transport.Command("mkdir", "-p", path.Dir(t.Destination))); err != nil {
-			return fmt.Errorf("create %s: %w", path.Dir(t.Destination), err)
-		}
-		perm := fs.FileMode(0o644)
-		if t.Mode != "" {
-			perm = fs.FileMode(t.mode) & fs.ModePerm
-		}
-		if err := t.copy(ctx, env.Node, g, perm); err != nil {
-			return err
-		}
+	if _, err := run(ctx, g, transport.Command("mkdir", "-p", path.Dir(t.Destination))); err != nil {
+		return fmt.Errorf("create %s: %w", path.Dir(t.Destination), err)
 	}
-	if p.attrs {
-		if _, err := run(ctx, g, t.attrsLine()); err != nil {
-			return fmt.Errorf("set owner/mode of %s: %w", t.Destination, err)
-		}
-	}
-	if !p.put {
-		return nil
+	if err := t.copy(ctx, env.Node, g, t.attrs()); err != nil {
+		return err
 	}
 	verify := transport.Command("sha256sum", t.Destination)
 	res, err := run(ctx, g, verify)
@@ -300,7 +280,7 @@ func (t *fileInject) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) 
 }
 
 // copy streams the node's file into the guest without holding it in memory.
-func (t *fileInject) copy(ctx context.Context, node transport.Files, g tasks.Guest, perm fs.FileMode) error {
+func (t *fileInject) copy(ctx context.Context, node transport.Files, g tasks.Guest, a transport.Attrs) error {
 	pr, pw := io.Pipe()
 	got := make(chan error, 1)
 	go func() {
@@ -308,7 +288,7 @@ func (t *fileInject) copy(ctx context.Context, node transport.Files, g tasks.Gue
 		pw.CloseWithError(err) // nil: EOF for the guest write
 		got <- err
 	}()
-	putErr := g.Put(ctx, t.Destination, pr, perm)
+	putErr := g.Put(ctx, t.Destination, pr, a)
 	pr.CloseWithError(errPutStopped) // unblocks a read the write gave up on
 	getErr := <-got
 	switch {

@@ -5,12 +5,12 @@ import (
 	"context"
 	"errors"
 	"io"
-	"io/fs"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/transport"
 	"github.com/phoenix-hv/phoenix/transport/fake"
 )
 
@@ -20,11 +20,13 @@ const (
 	injNode    = "sha256sum /root/phoenix/files/app.conf && stat -L -c %s /root/phoenix/files/app.conf"
 	injProbe   = "stat -L -c '%s %a %u:%g %U:%G' /etc/app/app.conf && sha256sum /etc/app/app.conf"
 	injMkdir   = "mkdir -p /etc/app"
-	injAttrs   = "chown app:app /etc/app/app.conf && chmod 0640 /etc/app/app.conf"
 	injVerify  = "sha256sum /etc/app/app.conf"
 	newContent = "listen = 8080\nworkers = 4\n"
 	oldContent = "listen = 80\nworkers = 4\n"
 )
+
+// appAttrs are injParams' mode and owner.
+var appAttrs = transport.Attrs{Mode: 0o640, Owner: "app:app"}
 
 var injParams = map[string]any{"source": injSrc, "destination": injDst, "mode": "0640", "owner": "app:app"}
 
@@ -46,18 +48,18 @@ func TestFileInjectProbes(t *testing.T) {
 
 func TestFileInject(t *testing.T) {
 	tests := []struct {
-		name     string
-		params   map[string]any
-		node     string // content on the node
-		guest    string // content in the guest
-		missing  bool   // no file in the guest
-		attrs    string // its mode and owner as the probe prints them
-		action   tasks.Action
-		apply    []fake.Call
-		wantDiff string
-		wantFile string
-		wantMode fs.FileMode
-		wantErr  string
+		name      string
+		params    map[string]any
+		node      string // content on the node
+		guest     string // content in the guest
+		missing   bool   // no file in the guest
+		attrs     string // its mode and owner as the probe prints them
+		action    tasks.Action
+		apply     []fake.Call
+		wantDiff  string
+		wantFile  string
+		wantAttrs transport.Attrs // what the new file was given before its rename
+		wantErr   string
 	}{
 		{
 			name: "equal", params: injParams, node: newContent,
@@ -74,20 +76,20 @@ func TestFileInject(t *testing.T) {
 			missing: true,
 			action:  tasks.Create,
 			apply: []fake.Call{
-				{Line: injMkdir}, {Line: injAttrs},
+				{Line: injMkdir},
 				{Line: injVerify, Result: exit(0, sum(newContent)+"  "+injDst+"\n", "")},
 			},
-			wantDiff: "+listen = 8080", wantFile: newContent, wantMode: 0o640,
+			wantDiff: "+listen = 8080", wantFile: newContent, wantAttrs: appAttrs,
 		},
 		{
 			name: "content differs", params: injParams, node: newContent,
 			guest: oldContent, attrs: "640 1001:1001 app:app",
 			action: tasks.Update,
 			apply: []fake.Call{
-				{Line: injMkdir}, {Line: injAttrs},
+				{Line: injMkdir},
 				{Line: injVerify, Result: exit(0, sum(newContent)+"  "+injDst+"\n", "")},
 			},
-			wantDiff: "-listen = 80\n+listen = 8080", wantFile: newContent, wantMode: 0o640,
+			wantDiff: "-listen = 80\n+listen = 8080", wantFile: newContent, wantAttrs: appAttrs,
 		},
 		{
 			name: "no mode or owner: no chown/chmod", params: map[string]any{"source": injSrc, "destination": injDst},
@@ -98,32 +100,36 @@ func TestFileInject(t *testing.T) {
 				{Line: injMkdir},
 				{Line: injVerify, Result: exit(0, sum(newContent)+"  "+injDst+"\n", "")},
 			},
-			wantDiff: "+listen = 8080", wantFile: newContent, wantMode: 0o644,
+			wantDiff: "+listen = 8080", wantFile: newContent, wantAttrs: transport.Attrs{Mode: 0o644},
 		},
 		{
 			name: "only mode and owner differ", params: injParams, node: newContent,
 			guest: newContent, attrs: "644 0:0 root:root",
-			action:   tasks.Update,
-			apply:    []fake.Call{{Line: injAttrs}},
+			action: tasks.Update,
+			apply: []fake.Call{
+				{Line: injMkdir},
+				{Line: injVerify, Result: exit(0, sum(newContent)+"  "+injDst+"\n", "")},
+			},
 			wantDiff: "mode 0644 → 0640\nowner root:root → app:app",
+			wantFile: newContent, wantAttrs: appAttrs,
 		},
 		{
 			name: "binary", params: injParams, node: "\x00\x01\x02",
 			guest: "\x00\x01", attrs: "640 1001:1001 app:app",
 			action:   tasks.Update,
-			apply:    []fake.Call{{Line: injMkdir}, {Line: injAttrs}, {Line: injVerify, Result: exit(0, sum("\x00\x01\x02")+"  "+injDst+"\n", "")}},
+			apply:    []fake.Call{{Line: injMkdir}, {Line: injVerify, Result: exit(0, sum("\x00\x01\x02")+"  "+injDst+"\n", "")}},
 			wantDiff: "binary/large file: sha256 " + sum("\x00\x01") + " → " + sum("\x00\x01\x02"),
-			wantFile: "\x00\x01\x02", wantMode: 0o640,
+			wantFile: "\x00\x01\x02", wantAttrs: appAttrs,
 		},
 		{
 			name: "verify fails", params: injParams, node: newContent,
 			guest: oldContent, attrs: "640 1001:1001 app:app",
 			action: tasks.Update,
 			apply: []fake.Call{
-				{Line: injMkdir}, {Line: injAttrs},
+				{Line: injMkdir},
 				{Line: injVerify, Result: exit(0, sum(oldContent)+"  "+injDst+"\n", "")},
 			},
-			wantFile: newContent, wantMode: 0o640,
+			wantFile: newContent, wantAttrs: appAttrs,
 			wantErr: "verify /etc/app/app.conf: sha256 " + sum(oldContent) + ", want " + sum(newContent) + " (the node's " + injSrc + ")",
 		},
 	}
@@ -155,8 +161,8 @@ func TestFileInject(t *testing.T) {
 				t.Fatalf("apply: %v, want %q", err, tt.wantErr)
 			}
 			if tt.wantFile != "" {
-				if got := string(w.guest.Files[injDst]); got != tt.wantFile || w.guest.Modes[injDst] != tt.wantMode {
-					t.Errorf("guest file %q mode %o, want %q %o", got, w.guest.Modes[injDst], tt.wantFile, tt.wantMode)
+				if got := string(w.guest.Files[injDst]); got != tt.wantFile || w.guest.Attrs[injDst] != tt.wantAttrs {
+					t.Errorf("guest file %q %+v, want %q %+v", got, w.guest.Attrs[injDst], tt.wantFile, tt.wantAttrs)
 				}
 			}
 		})
@@ -207,7 +213,7 @@ func (f failingFiles) Get(_ context.Context, _ string, w io.Writer) error {
 func TestFileInjectCopyReadFails(t *testing.T) {
 	w := newWorld(t)
 	task := w.task("file_inject", map[string]any{"source": injSrc, "destination": injDst}).(*fileInject)
-	err := task.copy(context.Background(), failingFiles{w.node}, w.guest, 0o644)
+	err := task.copy(context.Background(), failingFiles{w.node}, w.guest, transport.Attrs{Mode: 0o644})
 	if err == nil || err.Error() != "read /root/phoenix/files/app.conf on node: sftp: connection lost" {
 		t.Errorf("error %v", err)
 	}

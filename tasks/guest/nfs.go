@@ -257,12 +257,12 @@ func (t *nfsMount) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) er
 			return fmt.Errorf("backup /etc/fstab: %w", err)
 		}
 	}
-	if err := g.Put(ctx, fstabPath, bytes.NewReader(p.new), 0o644); err != nil {
+	if err := g.Put(ctx, fstabPath, bytes.NewReader(p.new), transport.Attrs{Mode: 0o644}); err != nil {
 		return fmt.Errorf("write /etc/fstab: %w", err)
 	}
 	if err := t.mount(ctx, g, p); err != nil {
 		// A line that does not mount may stop the next boot: put the old one back.
-		if rerr := g.Put(ctx, fstabPath, bytes.NewReader(p.old), 0o644); rerr != nil {
+		if rerr := g.Put(ctx, fstabPath, bytes.NewReader(p.old), transport.Attrs{Mode: 0o644}); rerr != nil {
 			return fmt.Errorf("%w; restore /etc/fstab: %v", err, rerr)
 		}
 		return fmt.Errorf("%w; /etc/fstab restored", err)

@@ -148,8 +148,8 @@ func TestNFSMount(t *testing.T) {
 				t.Errorf("/etc/fstab written: %q", got)
 			case tt.wantTab != "" && string(got) != tt.wantTab:
 				t.Errorf("/etc/fstab\n got: %q\nwant: %q", got, tt.wantTab)
-			case written && w.guest.Modes["/etc/fstab"] != 0o644:
-				t.Errorf("/etc/fstab mode %o", w.guest.Modes["/etc/fstab"])
+			case written && w.guest.Attrs["/etc/fstab"].Mode != 0o644:
+				t.Errorf("/etc/fstab mode %o", w.guest.Attrs["/etc/fstab"].Mode)
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"regexp"
 	"strconv"
@@ -26,6 +27,9 @@ type Transport struct {
 	// DefaultTimeout bounds a guest command when neither Cmd.Timeout nor the
 	// context gives a deadline: an agent command is never waited on forever.
 	DefaultTimeout time.Duration
+	// Rand names uploads' private directories; nil is crypto/rand (tests
+	// set a fixed one).
+	Rand io.Reader
 
 	// turn lets one node command at a time talk to the agent: qemu-ga
 	// serves one client at a time, and a second one is refused ("unable to

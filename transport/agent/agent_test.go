@@ -286,23 +286,34 @@ func TestPing(t *testing.T) {
 
 func sum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
-func finish(tmp, dest string, content []byte, mode string) string {
-	s := sum(content)
-	return "h=$(sha256sum < " + tmp + `) && [ "${h%% *}" = ` + s + ` ] || { printf 'sha256 of %s is %s, want %s\n' ` + tmp + ` "${h%% *}" ` + s +
-		` >&2; rm -f ` + tmp + `; exit 1; }; chmod ` + mode + " " + tmp + " && mv -f " + tmp + " " + dest + " || { rm -f " + tmp + "; exit 1; }"
+// upload is the transport.Upload the agent makes for dest with zeros as its
+// random source.
+func upload(dest string) transport.Upload {
+	u, _ := transport.NewUpload(dest, zeros{})
+	return u
 }
 
-// small returns the one node line of a Put of content up to MaxStdin bytes.
-func small(tmp, dest string, content []byte, mode string) string {
-	return nodeExec("umask 077 && cat > "+tmp+" || exit 1; "+finish(tmp, dest, content, mode), true, 3600)
+// zeros is a fixed random source: uploads get predictable names.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// newAgent is the agent of VM 8101 on node with predictable upload names.
+func newAgent(node transport.Runner) *agent.Transport {
+	a := agent.New(node, "pve", 8101)
+	a.Rand = zeros{}
+	return a
 }
+
+var exited0 = fake.Out(`{"exitcode":0,"exited":1}`)
 
 func TestPutSmallInOneRoundTrip(t *testing.T) {
 	content := []byte("line\nä\x00\xff")
+	a := transport.Attrs{Mode: 0o640, Owner: "app:app"}
 	node := fake.New(t,
-		fake.Call{Line: small("/etc/.motd.phoenix-tmp", "/etc/motd", content, "0640"), Stdin: string(content), Result: fake.Out(`{"exitcode":0,"exited":1}`)},
+		fake.Call{Line: nodeExec(upload("/etc/motd").Once(sum(content), a), true, 3600), Stdin: string(content), Result: exited0},
 	)
-	if err := agent.New(node, "pve", 8101).Put(context.Background(), "/etc/motd", bytes.NewReader(content), 0o640); err != nil {
+	if err := newAgent(node).Put(context.Background(), "/etc/motd", bytes.NewReader(content), a); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -310,7 +321,7 @@ func TestPutSmallInOneRoundTrip(t *testing.T) {
 func TestPutKeepsContentOffTheCommandLine(t *testing.T) {
 	rec := &recorder{}
 	a := agent.New(rec, "pve", 8101)
-	if err := a.Put(context.Background(), "/etc/secret", strings.NewReader("hunter2"), 0o600); err != nil {
+	if err := a.Put(context.Background(), "/etc/secret", strings.NewReader("hunter2"), transport.Attrs{Mode: 0o600}); err != nil {
 		t.Fatal(err)
 	}
 	if len(rec.cmds) != 1 || rec.cmds[0].Stdin == nil {
@@ -326,7 +337,7 @@ type recorder struct{ cmds []transport.Cmd }
 
 func (r *recorder) Run(_ context.Context, c transport.Cmd) (transport.Result, error) {
 	r.cmds = append(r.cmds, c)
-	return fake.Out(`{"exitcode":0,"exited":1}`), nil
+	return exited0, nil
 }
 
 func TestPutLargeInChunks(t *testing.T) {
@@ -334,62 +345,67 @@ func TestPutLargeInChunks(t *testing.T) {
 	for i := range content {
 		content[i] = byte(i * 7)
 	}
-	done := fake.Out(`{"exitcode":0,"exited":1}`)
-	tmp := "'/srv/my dir/.big.bin.phoenix-tmp'"
+	u := upload("/srv/my dir/big.bin")
+	begun := fake.Out(`{"exitcode":0,"exited":1,"out-data":"64769:1234\n"}`)
 	node := fake.New(t,
-		fake.Call{Line: nodeExec("umask 077 && cat > "+tmp, true, 3600), Stdin: string(content[:agent.MaxStdin]), Result: done},
-		fake.Call{Line: nodeExec("cat >> "+tmp, true, 3600), Stdin: string(content[agent.MaxStdin : 2*agent.MaxStdin]), Result: done},
-		fake.Call{Line: nodeExec("cat >> "+tmp, true, 3600), Stdin: string(content[2*agent.MaxStdin:]), Result: done},
-		fake.Call{Line: nodeExec(finish(tmp, "'/srv/my dir/big.bin'", content, "0755"), false, 3600), Result: done},
+		fake.Call{Line: nodeExec(u.Begin(), true, 3600), Stdin: string(content[:agent.MaxStdin]), Result: begun},
+		fake.Call{Line: nodeExec(u.Append("64769:1234"), true, 3600), Stdin: string(content[agent.MaxStdin : 2*agent.MaxStdin]), Result: exited0},
+		fake.Call{Line: nodeExec(u.Append("64769:1234"), true, 3600), Stdin: string(content[2*agent.MaxStdin:]), Result: exited0},
+		fake.Call{Line: nodeExec(u.Commit("64769:1234", sum(content), transport.Attrs{Mode: 0o755}), false, 3600), Result: exited0},
 	)
-	if err := agent.New(node, "pve", 8101).Put(context.Background(), "/srv/my dir/big.bin", bytes.NewReader(content), 0o755); err != nil {
+	if err := newAgent(node).Put(context.Background(), "/srv/my dir/big.bin", bytes.NewReader(content), transport.Attrs{Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestPutFailures(t *testing.T) {
-	t.Run("missing directory: the shell's error, temp removed", func(t *testing.T) {
+	a644 := transport.Attrs{Mode: 0o644}
+	t.Run("missing directory: the shell's error, then a cleanup that finds nothing", func(t *testing.T) {
+		u := upload("/nope/f")
 		node := fake.New(t,
-			fake.Call{Line: small("/nope/.f.phoenix-tmp", "/nope/f", []byte("x"), "0644"), Stdin: "x",
-				Result: fake.Out(`{"err-data":"sh: 1: cannot create /nope/.f.phoenix-tmp: Directory nonexistent\n","exitcode":1,"exited":1}`)},
-			fake.Call{Line: nodeExec("rm -f /nope/.f.phoenix-tmp", false, 15), Result: fake.Out(`{"exitcode":0,"exited":1}`)},
+			fake.Call{Line: nodeExec(u.Once(sum([]byte("x")), a644), true, 3600), Stdin: "x",
+				Result: fake.Out(`{"err-data":"mkdir: cannot create directory '/nope/.phoenix-0000000000000000': No such file or directory\n","exitcode":1,"exited":1}`)},
+			fake.Call{Line: nodeExec(u.Abort(""), false, 15), Result: fake.Out(`{"exitcode":1,"exited":1}`)},
 		)
-		err := agent.New(node, "pve", 8101).Put(context.Background(), "/nope/f", strings.NewReader("x"), 0o644)
-		if err == nil || !strings.Contains(err.Error(), "put /nope/f: ") || !strings.Contains(err.Error(), "Directory nonexistent") {
+		err := newAgent(node).Put(context.Background(), "/nope/f", strings.NewReader("x"), a644)
+		if err == nil || !strings.Contains(err.Error(), "put /nope/f: ") || !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("checksum mismatch", func(t *testing.T) {
+		u := upload("/etc/f")
 		node := fake.New(t,
-			fake.Call{Line: small("/etc/.f.phoenix-tmp", "/etc/f", []byte("x"), "0644"), Stdin: "x",
-				Result: fake.Out(`{"err-data":"sha256 of /etc/.f.phoenix-tmp is 00, want 2d71\n","exitcode":1,"exited":1}`)},
-			fake.Call{Line: nodeExec("rm -f /etc/.f.phoenix-tmp", false, 15), Result: fake.Out(`{"exitcode":0,"exited":1}`)},
+			fake.Call{Line: nodeExec(u.Once(sum([]byte("x")), a644), true, 3600), Stdin: "x",
+				Result: fake.Out(`{"err-data":"sha256 of the data written for /etc/f is 00, want 2d71\n","exitcode":1,"exited":1}`)},
+			fake.Call{Line: nodeExec(u.Abort(""), false, 15), Result: fake.Out(`{"exitcode":1,"exited":1}`)},
 		)
-		err := agent.New(node, "pve", 8101).Put(context.Background(), "/etc/f", strings.NewReader("x"), 0o644)
-		if err == nil || !strings.Contains(err.Error(), "sha256 of /etc/.f.phoenix-tmp is 00") {
+		err := newAgent(node).Put(context.Background(), "/etc/f", strings.NewReader("x"), a644)
+		if err == nil || !strings.Contains(err.Error(), "sha256 of the data written for /etc/f is 00") {
 			t.Fatalf("err = %v", err)
 		}
 	})
-	t.Run("cancelled mid-transfer: the temp file is still removed", func(t *testing.T) {
+	t.Run("cancelled mid-transfer: the upload is still removed", func(t *testing.T) {
 		content := make([]byte, agent.MaxStdin+1)
-		tmp := "/etc/.f.phoenix-tmp"
+		u := upload("/etc/f")
 		node := fake.New(t,
-			fake.Call{Line: nodeExec("umask 077 && cat > "+tmp, true, 3600), Stdin: string(content[:agent.MaxStdin]), Err: context.Canceled},
-			fake.Call{Line: nodeExec("rm -f "+tmp, false, 15), Result: fake.Out(`{"exitcode":0,"exited":1}`)},
+			fake.Call{Line: nodeExec(u.Begin(), true, 3600), Stdin: string(content[:agent.MaxStdin]), Err: context.Canceled},
+			fake.Call{Line: nodeExec(u.Abort(""), false, 15), Result: exited0},
 		)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		err := agent.New(cancelAfter{node, cancel}, "pve", 8101).Put(ctx, "/etc/f", bytes.NewReader(content), 0o600)
+		a := agent.New(cancelAfter{node, cancel}, "pve", 8101)
+		a.Rand = zeros{}
+		err := a.Put(ctx, "/etc/f", bytes.NewReader(content), transport.Attrs{Mode: 0o600})
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want context.Canceled", err)
 		}
 	})
 	t.Run("agent gone: no cleanup attempt, unavailability kept", func(t *testing.T) {
 		node := fake.New(t,
-			fake.Call{Line: small("/etc/.f.phoenix-tmp", "/etc/f", []byte("x"), "0644"), Stdin: "x",
+			fake.Call{Line: nodeExec(upload("/etc/f").Once(sum([]byte("x")), a644), true, 3600), Stdin: "x",
 				Result: fake.Fail(255, "QEMU guest agent is not running\n")},
 		)
-		err := agent.New(node, "pve", 8101).Put(context.Background(), "/etc/f", strings.NewReader("x"), 0o644)
+		err := newAgent(node).Put(context.Background(), "/etc/f", strings.NewReader("x"), a644)
 		if !errors.Is(err, transport.ErrAgentUnavailable) {
 			t.Fatalf("err = %v", err)
 		}

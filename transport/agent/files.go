@@ -11,8 +11,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
@@ -28,70 +28,80 @@ const (
 	cleanupTimeout = 15 * time.Second
 )
 
-// Put writes r to path in the guest atomically: a temp file next to path,
-// created unreadable to others (umask 077: the content may be a secret),
-// its sha256 checked in the guest, chmod, then mv -f over path. Content
-// travels on exec stdin (binary-safe): up to MaxStdin bytes in one round
-// trip that also commits, more in MaxStdin chunks and a commit.
-func (t *Transport) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error {
-	tmp := transport.CommitTemp(path)
+// Put writes r to path in the guest atomically and without following a
+// symlink planted by a guest user (transport.Upload): the content travels on
+// exec stdin (binary-safe); up to MaxStdin bytes take one round trip that
+// also commits, more take MaxStdin chunks and a commit.
+func (t *Transport) Put(ctx context.Context, path string, r io.Reader, a transport.Attrs) error {
+	u, err := transport.NewUpload(path, t.Rand)
+	if err != nil {
+		return err
+	}
 	sum := sha256.New()
 	first := make([]byte, putChunk+1)
 	n, err := io.ReadFull(r, first)
+	id := ""
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		sum.Write(first[:n])
-		line := "umask 077 && cat > " + transport.Quote(tmp) + " || exit 1; " +
-			transport.CommitScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)
-		_, err = t.Run(ctx, transport.Cmd{Line: line, Stdin: bytes.NewReader(first[:n])})
+		_, err = t.Run(ctx, transport.Cmd{Line: u.Once(hex.EncodeToString(sum.Sum(nil)), a), Stdin: bytes.NewReader(first[:n])})
 		if err == nil {
 			return nil
 		}
 	case err != nil:
 		return fmt.Errorf("put %s: read: %w", path, err)
 	default:
-		err = t.putChunks(ctx, tmp, io.MultiReader(bytes.NewReader(first), r), sum)
+		id, err = t.putChunks(ctx, u, io.MultiReader(bytes.NewReader(first), r), sum)
 		if err == nil {
-			// The commit script removes the temp file itself when it fails.
-			if _, err := t.Run(ctx, transport.Cmd{Line: transport.CommitScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)}); err != nil {
-				return fmt.Errorf("put %s: %w", path, err)
-			}
-			return nil
+			// The commit cleans up after itself when it fails.
+			_, err := t.Run(ctx, transport.Cmd{Line: u.Commit(id, hex.EncodeToString(sum.Sum(nil)), a)})
+			return wrapPut(path, err)
 		}
 	}
 	if !errors.Is(err, transport.ErrAgentUnavailable) {
 		// Best effort, also when ctx has ended (a cancelled run must not
-		// leave the temp file behind); the error that matters is the one
-		// already in hand.
+		// leave the upload behind), and also after a command that failed
+		// in the guest and cleaned up itself (then this finds nothing):
+		// the error that matters is in hand.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		t.Run(cctx, transport.Cmd{Line: transport.Command("rm", "-f", tmp)})
+		t.Run(cctx, transport.Cmd{Line: u.Abort(id)})
 		cancel()
+	}
+	return wrapPut(path, err)
+}
+
+func wrapPut(path string, err error) error {
+	if err == nil {
+		return nil
 	}
 	return fmt.Errorf("put %s: %w", path, transport.MarkNotExist(err))
 }
 
-// putChunks writes r to file through exec stdin, putChunk bytes a call,
-// adding what it sent to sum.
-func (t *Transport) putChunks(ctx context.Context, file string, r io.Reader, sum hash.Hash) error {
+// putChunks writes r into the upload through exec stdin, putChunk bytes a
+// call, adding what it sent to sum. It returns the upload's directory id.
+func (t *Transport) putChunks(ctx context.Context, u transport.Upload, r io.Reader, sum hash.Hash) (id string, err error) {
 	buf := make([]byte, putChunk)
 	for i := 0; ; i++ {
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
 			sum.Write(buf[:n])
-			line := "cat >> " + transport.Quote(file)
+			line := u.Append(id)
 			if i == 0 {
-				// Created unreadable to others: the mode is set only at the end.
-				line = "umask 077 && cat > " + transport.Quote(file)
+				line = u.Begin()
 			}
-			if _, rerr := t.Run(ctx, transport.Cmd{Line: line, Stdin: bytes.NewReader(buf[:n])}); rerr != nil {
-				return fmt.Errorf("chunk %d: %w", i+1, rerr)
+			res, rerr := t.Run(ctx, transport.Cmd{Line: line, Stdin: bytes.NewReader(buf[:n])})
+			if i == 0 {
+				id = strings.TrimSpace(string(res.Stdout))
+			}
+			if rerr != nil {
+				return id, fmt.Errorf("chunk %d: %w", i+1, rerr)
 			}
 		}
 		switch {
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			return nil
+			return id, nil
 		case err != nil:
-			return fmt.Errorf("read: %w", err)
+			return id, fmt.Errorf("read: %w", err)
 		}
 	}
 }

@@ -80,7 +80,7 @@ func TestSimulatedFiles(t *testing.T) {
 			if err := os.WriteFile(path, []byte("old"), 0o666); err != nil {
 				t.Fatal(err)
 			}
-			if err := a.Put(context.Background(), path, bytes.NewReader(content), tc.mode); err != nil {
+			if err := a.Put(context.Background(), path, bytes.NewReader(content), transport.Attrs{Mode: tc.mode}); err != nil {
 				t.Fatal(err)
 			}
 			st, err := os.Stat(path)
@@ -133,7 +133,7 @@ func TestSimulatedErrors(t *testing.T) {
 	if err := a.Get(ctx, missing, &bytes.Buffer{}); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Get of a missing file: %v", err)
 	}
-	if err := a.Put(ctx, missing, strings.NewReader("x"), 0o644); !errors.Is(err, fs.ErrNotExist) {
+	if err := a.Put(ctx, missing, strings.NewReader("x"), transport.Attrs{Mode: 0o644}); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Put into a missing directory: %v", err)
 	}
 	if err := a.Ping(ctx); err != nil {
@@ -144,7 +144,7 @@ func TestSimulatedErrors(t *testing.T) {
 	for name, err := range map[string]error{
 		"ping": a.Ping(ctx),
 		"run":  func() error { _, err := a.Run(ctx, transport.Cmd{Line: "true"}); return err }(),
-		"put":  a.Put(ctx, filepath.Join(t.TempDir(), "f"), strings.NewReader("x"), 0o644),
+		"put":  a.Put(ctx, filepath.Join(t.TempDir(), "f"), strings.NewReader("x"), transport.Attrs{Mode: 0o644}),
 		"get":  a.Get(ctx, "/etc/hostname", &bytes.Buffer{}),
 	} {
 		if !errors.Is(err, transport.ErrAgentUnavailable) || !strings.Contains(err.Error(), "QEMU guest agent is not running") {

@@ -106,7 +106,7 @@ func TestPvesimLargeFilesAndBytes(t *testing.T) {
 	}
 	content := []byte(strings.Repeat("0123456789abcdef\xc3\xa4\x00", 150_000)) // ~2.7 MiB: chunked Put
 	path := filepath.Join(t.TempDir(), "big")
-	if err := a.Put(ctx, path, strings.NewReader(string(content)), 0o600); err != nil {
+	if err := a.Put(ctx, path, strings.NewReader(string(content)), transport.Attrs{Mode: 0o600}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := os.ReadFile(path); err != nil || string(got) != string(content) {

@@ -32,16 +32,16 @@ type Transport struct {
 	name     string
 	expected []Call
 	next     int
-	Lines    []string          // every command line run, in order
-	Files    map[string][]byte // the fake's filesystem
-	Modes    map[string]fs.FileMode
+	Lines    []string                   // every command line run, in order
+	Files    map[string][]byte          // the fake's filesystem
+	Attrs    map[string]transport.Attrs // what each Put set
 }
 
 var _ transport.Transport = (*Transport)(nil)
 
 // New returns a fake that fails t on any unexpected or unused call.
 func New(t testing.TB, calls ...Call) *Transport {
-	f := &Transport{t: t, name: "fake", expected: calls, Files: map[string][]byte{}, Modes: map[string]fs.FileMode{}}
+	f := &Transport{t: t, name: "fake", expected: calls, Files: map[string][]byte{}, Attrs: map[string]transport.Attrs{}}
 	t.Cleanup(func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -104,7 +104,7 @@ func (f *Transport) Run(_ context.Context, cmd transport.Cmd) (transport.Result,
 	return res, nil
 }
 
-func (f *Transport) Put(_ context.Context, path string, r io.Reader, mode fs.FileMode) error {
+func (f *Transport) Put(_ context.Context, path string, r io.Reader, a transport.Attrs) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -112,7 +112,7 @@ func (f *Transport) Put(_ context.Context, path string, r io.Reader, mode fs.Fil
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.Files[path] = b
-	f.Modes[path] = mode
+	f.Attrs[path] = a
 	return nil
 }
 

@@ -154,11 +154,11 @@ func TestBatchMatchesTransportBatch(t *testing.T) {
 func TestFiles(t *testing.T) {
 	ctx := context.Background()
 	f := fake.New(t)
-	if err := f.Put(ctx, "/etc/motd", strings.NewReader("hello\n"), 0o640); err != nil {
+	if err := f.Put(ctx, "/etc/motd", strings.NewReader("hello\n"), transport.Attrs{Mode: 0o640}); err != nil {
 		t.Fatal(err)
 	}
-	if string(f.Files["/etc/motd"]) != "hello\n" || f.Modes["/etc/motd"] != 0o640 {
-		t.Errorf("after Put: %q mode %o", f.Files["/etc/motd"], f.Modes["/etc/motd"])
+	if string(f.Files["/etc/motd"]) != "hello\n" || f.Attrs["/etc/motd"].Mode != 0o640 {
+		t.Errorf("after Put: %q mode %o", f.Files["/etc/motd"], f.Attrs["/etc/motd"].Mode)
 	}
 	var b bytes.Buffer
 	if err := f.Get(ctx, "/etc/motd", &b); err != nil || b.String() != "hello\n" {

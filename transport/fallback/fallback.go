@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"strconv"
 	"sync"
 	"time"
@@ -50,6 +49,9 @@ type Options struct {
 	// ProbeInterval is the time between two probes of one channel while
 	// waiting; default 2s.
 	ProbeInterval time.Duration
+	// Rand names the private directories of uploads made through sudo; nil
+	// is crypto/rand.
+	Rand io.Reader
 }
 
 // Guest is a tasks.Guest that chooses its channel.
@@ -158,14 +160,14 @@ func (g *Guest) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, e
 }
 
 // Put writes r to path over the chosen channel (see Run).
-func (g *Guest) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error {
+func (g *Guest) Put(ctx context.Context, path string, r io.Reader, a transport.Attrs) error {
 	in := &input{r: r}
 	return g.do(ctx, func(t transport.Transport, agent bool) error {
 		r, err := in.reader(agent)
 		if err != nil {
 			return fmt.Errorf("put %s: read: %w", path, err)
 		}
-		return t.Put(ctx, path, r, mode)
+		return t.Put(ctx, path, r, a)
 	})
 }
 

@@ -46,7 +46,7 @@ func (a *agentFake) Ping(context.Context) error {
 	return a.ping(n)
 }
 
-func (a *agentFake) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error {
+func (a *agentFake) Put(ctx context.Context, path string, r io.Reader, mode transport.Attrs) error {
 	if a.putErr != nil {
 		io.Copy(io.Discard, r)
 		return a.putErr
@@ -220,11 +220,11 @@ func TestAgentDiesDuringPut(t *testing.T) {
 		t.Fatalf("wait: %v, channel %q", err, g.Channel())
 	}
 	r := io.MultiReader(strings.NewReader("key=1\n"), strings.NewReader("other=2\n"))
-	if err := g.Put(context.Background(), "/etc/app.conf", r, 0o600); err != nil {
+	if err := g.Put(context.Background(), "/etc/app.conf", r, transport.Attrs{Mode: 0o600}); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(conn.Files["/etc/app.conf"]); got != "key=1\nother=2\n" || conn.Modes["/etc/app.conf"] != 0o600 {
-		t.Fatalf("ssh got %q mode %o", got, conn.Modes["/etc/app.conf"])
+	if got := string(conn.Files["/etc/app.conf"]); got != "key=1\nother=2\n" || conn.Attrs["/etc/app.conf"].Mode != 0o600 {
+		t.Fatalf("ssh got %q mode %o", got, conn.Attrs["/etc/app.conf"].Mode)
 	}
 }
 
@@ -383,25 +383,23 @@ func TestSudoForNonRootUser(t *testing.T) {
 	const content = "a=1\n\x00\xff"
 	sum := sha256.Sum256([]byte(content))
 	hash := hex.EncodeToString(sum[:])
-	tmp := `'/etc/my app/.x.conf.phoenix-tmp'`
-	commit := `h=$(sha256sum < ` + tmp + `) && [ "${h%% *}" = ` + hash + ` ] || { printf 'sha256 of %s is %s, want %s\n' ` +
-		tmp + ` "${h%% *}" ` + hash + ` >&2; rm -f ` + tmp + `; exit 1; }; chmod 0640 ` + tmp + ` && mv -f ` + tmp + ` '/etc/my app/x.conf'` +
-		` || { rm -f ` + tmp + `; exit 1; }`
+	up, _ := transport.NewUpload("/etc/my app/x.conf", zeros{})
 	conn := sshFake(t,
 		fake.Call{Line: `sudo -n sh -c 'cat /etc/shadow | wc -l'`, Result: fake.Out("20\n")},
-		fake.Call{Line: `sudo -n sh -c 'umask 077 && cat > '\''/etc/my app/.x.conf.phoenix-tmp'\'''`, Stdin: content},
-		fake.Call{Line: "sudo -n sh -c " + transport.Quote(commit)},
+		fake.Call{Line: "sudo -n sh -c " + transport.Quote(up.Begin()), Stdin: content, Result: fake.Out("2049:77\n")},
+		fake.Call{Line: "sudo -n sh -c " + transport.Quote(up.Commit("2049:77", hash, transport.Attrs{Mode: 0o640}))},
 		fake.Call{Line: "sudo -n cat /etc/hostname", Result: fake.Out("web01\n")},
 		fake.Call{Line: "sudo -n cat /nope", Result: fake.Fail(1, "cat: /nope: No such file or directory\n")},
 	)
 	o := opts(nil, &dialer{answers: []error{nil}, conn: conn}, &logs{})
 	o.SSHUser = "phoenix"
+	o.Rand = zeros{}
 	g := New(o)
 	ctx := context.Background()
 	if res, err := g.Run(ctx, transport.Cmd{Line: "cat /etc/shadow | wc -l"}); err != nil || string(res.Stdout) != "20\n" {
 		t.Fatalf("Run = %q, %v", res.Stdout, err)
 	}
-	if err := g.Put(ctx, "/etc/my app/x.conf", strings.NewReader(content), 0o640); err != nil {
+	if err := g.Put(ctx, "/etc/my app/x.conf", strings.NewReader(content), transport.Attrs{Mode: 0o640}); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
@@ -424,7 +422,7 @@ func TestRootUsesSSHPlainly(t *testing.T) {
 	if _, err := g.Run(context.Background(), transport.Cmd{Line: "id -u"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := g.Put(context.Background(), "/etc/x", strings.NewReader("x"), 0o644); err != nil {
+	if err := g.Put(context.Background(), "/etc/x", strings.NewReader("x"), transport.Attrs{Mode: 0o644}); err != nil {
 		t.Fatal(err)
 	}
 	if string(conn.Files["/etc/x"]) != "x" {
@@ -521,3 +519,8 @@ func TestPinning(t *testing.T) {
 		})
 	}
 }
+
+// zeros is a fixed random source: uploads get predictable names.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }

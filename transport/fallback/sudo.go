@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
@@ -16,7 +16,11 @@ import (
 // Sudo is a transport logged in as a user other than root that does
 // everything as root through `sudo -n` (never a password prompt): SFTP as
 // that user could not write /etc, so files move through sudo too.
-type Sudo struct{ T transport.Transport }
+type Sudo struct {
+	T transport.Transport
+	// Rand names uploads' private directories; nil is crypto/rand.
+	Rand io.Reader
+}
 
 var _ transport.Transport = Sudo{}
 
@@ -37,32 +41,36 @@ func (s Sudo) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, err
 	return res, err
 }
 
-// Put streams r as root into a temp file next to path (created unreadable
-// to others, binary-safe on stdin), then, in a second command, checks its
-// sha256, sets its mode and renames it over path. Two steps because a
-// source that fails mid-stream only closes stdin: the guest would see a
-// clean end of file.
-func (s Sudo) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error {
-	tmp := transport.CommitTemp(path)
+// Put streams r as root into an upload's private directory next to path
+// (transport.Upload: never through a symlink a guest user planted), then, in
+// a second command, checks its sha256, sets its owner and mode and renames
+// it over path. Two steps because a source that fails mid-stream only closes
+// stdin: the guest would see a clean end of file.
+func (s Sudo) Put(ctx context.Context, path string, r io.Reader, a transport.Attrs) error {
+	u, err := transport.NewUpload(path, s.Rand)
+	if err != nil {
+		return err
+	}
 	sum := sha256.New()
 	src := &trackedReader{r: io.TeeReader(r, sum)}
-	_, err := s.Run(ctx, transport.Cmd{Line: "umask 077 && cat > " + transport.Quote(tmp), Stdin: src})
+	res, err := s.Run(ctx, transport.Cmd{Line: u.Begin(), Stdin: src})
+	id := strings.TrimSpace(string(res.Stdout))
 	if err == nil && src.err != nil {
 		err = fmt.Errorf("read: %w", src.err)
 	}
 	if err == nil {
-		_, err = s.Run(ctx, transport.Cmd{Line: transport.CommitScript(tmp, path, hex.EncodeToString(sum.Sum(nil)), mode)})
+		// The commit cleans up after itself when it fails.
+		if _, err = s.Run(ctx, transport.Cmd{Line: u.Commit(id, hex.EncodeToString(sum.Sum(nil)), a)}); err != nil {
+			return fmt.Errorf("put %s: %w", path, err)
+		}
+		return nil
 	}
-	if err != nil {
-		// Best effort, also when ctx has ended (a cancelled run must not
-		// leave the temp file behind): the error in hand is the one that
-		// matters.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		s.Run(cctx, transport.Cmd{Line: transport.Command("rm", "-f", tmp)})
-		cancel()
-		return fmt.Errorf("put %s: %w", path, transport.MarkNotExist(err))
-	}
-	return nil
+	// Best effort, also when ctx has ended (a cancelled run must not leave
+	// the upload behind): the error in hand is the one that matters.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	s.Run(cctx, transport.Cmd{Line: u.Abort(id)})
+	cancel()
+	return fmt.Errorf("put %s: %w", path, transport.MarkNotExist(err))
 }
 
 // cleanupTimeout bounds removing the temp file of a failed Put.

@@ -217,7 +217,7 @@ func (g *Guest) probeOnce(ctx context.Context, agent bool) probe {
 		return probe{err: err}
 	}
 	if g.o.SSHUser != "" && g.o.SSHUser != "root" {
-		t = Sudo{T: t}
+		t = Sudo{T: t, Rand: g.o.Rand}
 	}
 	return probe{t: t}
 }

@@ -6,11 +6,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -63,7 +66,10 @@ func tee(buf *bytes.Buffer, w io.Writer) io.Writer {
 	return io.MultiWriter(buf, w)
 }
 
-func (Shell) Put(_ context.Context, path string, r io.Reader, mode fs.FileMode) error {
+// Put writes a temp file created exclusively next to path (never through
+// a symlink), sets its owner and mode through its descriptor, and renames
+// it over path.
+func (Shell) Put(_ context.Context, path string, r io.Reader, a transport.Attrs) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".phoenix-*")
 	if err != nil {
 		return err
@@ -73,7 +79,13 @@ func (Shell) Put(_ context.Context, path string, r io.Reader, mode fs.FileMode) 
 		tmp.Close()
 		return err
 	}
-	if err := tmp.Chmod(mode); err != nil {
+	if a.Owner != "" {
+		if err := chown(tmp, a.Owner); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := tmp.Chmod(a.Mode); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -91,4 +103,30 @@ func (Shell) Get(_ context.Context, path string, w io.Writer) error {
 	defer f.Close()
 	_, err = io.Copy(w, f)
 	return err
+}
+
+// chown sets f's owner from "user", "user:group" or numeric ids.
+func chown(f *os.File, owner string) error {
+	name, group, withGroup := strings.Cut(owner, ":")
+	u, err := user.Lookup(name)
+	if err != nil {
+		if u, err = user.LookupId(name); err != nil {
+			return fmt.Errorf("owner %s: %w", owner, err)
+		}
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid := -1
+	switch {
+	case withGroup && group == "":
+		gid, _ = strconv.Atoi(u.Gid)
+	case withGroup:
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			if g, err = user.LookupGroupId(group); err != nil {
+				return fmt.Errorf("owner %s: %w", owner, err)
+			}
+		}
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	return f.Chown(uid, gid)
 }

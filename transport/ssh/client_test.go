@@ -473,7 +473,7 @@ func TestJumpHost(t *testing.T) {
 		t.Errorf("Name() = %q", c.Name())
 	}
 	var got bytes.Buffer
-	if err := c.Put(testCtx(t), filepath.Join(t.TempDir(), "f"), strings.NewReader("through the jump"), 0o600); err != nil {
+	if err := c.Put(testCtx(t), filepath.Join(t.TempDir(), "f"), strings.NewReader("through the jump"), transport.Attrs{Mode: 0o600}); err != nil {
 		t.Errorf("Put through the jump host: %v", err)
 	}
 	if err := c.Get(testCtx(t), "/etc/hostname", &got); err != nil {
@@ -508,7 +508,7 @@ func TestKeepAlive(t *testing.T) {
 	if _, err := c.Run(testCtx(t), transport.Cmd{Line: "true"}); !errors.Is(err, transport.ErrDisconnected) {
 		t.Errorf("Run on a dropped connection: %v, want ErrDisconnected", err)
 	}
-	if err := c.Put(testCtx(t), "/tmp/x", strings.NewReader("x"), 0o644); !errors.Is(err, transport.ErrDisconnected) {
+	if err := c.Put(testCtx(t), "/tmp/x", strings.NewReader("x"), transport.Attrs{Mode: 0o644}); !errors.Is(err, transport.ErrDisconnected) {
 		t.Errorf("Put on a dropped connection: %v, want ErrDisconnected", err)
 	}
 }
@@ -555,7 +555,7 @@ func TestFailedPutLeavesNoTrace(t *testing.T) {
 		{"rename refused", testCtx(t), blocker, func() *bytes.Reader { return bytes.NewReader([]byte("x")) }},
 		{"cancelled", ctx, target, func() *bytes.Reader { return bytes.NewReader(make([]byte, 1<<20)) }},
 	} {
-		if err := c.Put(tc.ctx, tc.path, tc.r(), 0o644); err == nil {
+		if err := c.Put(tc.ctx, tc.path, tc.r(), transport.Attrs{Mode: 0o644}); err == nil {
 			t.Errorf("%s: Put succeeded", tc.name)
 		}
 	}
@@ -578,7 +578,7 @@ func TestLargeBinaryPutGet(t *testing.T) {
 	data := make([]byte, 8<<20)
 	rand.Read(data)
 	p := filepath.Join(t.TempDir(), "blob.bin")
-	if err := c.Put(testCtx(t), p, bytes.NewReader(data), 0o640); err != nil {
+	if err := c.Put(testCtx(t), p, bytes.NewReader(data), transport.Attrs{Mode: 0o640}); err != nil {
 		t.Fatal(err)
 	}
 	onDisk, err := os.ReadFile(p)
@@ -601,7 +601,7 @@ func TestSFTPReopensAfterBreak(t *testing.T) {
 	f := newFixture(t)
 	c := dial(t, f.options())
 	dir := t.TempDir()
-	if err := c.Put(testCtx(t), filepath.Join(dir, "a"), strings.NewReader("a"), 0o644); err != nil {
+	if err := c.Put(testCtx(t), filepath.Join(dir, "a"), strings.NewReader("a"), transport.Attrs{Mode: 0o644}); err != nil {
 		t.Fatal(err)
 	}
 	dead := c.sftpDead
@@ -614,7 +614,7 @@ func TestSFTPReopensAfterBreak(t *testing.T) {
 			return false
 		}
 	})
-	if err := c.Put(testCtx(t), filepath.Join(dir, "b"), strings.NewReader("b"), 0o644); err != nil {
+	if err := c.Put(testCtx(t), filepath.Join(dir, "b"), strings.NewReader("b"), transport.Attrs{Mode: 0o644}); err != nil {
 		t.Fatalf("Put after the SFTP session broke: %v", err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "b")); string(b) != "b" {

@@ -2,36 +2,48 @@ package ssh
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/pkg/sftp"
+
+	"github.com/phoenix-hv/phoenix/transport"
 )
 
 // Put writes r to the remote path atomically: into a temp file
-// ".<base>.phoenix-<random>" in the same directory, chmod'ed to mode before
-// any byte is written, then renamed over path. On any error the temp file is
-// removed and path is left as it was.
-func (c *Client) Put(ctx context.Context, p string, r io.Reader, mode fs.FileMode) error {
-	if err := c.put(ctx, p, r, mode); err != nil {
+// ".<base>.phoenix-<random>" in the same directory, created exclusively (so
+// never through a planted symlink), given its owner and mode through its
+// handle before any byte is written, then renamed over path (a symlink at
+// path is replaced, not followed). On any error the temp file is removed and
+// path is left as it was.
+func (c *Client) Put(ctx context.Context, p string, r io.Reader, a transport.Attrs) error {
+	if err := c.put(ctx, p, r, a); err != nil {
 		return fmt.Errorf("put %s: %w", p, err)
 	}
 	return nil
 }
 
-func (c *Client) put(ctx context.Context, p string, r io.Reader, mode fs.FileMode) error {
+func (c *Client) put(ctx context.Context, p string, r io.Reader, a transport.Attrs) error {
+	uid, gid := -1, -1
+	if a.Owner != "" {
+		var err error
+		if uid, gid, err = c.ids(ctx, a.Owner); err != nil {
+			return err
+		}
+	}
 	sc, done, err := c.sftpClient(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	tmp, err := tempName(p)
+	tmp, err := transport.TempName(p, nil)
 	if err != nil {
 		return err
 	}
@@ -46,7 +58,20 @@ func (c *Client) put(ctx context.Context, p string, r io.Reader, mode fs.FileMod
 			sc.Remove(tmp)
 		}
 	}()
-	if err := f.Chmod(mode); err != nil {
+	if uid >= 0 {
+		if gid < 0 {
+			st, err := f.Stat()
+			if err != nil {
+				return fmt.Errorf("stat %s: %w", tmp, c.connErr(err))
+			}
+			gid = int(st.Sys().(*sftp.FileStat).GID)
+		}
+		// Before chmod: chown clears the setuid and setgid bits.
+		if err := f.Chown(uid, gid); err != nil {
+			return fmt.Errorf("chown %s: %w", tmp, c.connErr(err))
+		}
+	}
+	if err := f.Chmod(a.Mode); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmp, c.connErr(err))
 	}
 	if _, err := f.ReadFrom(ctxReader{ctx, r}); err != nil {
@@ -59,7 +84,45 @@ func (c *Client) put(ctx context.Context, p string, r io.Reader, mode fs.FileMod
 		return fmt.Errorf("rename %s: %w", tmp, c.connErr(err))
 	}
 	committed = true
+	// Someone who can write the directory could have swapped the temp name
+	// for something else before the rename; nothing was written through it,
+	// but the destination is then not our file.
+	if st, err := sc.Lstat(p); err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("%s was replaced while it was written (is %s writable by another user?)", p, path.Dir(p))
+	}
 	return nil
+}
+
+// ids resolves a chown-style owner ("user", "user:group", numeric ids) on
+// the remote host; gid is -1 when the group stays as it is.
+func (c *Client) ids(ctx context.Context, owner string) (uid, gid int, err error) {
+	user, group, withGroup := strings.Cut(owner, ":")
+	line := "id -u -- " + transport.Quote(user)
+	switch {
+	case withGroup && group == "":
+		line += " && id -g -- " + transport.Quote(user) // chown's "user:" is the login group
+	case withGroup:
+		line += " && getent group -- " + transport.Quote(group) + " | cut -d: -f3"
+	}
+	res, err := c.Run(ctx, transport.Cmd{Line: line, Timeout: time.Minute})
+	if err != nil {
+		return 0, 0, fmt.Errorf("owner %s: %w", owner, err)
+	}
+	f := strings.Fields(string(res.Stdout))
+	gid = -1
+	if len(f) > 0 {
+		uid, err = strconv.Atoi(f[0])
+	}
+	if err == nil && withGroup {
+		gid, err = -1, errors.New("no such group")
+		if len(f) == 2 {
+			gid, err = strconv.Atoi(f[1])
+		}
+	}
+	if len(f) == 0 || err != nil {
+		return 0, 0, fmt.Errorf("owner %s: no such user or group on the host (%s printed %q)", owner, line, transport.Tail(res.Stdout, 2))
+	}
+	return uid, gid, nil
 }
 
 // rename moves tmp over p, atomically where the server has the OpenSSH
@@ -72,14 +135,6 @@ func rename(sc *sftp.Client, tmp, p string) error {
 		return err
 	}
 	return sc.Rename(tmp, p)
-}
-
-func tempName(p string) (string, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	return path.Join(path.Dir(p), "."+path.Base(p)+".phoenix-"+hex.EncodeToString(b[:])), nil
 }
 
 // Get streams the remote file at p to w. A missing file is an error wrapping

@@ -49,6 +49,7 @@ func Run(t *testing.T, newT func(t *testing.T) transport.Transport) {
 		{"GetMissingFile", testGetMissing},
 		{"PutIntoMissingDirectory", testPutMissingDir},
 		{"HostileNames", testHostileNames},
+		{"PutNeverFollowsSymlinks", testPutNoFollow},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := newT(t)
@@ -116,7 +117,7 @@ func (s *suite) entries() []string {
 
 func (s *suite) put(p string, data []byte, mode fs.FileMode) {
 	s.t.Helper()
-	if err := s.tr.Put(s.ctx(), p, bytes.NewReader(data), mode); err != nil {
+	if err := s.tr.Put(s.ctx(), p, bytes.NewReader(data), transport.Attrs{Mode: mode}); err != nil {
 		s.t.Fatalf("Put(%q): %v", p, err)
 	}
 }
@@ -385,7 +386,7 @@ func testFailedPut(t *testing.T, s *suite) {
 	p := path.Join(dir, "conf")
 	s.put(p, []byte("old\n"), 0o644)
 	broken := io.MultiReader(bytes.NewReader(randomBytes(200<<10, 4)), errReader{})
-	if err := s.tr.Put(s.ctx(), p, broken, 0o600); err == nil {
+	if err := s.tr.Put(s.ctx(), p, broken, transport.Attrs{Mode: 0o600}); err == nil {
 		t.Fatal("Put from a failing reader returned no error")
 	}
 	if got := string(s.get(p)); got != "old\n" {
@@ -395,7 +396,7 @@ func testFailedPut(t *testing.T, s *suite) {
 		t.Errorf("directory holds %q after a failed Put, want only conf", got)
 	}
 	// Into a directory that does not exist: an error, nothing created.
-	if err := s.tr.Put(s.ctx(), path.Join(dir, "missing", "f"), strings.NewReader("x"), 0o644); err == nil {
+	if err := s.tr.Put(s.ctx(), path.Join(dir, "missing", "f"), strings.NewReader("x"), transport.Attrs{Mode: 0o644}); err == nil {
 		t.Error("Put into a missing directory returned no error")
 	}
 }
@@ -418,9 +419,39 @@ func testGetMissing(t *testing.T, s *suite) {
 // A Put whose directory does not exist fails as fs.ErrNotExist on every
 // transport, so a task can tell "create the directory first" from a failure.
 func testPutMissingDir(t *testing.T, s *suite) {
-	err := s.tr.Put(s.ctx(), path.Join(s.scratch(), "no", "such", "file"), strings.NewReader("x"), 0o644)
+	err := s.tr.Put(s.ctx(), path.Join(s.scratch(), "no", "such", "file"), strings.NewReader("x"), transport.Attrs{Mode: 0o644})
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Put into a missing directory: %v, want fs.ErrNotExist", err)
+	}
+}
+
+// A user who can write the destination's directory plants symlinks at the
+// destination and at the fixed temp name phoenix once used, pointing at a
+// file it must not be able to change: Put replaces the symlink at the
+// destination with a regular file and never writes, chmods or chowns
+// through either.
+func testPutNoFollow(t *testing.T, s *suite) {
+	dir := s.scratch()
+	canary, drop := path.Join(dir, "canary"), path.Join(dir, "drop")
+	dest := path.Join(drop, "app.conf")
+	s.run("mkdir " + transport.Quote(drop) + " && printf secret > " + transport.Quote(canary) + " && chmod 600 " + transport.Quote(canary) +
+		" && ln -s " + transport.Quote(canary) + " " + transport.Quote(dest) +
+		" && ln -s " + transport.Quote(canary) + " " + transport.Quote(path.Join(drop, ".app.conf.phoenix-tmp")))
+	for _, size := range []int{5, 3 << 20} { // one command, and chunks where the transport has them
+		data := randomBytes(size, uint64(size))
+		s.put(dest, data, 0o644)
+		if got := s.get(dest); !bytes.Equal(got, data) {
+			t.Errorf("%d bytes: Get returned %d bytes", size, len(got))
+		}
+		if got := strings.TrimSpace(string(s.run("stat -c '%F %a' " + transport.Quote(dest)).Stdout)); got != "regular file 644" {
+			t.Errorf("%d bytes: destination is %q, want a regular file with mode 644", size, got)
+		}
+		if got := strings.TrimSpace(string(s.run("cat " + transport.Quote(canary) + "; echo; stat -c %a " + transport.Quote(canary)).Stdout)); got != "secret\n600" {
+			t.Errorf("%d bytes: the symlinks' target now holds/has %q", size, clip([]byte(got)))
+		}
+	}
+	if got := strings.TrimSpace(string(s.run("ls -A " + transport.Quote(drop)).Stdout)); got != ".app.conf.phoenix-tmp\napp.conf" {
+		t.Errorf("directory holds %q, want only the planted temp-name symlink and the destination", got)
 	}
 }
 
