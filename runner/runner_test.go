@@ -791,3 +791,22 @@ func TestGuestProbeBatchIsBounded(t *testing.T) {
 		t.Errorf("batch deadlines %v, want [true]", g.bounded)
 	}
 }
+
+// A pending change reads in the future in a dry run and in the past once
+// applied.
+func TestSummaryTense(t *testing.T) {
+	worded := tasks.Change{Action: tasks.Update, Summary: "will set cores 2", Done: "set cores 2"}
+	for _, dryRun := range []bool{true, false} {
+		out := fixture{
+			cfg: oneVM, playbook: "tasks:\n  - {name: a, kind: t, with: {id: a}}\n", vmids: []int{8101}, dryRun: dryRun,
+			behaviors: map[string]*behavior{"a": {changes: []tasks.Change{worded, none}}},
+		}.run(t)
+		want := "set cores 2"
+		if dryRun {
+			want = "will set cores 2"
+		}
+		if ends := out.taskEnds(); len(ends) != 1 || ends[0].Status != StatusChanged || ends[0].Change.Summary != want {
+			t.Errorf("dry run %v: task_end %+v, want summary %q", dryRun, ends, want)
+		}
+	}
+}

@@ -117,6 +117,10 @@ func (v *vmRun) step(ctx context.Context, i int) (Status, error) {
 	if !v.r.o.Diff {
 		end.Change.Diff = ""
 	}
+	// Applied: say what was done, not what would be.
+	if status == StatusChanged && !v.r.o.DryRun && end.Change.Done != "" {
+		end.Change.Summary = end.Change.Done
+	}
 	if err != nil {
 		end.Error = v.mask(err.Error())
 	}
@@ -273,7 +277,7 @@ func (v *vmRun) log(format string, args ...any) {
 func (v *vmRun) mask(s string) string { return transport.Redact(s, v.secrets) }
 
 func (v *vmRun) maskChange(c tasks.Change) tasks.Change {
-	c.Summary, c.Diff, c.Details = v.mask(c.Summary), v.mask(c.Diff), v.mask(c.Details)
+	c.Summary, c.Done, c.Diff, c.Details = v.mask(c.Summary), v.mask(c.Done), v.mask(c.Diff), v.mask(c.Details)
 	if len(c.Commands) > 0 {
 		cmds := make([]string, len(c.Commands))
 		for i, l := range c.Commands {

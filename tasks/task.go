@@ -34,8 +34,15 @@ const (
 // prints it (text or JSON), and Apply receives it back.
 type Change struct {
 	Action Action `json:"action"`
-	// Summary is one line a person reads: what will change, or why nothing does.
+	// Summary is one line a person reads. For a pending change it is the
+	// plan, in the future tense ("will take snapshot final-form"); for
+	// Action None it says why nothing is to do ("snapshot final-form
+	// exists").
 	Summary string `json:"summary"`
+	// Done is a pending change in the past tense ("took snapshot
+	// final-form"): what a run reports once Apply succeeded. Every task
+	// words its change for both tenses here, once; the runner picks.
+	Done string `json:"done,omitempty"`
 	// Diff is a unified diff of what changes (qm config keys, file content);
 	// secrets already masked.
 	Diff string `json:"diff,omitempty"`

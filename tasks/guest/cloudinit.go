@@ -44,7 +44,7 @@ func (t *cloudInit) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 		return tasks.Change{}, err
 	}
 	if !up {
-		return notYet(fmt.Sprintf("will wait up to %s for cloud-init to finish", t.timeout())), nil
+		return notYet(fmt.Sprintf("will wait up to %s for cloud-init to finish", t.timeout()), "cloud-init finished"), nil
 	}
 	return t.wait(ctx, env)
 }

@@ -65,7 +65,7 @@ func (t *feature) Check(ctx context.Context, env *tasks.Env) (tasks.Change, erro
 		return tasks.Change{}, err
 	}
 	if !up {
-		return notYet("will run feature " + t.Name), nil
+		return notYet("will run feature "+t.Name, "ran feature "+t.Name), nil
 	}
 	return t.check(ctx, env)
 }
@@ -99,6 +99,7 @@ func (t *feature) check(ctx context.Context, env *tasks.Env) (tasks.Change, erro
 	return tasks.Change{
 		Action:  tasks.Run,
 		Summary: fmt.Sprintf("will run feature %s: %s", t.Name, why),
+		Done:    fmt.Sprintf("ran feature %s: %s", t.Name, why),
 		Plan:    &p,
 		Commands: []string{
 			transport.Command("mkdir", "-p", featureDir),

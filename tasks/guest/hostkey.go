@@ -86,6 +86,7 @@ func (t *hostKey) Check(ctx context.Context, env *tasks.Env) (tasks.Change, erro
 		return tasks.Change{
 			Action:   tasks.Create,
 			Summary:  fmt.Sprintf("will generate an ed25519 host key in %s and pin it as %s", path, alias),
+			Done:     fmt.Sprintf("generated an ed25519 host key in %s and pinned it as %s", path, alias),
 			Diff:     fmt.Sprintf("+ %s: new ed25519 host key (cloud-init vendor-data)\n+ %s: pin %s\n", path, env.GuestKnownHosts, alias),
 			Commands: t.commands(env, path, alias, true),
 			Plan:     &hostKeyPlan{generate: true},
@@ -107,6 +108,7 @@ func (t *hostKey) Check(ctx context.Context, env *tasks.Env) (tasks.Change, erro
 	return tasks.Change{
 		Action:   tasks.Update,
 		Summary:  fmt.Sprintf("will pin host key %s as %s", fp, alias),
+		Done:     fmt.Sprintf("pinned host key %s as %s", fp, alias),
 		Diff:     diff.String(),
 		Commands: t.commands(env, path, alias, false),
 		Plan:     &hostKeyPlan{pin: key},
@@ -140,6 +142,7 @@ func (t *hostKey) checkAbsent(ctx context.Context, env *tasks.Env, vmid int, ali
 	return tasks.Change{
 		Action:   tasks.Delete,
 		Summary:  fmt.Sprintf("will remove the host key snippet and pin of %s", alias),
+		Done:     fmt.Sprintf("removed the host key snippet and pin of %s", alias),
 		Diff:     diff.String(),
 		Commands: []string{transport.Command("rm", "-f", path), fmt.Sprintf("forget %s in %s", alias, env.GuestKnownHosts)},
 	}, nil

@@ -92,7 +92,8 @@ func (t *fileInject) Check(ctx context.Context, env *tasks.Env) (tasks.Change, e
 		if _, err := t.node(ctx, env); err != nil {
 			return tasks.Change{}, err
 		}
-		return notYet(fmt.Sprintf("will copy %s from the node to %s", t.Source, t.Destination)), nil
+		return notYet(fmt.Sprintf("will copy %s from the node to %s", t.Source, t.Destination),
+			fmt.Sprintf("copied %s from the node to %s", t.Source, t.Destination)), nil
 	}
 	return t.check(ctx, env)
 }
@@ -129,10 +130,13 @@ func (t *fileInject) check(ctx context.Context, env *tasks.Env) (tasks.Change, e
 	case !dst.exists:
 		c.Action = tasks.Create
 		c.Summary = fmt.Sprintf("will copy %s from the node to %s", t.Source, t.Destination)
+		c.Done = fmt.Sprintf("copied %s from the node to %s", t.Source, t.Destination)
 	case p.put:
 		c.Summary = fmt.Sprintf("will replace %s with the node's %s", t.Destination, t.Source)
+		c.Done = fmt.Sprintf("replaced %s with the node's %s", t.Destination, t.Source)
 	default:
 		c.Summary = fmt.Sprintf("will set %s on %s", strings.Join(diffs, ", "), t.Destination)
+		c.Done = fmt.Sprintf("set %s on %s", strings.Join(diffs, ", "), t.Destination)
 	}
 	if p.put {
 		d, err := t.contentDiff(ctx, env, src, dst)

@@ -109,7 +109,7 @@ func (t *nfsMount) Check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 		return tasks.Change{}, err
 	}
 	if !up {
-		return notYet(fmt.Sprintf("will mount %s on %s", e.Source, t.Path)), nil
+		return notYet(fmt.Sprintf("will mount %s on %s", e.Source, t.Path), fmt.Sprintf("mounted %s on %s", e.Source, t.Path)), nil
 	}
 	return t.check(ctx, env)
 }
@@ -149,17 +149,18 @@ func (t *nfsMount) check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 	if !mounted && !hasMountPoint(p.old, t.Path) {
 		c.Action = tasks.Create
 	}
-	var todo []string
+	var will, did []string
 	if len(p.install) > 0 {
-		todo = append(todo, "install the NFS client")
+		will, did = append(will, "install the NFS client"), append(did, "installed the NFS client")
 	}
 	if changed {
-		todo = append(todo, "set its /etc/fstab line")
+		will, did = append(will, "set its /etc/fstab line"), append(did, "set its /etc/fstab line")
 	}
 	if p.mount {
-		todo = append(todo, "mount it")
+		will, did = append(will, "mount it"), append(did, "mounted it")
 	}
-	c.Summary = fmt.Sprintf("%s on %s: will %s", e.Source, t.Path, strings.Join(todo, ", "))
+	c.Summary = fmt.Sprintf("%s on %s: will %s", e.Source, t.Path, strings.Join(will, ", "))
+	c.Done = fmt.Sprintf("%s on %s: %s", e.Source, t.Path, strings.Join(did, ", "))
 	if changed {
 		c.Diff = unifiedDiff(fstabPath, p.old, p.new)
 	}

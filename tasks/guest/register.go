@@ -66,9 +66,10 @@ func (d deps) guestUp(ctx context.Context, env *tasks.Env) (bool, error) {
 	return st.Exists && st.Status == "running", nil
 }
 
-// notYet is the Check result for a guest that cannot answer yet.
-func notYet(summary string) tasks.Change {
-	return tasks.Change{Action: tasks.Unknown, Summary: summary}
+// notYet is the Check result for a guest that cannot answer yet: what
+// the task will do once it does, and the same done.
+func notYet(will, did string) tasks.Change {
+	return tasks.Change{Action: tasks.Unknown, Summary: will, Done: did}
 }
 
 // checker is a task's Check without the running-VM gate.

@@ -34,7 +34,7 @@ func (t *waitGuest) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 		return tasks.Change{}, err
 	}
 	if !up {
-		return notYet(fmt.Sprintf("will wait up to %s for the guest", t.timeout(env))), nil
+		return notYet(fmt.Sprintf("will wait up to %s for the guest", t.timeout(env)), "waited for the guest"), nil
 	}
 	return t.wait(ctx, env)
 }

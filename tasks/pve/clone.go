@@ -72,8 +72,8 @@ func (t *cloneTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 	} else {
 		args = append(args, "--full", "0")
 	}
-	summary := fmt.Sprintf("clone %s %d to vm %d %s(%s)", kind, t.p.Source, vmid, nameWord(t.p.Name), copyKind)
-	return planned(tasks.Create, summary, "", call{argv: args, timeout: cloneTimeout}), nil
+	what := fmt.Sprintf("%s %d to vm %d %s(%s)", kind, t.p.Source, vmid, nameWord(t.p.Name), copyKind)
+	return planned(tasks.Create, "will clone "+what, "cloned "+what, "", call{argv: args, timeout: cloneTimeout}), nil
 }
 
 // nameWord is `"web01" ` or nothing.

@@ -226,12 +226,12 @@ func (t *configTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, e
 			diff += "+ " + kc.key + ": " + l + "\n"
 		}
 	}
-	summary := "set " + strings.Join(names, ", ")
+	what := "set " + strings.Join(names, ", ")
 	if cold := coldKeys(names); st.Status == "running" && len(cold) > 0 {
 		// qm keeps them pending; qm config already shows the new values.
-		summary += "; " + strings.Join(cold, ", ") + " take effect at the next VM start"
+		what += "; " + strings.Join(cold, ", ") + " take effect at the next VM start"
 	}
-	return planned(tasks.Update, summary, diff, c), nil
+	return planned(tasks.Update, "will "+what, what, diff, c), nil
 }
 
 // coldKeys are the keys among names a running VM only takes at its next

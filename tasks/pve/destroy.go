@@ -36,17 +36,18 @@ func (t *destroyTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, 
 	// Gone already means done: a second run, or a destroy racing this one.
 	destroy := call{argv: qmArgs("destroy", vmid, "--purge", boolWord(t.purge)), timeout: qmTimeout, done: IsNotExist}
 	var calls []call
-	summary := fmt.Sprintf("destroy vm %d %s(%s)", vmid, nameWord(st.Config["name"]), st.Status)
+	what := fmt.Sprintf("vm %d %s(%s)", vmid, nameWord(st.Config["name"]), st.Status)
+	will, did := "will destroy "+what, "destroyed "+what
 	if st.Status != "stopped" {
 		stop := hardStop(vmid)
 		stop.done = IsNotExist
 		calls = append(calls, stop)
-		summary += ", stopped hard first with qm stop"
+		will, did = will+", stopping it hard first with qm stop", did+", stopped hard first"
 	}
 	calls = append(calls, destroy)
 	diff := strings.TrimSpace(fmt.Sprintf("- vm %d %s", vmid, nameWord(st.Config["name"]))) + "\n"
 	if len(st.Snapshots) > 0 {
 		diff += "- snapshots: " + strings.Join(st.Snapshots, ", ") + "\n"
 	}
-	return planned(tasks.Delete, summary, diff, calls...), nil
+	return planned(tasks.Delete, will, did, diff, calls...), nil
 }

@@ -62,5 +62,6 @@ func (t *diskTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 	diff := fmt.Sprintf("- %s size: %s\n+ %s size: %s\n", disk, FormatSize(cur), disk, size)
 	// Absolute size, so a retry never grows twice.
 	c := call{argv: qmArgs("resize", vmid, disk, size), checkStderr: true, timeout: qmTimeout}
-	return planned(tasks.Update, fmt.Sprintf("grow %s from %s to %s", disk, FormatSize(cur), size), diff, c), nil
+	what := fmt.Sprintf("%s from %s to %s", disk, FormatSize(cur), size)
+	return planned(tasks.Update, "will grow "+what, "grew "+what, diff, c), nil
 }

@@ -33,7 +33,7 @@ func (t *startTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 		return tasks.Change{}, fmt.Errorf("vm %d is %s: phoenix only starts stopped VMs", vmid, st.Status)
 	}
 	c := call{argv: qmArgs("start", vmid), timeout: qmTimeout, done: IsAlreadyRunning}
-	return planned(tasks.Update, fmt.Sprintf("start vm %d (stopped)", vmid), "", c), nil
+	return planned(tasks.Update, fmt.Sprintf("will start vm %d (stopped)", vmid), fmt.Sprintf("started vm %d", vmid), "", c), nil
 }
 
 type stopParams struct {
@@ -75,7 +75,7 @@ func (t *stopTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 	stop := hardStop(vmid)
 	// A paused VM refuses a shutdown.
 	if t.p.Force || st.Status == "paused" {
-		return planned(tasks.Update, fmt.Sprintf("stop vm %d (%s; hard stop)", vmid, st.Status), "", stop), nil
+		return planned(tasks.Update, fmt.Sprintf("will stop vm %d (%s; hard stop)", vmid, st.Status), fmt.Sprintf("stopped vm %d (hard stop)", vmid), "", stop), nil
 	}
 	shutdown := call{
 		argv:     qmArgs("shutdown", vmid, "--timeout", fmt.Sprint(t.timeout)),
@@ -83,8 +83,9 @@ func (t *stopTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 		fallback: &stop,
 		escalate: IsShutdownTimeout,
 	}
-	summary := fmt.Sprintf("shut down vm %d (%s), waiting %ds; qm stop only if that times out", vmid, st.Status, t.timeout)
-	return planned(tasks.Update, summary, "", shutdown), nil
+	will := fmt.Sprintf("will shut down vm %d (%s), waiting %ds; qm stop only if that times out", vmid, st.Status, t.timeout)
+	// A stop after a timed-out shutdown is logged when it happens.
+	return planned(tasks.Update, will, fmt.Sprintf("stopped vm %d", vmid), "", shutdown), nil
 }
 
 // hardStop is `qm stop`: quit, then SIGTERM and SIGKILL (qm waits up to 70 s).

@@ -50,12 +50,13 @@ func missing(env *tasks.Env, summary string) (tasks.Change, error) {
 	if env.DryRun {
 		return tasks.Change{Action: tasks.Unknown, Summary: summary}, nil
 	}
-	return tasks.Change{}, fmt.Errorf("vm %d does not exist", env.VM.VMID)
+	return tasks.Change{}, fmt.Errorf("vm %d does not exist: phoenix makes VMs by cloning, set clone_from_vmid in the config", env.VM.VMID)
 }
 
-// planned is a pending change that runs calls.
-func planned(action tasks.Action, summary, diff string, calls ...call) tasks.Change {
-	return tasks.Change{Action: action, Summary: summary, Diff: diff, Commands: commands(calls), Plan: calls}
+// planned is a pending change that runs calls; will and did word it
+// before and after (Change.Summary, Change.Done).
+func planned(action tasks.Action, will, did, diff string, calls ...call) tasks.Change {
+	return tasks.Change{Action: action, Summary: will, Done: did, Diff: diff, Commands: commands(calls), Plan: calls}
 }
 
 func none(format string, args ...any) tasks.Change {

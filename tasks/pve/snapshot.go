@@ -57,5 +57,5 @@ func (t *snapshotTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change,
 		args = append(args, "--description", t.p.Description)
 	}
 	c := call{argv: args, timeout: qmTimeout}
-	return planned(tasks.Create, "take snapshot "+name, "+ snapshot: "+name+"\n", c), nil
+	return planned(tasks.Create, "will take snapshot "+name, "took snapshot "+name, "+ snapshot: "+name+"\n", c), nil
 }

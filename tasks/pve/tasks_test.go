@@ -261,7 +261,7 @@ func TestDryRunOnFreshNode(t *testing.T) {
 		action  tasks.Action
 		summary string
 	}{
-		{"vm_clone", map[string]any{"source": float64(9000), "name": "web01"}, tasks.Create, `clone template 9000 to vm 8101 "web01" (full copy)`},
+		{"vm_clone", map[string]any{"source": float64(9000), "name": "web01"}, tasks.Create, `will clone template 9000 to vm 8101 "web01" (full copy)`},
 		{"vm_config", configParams8101, tasks.Unknown, "vm 8101 does not exist yet; will set ciuser, cores, ipconfig0, memory, nameserver, onboot, searchdomain, sshkeys"},
 		{"vm_disk", map[string]any{"size_gb": float64(50)}, tasks.Unknown, "vm 8101 does not exist yet; scsi0 will be grown to 50G if smaller"},
 		{"vm_start", map[string]any{}, tasks.Unknown, "vm 8101 does not exist yet; will start it"},
@@ -288,6 +288,7 @@ func TestCheck(t *testing.T) {
 		reads    []fake.Call
 		action   tasks.Action
 		summary  string // substring
+		done     string // exactly, when set
 		commands []string
 		err      string // substring
 	}{
@@ -322,7 +323,8 @@ func TestCheck(t *testing.T) {
 			action: tasks.None, summary: "config matches"},
 		{name: "config: one key differs", kind: "vm_config", params: configParams8101,
 			reads:  []fake.Call{stateRead(8101, with(configured, "cores", "4"), "running", noSnapshots)},
-			action: tasks.Update, summary: "set cores; cores take effect at the next VM start", commands: []string{"qm set 8101 --cores 2"}},
+			action: tasks.Update, summary: "will set cores; cores take effect at the next VM start", done: "set cores; cores take effect at the next VM start",
+			commands: []string{"qm set 8101 --cores 2"}},
 		{name: "config: bridge moves, MAC stays", kind: "vm_config", params: map[string]any{"bridge": "vmbr1"},
 			reads:  []fake.Call{stopped},
 			action: tasks.Update, commands: []string{"qm set 8101 --net0 'virtio=BC:24:11:12:34:56,bridge=vmbr1'"}},
@@ -352,7 +354,7 @@ func TestCheck(t *testing.T) {
 			action: tasks.None, summary: "disk scsi0 is 60G, larger than 50G; never shrunk"},
 		{name: "disk: other disk", kind: "vm_disk", params: map[string]any{"disk": "virtio1", "size_gb": 20},
 			reads:  []fake.Call{stateRead(8101, with(resized, "virtio1", "local-lvm:vm-8101-disk-1,size=512M"), "stopped", noSnapshots)},
-			action: tasks.Update, summary: "grow virtio1 from 512M to 20G", commands: []string{"qm resize 8101 virtio1 20G"}},
+			action: tasks.Update, summary: "will grow virtio1 from 512M to 20G", done: "grew virtio1 from 512M to 20G", commands: []string{"qm resize 8101 virtio1 20G"}},
 		{name: "disk: no such disk", kind: "vm_disk", params: map[string]any{"disk": "scsi1", "size_gb": 50},
 			reads: []fake.Call{stopped}, err: "no disk scsi1"},
 		{name: "disk: no size reads nothing", kind: "vm_disk", params: map[string]any{},
@@ -368,7 +370,7 @@ func TestCheck(t *testing.T) {
 
 		// vm_stop
 		{name: "stop: graceful first", kind: "vm_stop", params: map[string]any{}, reads: []fake.Call{running},
-			action: tasks.Update, summary: "qm stop only if that times out",
+			action: tasks.Update, summary: "qm stop only if that times out", done: "stopped vm 8101",
 			commands: []string{"qm shutdown 8101 --timeout 60", "qm stop 8101"}},
 		{name: "stop: timeout", kind: "vm_stop", params: map[string]any{"timeout_seconds": 180}, reads: []fake.Call{running},
 			action: tasks.Update, commands: []string{"qm shutdown 8101 --timeout 180", "qm stop 8101"}},
@@ -382,7 +384,7 @@ func TestCheck(t *testing.T) {
 
 		// vm_snapshot
 		{name: "snapshot: exact name, not a prefix", kind: "vm_snapshot", params: map[string]any{"name": "final"}, reads: []fake.Call{running},
-			action: tasks.Create, commands: []string{"qm snapshot 8101 final"}},
+			action: tasks.Create, summary: "will take snapshot final", done: "took snapshot final", commands: []string{"qm snapshot 8101 final"}},
 		{name: "snapshot: longer name than an existing one", kind: "vm_snapshot", params: map[string]any{"name": "final-form-2", "description": "after features"},
 			reads:  []fake.Call{running},
 			action: tasks.Create, commands: []string{"qm snapshot 8101 final-form-2 --description 'after features'"}},
@@ -393,7 +395,8 @@ func TestCheck(t *testing.T) {
 
 		// vm_destroy
 		{name: "destroy: running is stopped first", kind: "vm_destroy", params: map[string]any{}, reads: []fake.Call{running},
-			action: tasks.Delete, summary: `destroy vm 8101 "web01" (running), stopped hard first with qm stop`,
+			action: tasks.Delete, summary: `will destroy vm 8101 "web01" (running), stopping it hard first with qm stop`,
+			done:     `destroyed vm 8101 "web01" (running), stopped hard first`,
 			commands: []string{"qm stop 8101", "qm destroy 8101 --purge 1"}},
 		{name: "destroy: stopped, no purge", kind: "vm_destroy", params: map[string]any{"purge": false}, reads: []fake.Call{stopped},
 			action: tasks.Delete, commands: []string{"qm destroy 8101 --purge 0"}},
@@ -415,6 +418,10 @@ func TestCheck(t *testing.T) {
 			}
 			if c.Action != tt.action || !strings.Contains(c.Summary, tt.summary) || !slices.Equal(c.Commands, tt.commands) {
 				t.Errorf("got %s %q %q\nwant %s %q %q", c.Action, c.Summary, c.Commands, tt.action, tt.summary, tt.commands)
+			}
+			// A plan is in the future tense, what was done in the past.
+			if c.Pending() && (!strings.HasPrefix(c.Summary, "will ") || c.Done == "" || strings.Contains(c.Done, "will ") || tt.done != "" && c.Done != tt.done) {
+				t.Errorf("plan %q, done %q; want \"will …\" and the past tense %q", c.Summary, c.Done, tt.done)
 			}
 		})
 	}
