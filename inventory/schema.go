@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -66,6 +67,12 @@ func (v *validator) validate(inst any) []Problem {
 // leaves are reported.
 func (v *validator) collect(e *jsonschema.ValidationError, out *[]Problem) {
 	ptr := pointer(e.InstanceLocation...)
+	// A value of the wrong type says so, even where an errorMessage would
+	// describe the right value: "got a string" is what the user must fix.
+	if got, want, ok := typeMismatch(e); ok {
+		*out = append(*out, Problem{Pointer: ptr, Message: fmt.Sprintf("got %s, want %s", article(got), strings.Join(want, " or "))})
+		return
+	}
 	if msg := v.errorMessage(e.SchemaURL); msg != "" {
 		*out = append(*out, Problem{Pointer: ptr, Message: msg})
 		return
@@ -81,11 +88,38 @@ func (v *validator) collect(e *jsonschema.ValidationError, out *[]Problem) {
 		for _, name := range k.Missing {
 			*out = append(*out, Problem{Pointer: ptr + "/" + escapePointer(name), Message: "is required"})
 		}
-	case *kind.Type:
-		*out = append(*out, Problem{Pointer: ptr, Message: fmt.Sprintf("must be %s, not %s", article(strings.Join(k.Want, " or ")), k.Got)})
 	default:
 		*out = append(*out, Problem{Pointer: ptr, Message: e.ErrorKind.LocalizedString(v.printer)})
 	}
+}
+
+// typeMismatch reports whether every failure under e is a type check at
+// e's own value (a plain wrong type, or one no alternative of an anyOf
+// accepts), with the type got and the types wanted (with articles).
+func typeMismatch(e *jsonschema.ValidationError) (got string, want []string, ok bool) {
+	var walk func(e *jsonschema.ValidationError) bool
+	walk = func(c *jsonschema.ValidationError) bool {
+		if len(c.Causes) == 0 {
+			k, isType := c.ErrorKind.(*kind.Type)
+			if !isType || !slices.Equal(c.InstanceLocation, e.InstanceLocation) {
+				return false
+			}
+			got = k.Got
+			for _, w := range k.Want {
+				if w = article(w); !slices.Contains(want, w) {
+					want = append(want, w)
+				}
+			}
+			return true
+		}
+		for _, cc := range c.Causes {
+			if !walk(cc) {
+				return false
+			}
+		}
+		return true
+	}
+	return got, want, walk(e)
 }
 
 // errorMessage returns the errorMessage of the subschema at url's fragment.
@@ -117,7 +151,7 @@ func (v *validator) errorMessage(url string) string {
 
 func article(s string) string {
 	switch {
-	case s == "":
+	case s == "" || s == "null":
 		return s
 	case strings.ContainsRune("aeiou", rune(s[0])):
 		return "an " + s
