@@ -62,7 +62,8 @@ func parseConfig(file string, data []byte) (*Config, error) {
 	cfg, srcs := l.decode(data, inst)
 	l.check(cfg, srcs)
 	for _, dup := range pos.dupKeys {
-		l.warnKey(dup, "duplicate key; the last value wins")
+		line, col := pos.lineCol(dup.first)
+		l.problemAt(dup.ptr, dup.at, "duplicate key %q, first at %d:%d: a key may appear once (JSON readers disagree on which value counts)", lastToken(dup.ptr), line, col)
 	}
 	cfg.Warnings = l.sortedWarnings()
 	if len(l.problems) > 0 {
@@ -109,6 +110,13 @@ func (l *loader) problem(ptr, format string, args ...any) {
 	}
 	l.seen[ptr] = true
 	line, col := l.pos.at(ptr)
+	l.problems = append(l.problems, Problem{Pointer: ptr, Line: line, Column: col, Message: fmt.Sprintf(format, args...)})
+}
+
+// problemAt reports a problem at a byte offset rather than at the value
+// ptr names (a repeated key), besides any other problem at ptr.
+func (l *loader) problemAt(ptr string, off int, format string, args ...any) {
+	line, col := l.pos.lineCol(off)
 	l.problems = append(l.problems, Problem{Pointer: ptr, Line: line, Column: col, Message: fmt.Sprintf(format, args...)})
 }
 

@@ -218,6 +218,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"dependency not numeric", vmDoc(`, "dependencies": ["lxc-101"]`), "/vms/0/dependencies/0", `"lxc-101"`, "numeric id"},
 		{"guest ssh port", vmDoc(`, "guest_ssh": {"port": 70000}`), "/vms/0/guest_ssh/port", `70000`, "between 1 and 65535"},
 		{"user password type", vmDoc(`, "user_config": {"password": 1234}`), "/vms/0/user_config/password", `1234`, "got a number, want a string"},
+		{"duplicate key", vmDoc(`, "name": "b"`), "/vms/0/name", `"name": "b"`, `duplicate key "name", first at 3:16`},
+		{"duplicate key escaped", "{\"vms\": [],\n\"a/b\": 1, \"a/b\": 2}", "/a~1b", `"a/b": 2`, `duplicate key "a/b", first at 2:1`},
 		{"duplicate vmid", "{\"vms\": [\n{\"vmid\": 8101, \"name\": \"a\"},\n{\"vmid\": 8101, \"name\": \"b\"}]}", "/vms/1/vmid", "8101, \"name\": \"b\"", "duplicate vmid 8101 (first at /vms/0)"},
 		{"clone source undefined", "{\"vms\": [\n{\"vmid\": 8101, \"name\": \"a\"},\n{\"vmid\": 8102, \"name\": \"b\", \"clone_from_vmid\": 9000}]}", "/vms/1/clone_from_vmid", "9000", "vm 9000 is not defined in this file (defined: 8101, 8102)"},
 		{"cycle", "{\"vms\": [\n{\"vmid\": 8101, \"name\": \"a\", \"dependencies\": [\"8102\"]},\n{\"vmid\": 8102, \"name\": \"b\", \"clone_from_vmid\": 8101}]}", "/vms/1/clone_from_vmid", "8101}", "dependency cycle: 8101 -> 8102 -> 8101"},
@@ -272,7 +274,7 @@ func TestLoadConfigAllProblems(t *testing.T) {
 }
 
 func TestLoadConfigWarnings(t *testing.T) {
-	doc := "{\n\"generator\": \"hand\",\n\"vms\": [{\"vmid\": 8101, \"name\": \"a\",\n\"snapshots\": {\"pre_features\": \"snap\"},\n\"volumes\": [{\"type\": \"cifs\", \"path\": \"//srv/x\", \"mount_point\": \"/mnt/x\"}],\n\"dependencies\": [\"103\"], \"name\": \"b\",\n\"user_config\": {\"password_hash\": \"x\"}}]}"
+	doc := "{\n\"generator\": \"hand\",\n\"vms\": [{\"vmid\": 8101, \"name\": \"a\",\n\"snapshots\": {\"pre_features\": \"snap\"},\n\"volumes\": [{\"type\": \"cifs\", \"path\": \"//srv/x\", \"mount_point\": \"/mnt/x\"}],\n\"dependencies\": [\"103\"],\n\"user_config\": {\"password_hash\": \"x\"}}]}"
 	cfg, err := LoadConfig(writeConfig(t, doc))
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +284,6 @@ func TestLoadConfigWarnings(t *testing.T) {
 		{"/vms/0/snapshots/pre_features", `"pre_features"`, `did you mean "pre-features"?`},
 		{"/vms/0/volumes/0/type", `"cifs"`, "ignored: phoenix mounts only nfs"},
 		{"/vms/0/dependencies/0", `"103"`, "not a VM in this file"},
-		{"/vms/0/name", `"name": "b"`, "duplicate key"},
 		{"/vms/0/user_config/password_hash", `"password_hash"`, "unknown key, ignored"},
 	}
 	for _, tt := range tests {
@@ -305,7 +306,7 @@ func TestLoadConfigWarnings(t *testing.T) {
 	if string(cfg.Extra["generator"]) != `"hand"` {
 		t.Errorf("top-level extra = %v", cfg.Extra)
 	}
-	if vm := cfg.VMs[0]; vm.Name != "b" || len(vm.NFSShares) != 0 || len(vm.Volumes) != 1 || vm.Extra != nil {
+	if vm := cfg.VMs[0]; vm.Name != "a" || len(vm.NFSShares) != 0 || len(vm.Volumes) != 1 || vm.Extra != nil {
 		t.Errorf("vm = %+v", vm)
 	}
 }

@@ -14,9 +14,16 @@ type positions struct {
 	lineStarts []int          // byte offset of the first byte of each line
 	values     map[string]int // pointer -> offset of the value
 	keys       map[string]int // pointer -> offset of the member's key
-	// dupKeys are pointers of object members whose key appeared before in
-	// the same object (encoding/json keeps the last).
-	dupKeys []string
+	// dupKeys are object members whose key appeared before in the same
+	// object (encoding/json keeps the last).
+	dupKeys []dupKey
+}
+
+// dupKey is a repeated member: its pointer and the offsets of the key's
+// first appearance and of this one.
+type dupKey struct {
+	ptr       string
+	first, at int
 }
 
 // scanPositions walks data, which must be valid JSON, with the token
@@ -67,10 +74,11 @@ func (s *posScanner) value(ptr string) error {
 			key, _ := kt.(string)
 			child := ptr + "/" + escapePointer(key)
 			if seen[key] {
-				s.p.dupKeys = append(s.p.dupKeys, child)
+				s.p.dupKeys = append(s.p.dupKeys, dupKey{ptr: child, first: s.p.keys[child], at: at})
+			} else {
+				s.p.keys[child] = at
 			}
 			seen[key] = true
-			s.p.keys[child] = at
 			if err := s.value(child); err != nil {
 				return err
 			}
@@ -144,6 +152,16 @@ func (p *positions) keyAt(ptr string) (int, int) {
 func escapePointer(s string) string {
 	// "~" first, so the "~1" of an escaped "/" is not escaped again (RFC 6901).
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// lastToken is the last reference token of a JSON pointer, unescaped.
+func lastToken(ptr string) string {
+	return unescapePointer(ptr[strings.LastIndexByte(ptr, '/')+1:])
+}
+
+// unescapePointer undoes escapePointer: "~1" first, so "~01" reads "~1".
+func unescapePointer(tok string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
 }
 
 // pointer joins reference tokens into a JSON pointer.

@@ -130,7 +130,7 @@ func (v *validator) errorMessage(url string) string {
 		if tok == "" {
 			continue
 		}
-		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+		tok = unescapePointer(tok)
 		switch n := node.(type) {
 		case map[string]any:
 			node = n[tok]
