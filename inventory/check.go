@@ -2,7 +2,6 @@ package inventory
 
 import (
 	"net/netip"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,38 +43,93 @@ func (l *loader) check(cfg *Config, srcs []*vmSource) {
 
 func (l *loader) checkVM(s *vmSource) {
 	vm := s.vm
-	switch ip := vm.NetworkConfig.IP; {
-	case ip == "" || ip == "dhcp":
-	default:
-		if _, err := netip.ParsePrefix(ip); err != nil {
-			l.problem(s.ptr+"/network_config/ip", "must be dhcp or an address in CIDR form like 10.0.0.21/24, not %q", ip)
+	l.checkNetwork(s.ptr+"/network_config", vm.NetworkConfig)
+	for i, k := range vm.UserConfig.SSHAuthorizedKeys {
+		l.problemIf(s.ptr+"/user_config/ssh_authorized_keys/"+strconv.Itoa(i), sshKeyProblem(k))
+	}
+	if a := vm.GuestSSH.Address; a != "" {
+		l.problemIf(s.ptr+"/guest_ssh/address", hostProblem(a))
+	}
+
+	// Each guest path once: a second mount or file at the same place would
+	// undo the first.
+	used := map[string]string{} // guest path -> pointer
+	guestPath := func(p, ptr, problem string) {
+		switch first, dup := used[p]; {
+		case problem != "":
+			l.problem(ptr, "%s", problem)
+		case dup:
+			l.problem(ptr, "guest path %s is already used at %s", p, first)
+		default:
+			used[p] = ptr
 		}
 	}
-	if gw := vm.NetworkConfig.GW; gw != "" {
-		if _, err := netip.ParseAddr(gw); err != nil {
-			l.problem(s.ptr+"/network_config/gw", "must be an IP address, not %q", gw)
+	for i, share := range vm.NFSShares {
+		m := s.mounts[i]
+		l.problemIf(m.export, pathProblem(share.HostPath, "on the NFS server"))
+		if !m.volume {
+			l.problemIf(m.options, nfsOptionsProblem(share.Options))
 		}
+		guestPath(share.GuestPath, m.mountPoint, mountPointProblem(share.GuestPath))
 	}
-	for _, p := range s.hostPaths {
-		if !path.IsAbs(p.path) {
-			l.problem(p.ptr, "must be an absolute path on the NFS server, not %q", p.path)
-		}
-	}
-	used := map[string]string{} // cleaned guest path -> pointer
-	for _, p := range s.guestPaths {
-		if !path.IsAbs(p.path) {
-			l.problem(p.ptr, "must be an absolute path in the guest, not %q", p.path)
-			continue
-		}
-		clean := path.Clean(p.path)
-		if first, dup := used[clean]; dup {
-			l.problem(p.ptr, "guest path %s is already used at %s", clean, first)
-			continue
-		}
-		used[clean] = p.ptr
+	for i, f := range vm.FileInjections {
+		at := s.ptr + "/file_injections/" + strconv.Itoa(i)
+		l.problemIf(at+"/source", pathProblem(f.Source, "on the Proxmox node"))
+		guestPath(f.Destination, at+"/destination", destinationProblem(f.Destination))
 	}
 	if f := vm.FinalSnapshot; f != "" && (strings.EqualFold(f, vm.Snapshots.PreFeatures) || strings.EqualFold(f, vm.Snapshots.PostFeatures)) {
 		l.problem(s.ptr+"/final_snapshot", "snapshot %q is also named in snapshots; qm refuses a second snapshot of the same name", f)
+	}
+}
+
+// checkNetwork checks what becomes ipconfig0, nameserver and searchdomain:
+// Proxmox takes an IPv4 address in CIDR form (prefix 8 to 32) or dhcp, and
+// an IPv4 gateway.
+func (l *loader) checkNetwork(ptr string, n NetworkConfig) {
+	var subnet netip.Prefix
+	switch ip := n.IP; ip {
+	case "", "dhcp":
+	default:
+		p, err := netip.ParsePrefix(ip)
+		if err != nil || !p.Addr().Is4() || p.Bits() < 8 {
+			l.problem(ptr+"/ip", "must be dhcp or an IPv4 address in CIDR form like 10.0.0.21/24 (prefix 8 to 32), not %q", ip)
+			break
+		}
+		subnet = p
+	}
+	if gw := n.GW; gw != "" {
+		a, err := netip.ParseAddr(gw)
+		switch {
+		case err != nil || !a.Is4():
+			l.problem(ptr+"/gw", "must be an IPv4 address, not %q", gw)
+		case n.IP == "dhcp":
+			l.problem(ptr+"/gw", "is not used with ip dhcp (DHCP gives the gateway); remove gw, or give ip an address in CIDR form")
+		case n.IP == "":
+			l.problem(ptr+"/gw", "needs ip: an address in CIDR form in the gateway's subnet, e.g. %s/24", a.Prev())
+		case !subnet.IsValid(): // ip is wrong, and said so
+		case a == subnet.Addr():
+			l.problem(ptr+"/gw", "%s is the VM's own address (ip %s)", gw, n.IP)
+		// A /32 has no subnet: its gateway is on-link by definition (routed
+		// setups of hosting providers), and cloud-init writes it so.
+		case subnet.Bits() < 32 && !subnet.Masked().Contains(a):
+			l.problem(ptr+"/gw", "%s is outside the subnet of ip %s (%s): the VM could not reach it", gw, n.IP, subnet.Masked())
+		}
+	}
+	if ns := n.Nameserver; ns != "" {
+		for _, w := range strings.Fields(ns) {
+			if _, err := netip.ParseAddr(w); err != nil {
+				l.problem(ptr+"/nameserver", "must be IP addresses separated by spaces, not %q", ns)
+				break
+			}
+		}
+	}
+	if sd := n.Searchdomain; sd != "" {
+		for _, w := range strings.Fields(sd) {
+			if !dnsNameRE.MatchString(w) {
+				l.problem(ptr+"/searchdomain", "must be domain names separated by spaces, not %q", sd)
+				break
+			}
+		}
 	}
 }
 

@@ -120,6 +120,13 @@ func (l *loader) problemAt(ptr string, off int, format string, args ...any) {
 	l.problems = append(l.problems, Problem{Pointer: ptr, Line: line, Column: col, Message: fmt.Sprintf(format, args...)})
 }
 
+// problemIf reports msg at ptr unless it is empty (a rule found nothing).
+func (l *loader) problemIf(ptr, msg string) {
+	if msg != "" {
+		l.problem(ptr, "%s", msg)
+	}
+}
+
 func (l *loader) warn(ptr, format string, args ...any) {
 	line, col := l.pos.at(ptr)
 	l.warnings = append(l.warnings, Warning{File: l.file, Pointer: ptr, Line: line, Column: col, Message: fmt.Sprintf(format, args...)})
@@ -191,14 +198,50 @@ func (l *loader) sortedWarnings() []Warning {
 type vmSource struct {
 	vm  *VM
 	ptr string // /vms/N
-	// hostPaths and guestPaths point at every NFS export, mount point and
-	// injected file destination (legacy volumes included).
-	hostPaths, guestPaths []pathAt
+	// mounts are where each of vm.NFSShares came from (legacy volumes
+	// included), in the same order.
+	mounts []mountAt
 }
 
-type pathAt struct{ path, ptr string }
+// mountAt holds the pointers of one NFS mount's fields.
+type mountAt struct {
+	export, mountPoint, options, server string
+	volume                              bool // a legacy volume: no options, a path without server
+}
 
-// configShape is the file's shape, for finding unknown keys.
+// nfsServer settles the server of a share: an explicit server is checked
+// and written in nfsHost's form; a share's host_path may name the server
+// too ("server:/path", not a legacy volume's path), which then must agree
+// with the explicit one. HostPath keeps the path alone.
+func (l *loader) nfsServer(s *NFSShare, m mountAt) {
+	if s.Server != "" {
+		h, ok := nfsHost(s.Server)
+		if !ok {
+			l.problem(m.server, "must be a host name or an IP address, not %q", s.Server)
+			return
+		}
+		s.Server = h
+	}
+	if m.volume {
+		return
+	}
+	server, p, msg := splitNFSSource(s.HostPath)
+	if msg != "" {
+		l.problem(m.export, "%s", msg)
+		return
+	}
+	s.HostPath = p
+	switch {
+	case server == "":
+	case s.Server == "":
+		s.Server = server
+	case !strings.EqualFold(s.Server, server):
+		line, col := l.pos.at(m.export)
+		l.problem(m.server, "%s disagrees with server %s in host_path (%s at %d:%d); name the server once", s.Server, server, m.export, line, col)
+	}
+}
+
+// configShape is the file's shape, for walkKnown.
 type configShape struct {
 	Defaults VMDefaults `json:"vm_defaults"`
 	VMs      []VM       `json:"vms"`
@@ -220,7 +263,7 @@ func (l *loader) decode(data []byte, inst any) (*Config, []*vmSource) {
 			cfg.Extra[key] = raw
 		}
 	}
-	l.unknownKeys(inst, reflect.TypeFor[configShape](), "")
+	l.walkKnown(inst, reflect.TypeFor[configShape](), "")
 
 	if raw, ok := members["vm_defaults"]; ok {
 		l.unmarshal("/vm_defaults", raw, &cfg.Defaults)
@@ -317,8 +360,9 @@ func (l *loader) decodeVM(ptr string, raw []byte, d VMDefaults) *vmSource {
 			s.Options = DefaultNFSOptions
 		}
 		at := ptr + "/nfs_shares/" + strconv.Itoa(i)
-		src.hostPaths = append(src.hostPaths, pathAt{s.HostPath, at + "/host_path"})
-		src.guestPaths = append(src.guestPaths, pathAt{s.GuestPath, at + "/guest_path"})
+		m := mountAt{export: at + "/host_path", mountPoint: at + "/guest_path", options: at + "/options", server: at + "/server"}
+		l.nfsServer(s, m)
+		src.mounts = append(src.mounts, m)
 	}
 	for i, v := range vm.Volumes {
 		at := ptr + "/volumes/" + strconv.Itoa(i)
@@ -326,12 +370,11 @@ func (l *loader) decodeVM(ptr string, raw []byte, d VMDefaults) *vmSource {
 			l.warn(at+"/type", "volume type %q is ignored: phoenix mounts only nfs volumes", v.Type)
 			continue
 		}
-		vm.NFSShares = append(vm.NFSShares, NFSShare{Server: v.Server, HostPath: v.Path, GuestPath: v.MountPoint, Options: DefaultNFSOptions})
-		src.hostPaths = append(src.hostPaths, pathAt{v.Path, at + "/path"})
-		src.guestPaths = append(src.guestPaths, pathAt{v.MountPoint, at + "/mount_point"})
-	}
-	for i, f := range vm.FileInjections {
-		src.guestPaths = append(src.guestPaths, pathAt{f.Destination, ptr + "/file_injections/" + strconv.Itoa(i) + "/destination"})
+		s := NFSShare{Server: v.Server, HostPath: v.Path, GuestPath: v.MountPoint, Options: DefaultNFSOptions}
+		m := mountAt{export: at + "/path", mountPoint: at + "/mount_point", server: at + "/server", volume: true}
+		l.nfsServer(&s, m)
+		vm.NFSShares = append(vm.NFSShares, s)
+		src.mounts = append(src.mounts, m)
 	}
 	if id := vm.GuestSSH.IdentityFile; id != "" {
 		p, err := localPath(id, l.dir)
@@ -343,14 +386,21 @@ func (l *loader) decodeVM(ptr string, raw []byte, d VMDefaults) *vmSource {
 	return src
 }
 
-// unknownKeys warns about every object member in v that t does not
-// declare. Keys directly on the top level or on a VM are kept in Extra.
-func (l *loader) unknownKeys(v any, t reflect.Type, ptr string) {
+// walkKnown walks v along t, the Go type phoenix reads it into: it warns
+// about every object member t does not declare (keys directly on the top
+// level or on a VM are kept in Extra) and refuses control characters in
+// every string phoenix reads. What phoenix keeps without reading (unknown
+// keys, firewall rules, dns records) is left as it is.
+func (l *loader) walkKnown(v any, t reflect.Type, ptr string) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if t == reflect.TypeFor[json.RawMessage]() {
 		return // opaque on purpose (firewall rules, dns records)
+	}
+	if s, ok := v.(string); ok {
+		l.problemIf(ptr, controlCharProblem(s))
+		return
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -362,7 +412,7 @@ func (l *loader) unknownKeys(v any, t reflect.Type, ptr string) {
 		for key, val := range obj {
 			child := ptr + "/" + escapePointer(key)
 			if ft, ok := fields[key]; ok {
-				l.unknownKeys(val, ft, child)
+				l.walkKnown(val, ft, child)
 				continue
 			}
 			l.warnKey(child, "%s", unknownKeyMessage(t, key))
@@ -373,7 +423,7 @@ func (l *loader) unknownKeys(v any, t reflect.Type, ptr string) {
 			return
 		}
 		for i, e := range arr {
-			l.unknownKeys(e, t.Elem(), ptr+"/"+strconv.Itoa(i))
+			l.walkKnown(e, t.Elem(), ptr+"/"+strconv.Itoa(i))
 		}
 	}
 }

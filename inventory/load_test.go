@@ -152,6 +152,9 @@ func TestLoadConfigPhoenix(t *testing.T) {
 	}
 }
 
+// testKeyLine is a real ed25519 public key (generated for these tests).
+const testKeyLine = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOUfAK618WpaLtS/jzITdU7UO5b5GFN+YCDSEsLc9ZY3 me@laptop"
+
 // vmDoc is a one-VM config with extra members spliced into the VM, the VM
 // on line 3.
 func vmDoc(members string) string {
@@ -199,7 +202,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"feature name", vmDoc(`, "features": ["docker", "Base Setup"]`), "/vms/0/features/1", `"Base Setup"`, "feature name"},
 		{"ip not cidr", vmDoc(`, "network_config": {"ip": "10.0.0.5"}`), "/vms/0/network_config/ip", `"10.0.0.5"`, "CIDR"},
 		{"ip garbage", vmDoc(`, "network_config": {"ip": "static"}`), "/vms/0/network_config/ip", `"static"`, "dhcp or"},
-		{"gw", vmDoc(`, "network_config": {"ip": "10.0.0.5/24", "gw": "10.0.0.300"}`), "/vms/0/network_config/gw", `"10.0.0.300"`, "IP address"},
+		{"gw", vmDoc(`, "network_config": {"ip": "10.0.0.5/24", "gw": "10.0.0.300"}`), "/vms/0/network_config/gw", `"10.0.0.300"`, "IPv4 address"},
 		{"mode not octal", vmDoc(`, "file_injections": [{"source": "/s", "destination": "/d", "mode": "0988"}]`), "/vms/0/file_injections/0/mode", `"0988"`, "octal"},
 		{"mode too big", vmDoc(`, "file_injections": [{"source": "/s", "destination": "/d", "mode": "17777"}]`), "/vms/0/file_injections/0/mode", `"17777"`, "07777"},
 		{"mode number", vmDoc(`, "file_injections": [{"source": "/s", "destination": "/d", "mode": 644}]`), "/vms/0/file_injections/0/mode", `644`, "got a number, want a string"},
@@ -212,8 +215,59 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"volume mount relative", vmDoc(`, "volumes": [{"type": "nfs", "path": "/x", "mount_point": "mnt"}]`), "/vms/0/volumes/0/mount_point", `"mnt"`, "absolute path in the guest"},
 		{"volume path relative", vmDoc(`, "volumes": [{"type": "nfs", "path": "x", "mount_point": "/mnt"}]`), "/vms/0/volumes/0/path", `"x"`, "absolute path on the NFS server"},
 		{"volume nfs without mount point", vmDoc(`, "volumes": [{"type": "nfs", "path": "/x"}]`), "/vms/0/volumes/0/mount_point", `{"type"`, "is required"},
-		{"duplicate guest path", vmDoc(`, "nfs_shares": [{"host_path": "/e/a", "guest_path": "/mnt/a"}, {"host_path": "/e/b", "guest_path": "/mnt/a/"}]`), "/vms/0/nfs_shares/1/guest_path", `"/mnt/a/"`, "already used at /vms/0/nfs_shares/0/guest_path"},
+		{"duplicate guest path", vmDoc(`, "nfs_shares": [{"host_path": "/e/a", "guest_path": "/mnt/a"}, {"host_path": "/e/b", "guest_path": "/mnt/a"}]`), "/vms/0/nfs_shares/1/guest_path", `"/mnt/a"}]`, "already used at /vms/0/nfs_shares/0/guest_path"},
 		{"duplicate guest path across kinds", vmDoc(`, "volumes": [{"type": "nfs", "path": "/e", "mount_point": "/data"}], "file_injections": [{"source": "/s", "destination": "/data"}]`), "/vms/0/file_injections/0/destination", `"/data"}]}`, "already used at /vms/0/volumes/0/mount_point"},
+		// issue 8: what reaches a command line or a file, refused with its place.
+		{"nfs guest root", vmDoc(`, "nfs_shares": [{"host_path": "/export/a", "guest_path": "/"}]`), "/vms/0/nfs_shares/0/guest_path", `"/"}`, "root file system"},
+		{"nfs guest proc", vmDoc(`, "nfs_shares": [{"host_path": "/export/a", "guest_path": "/proc/x"}]`), "/vms/0/nfs_shares/0/guest_path", `"/proc/x"`, "must not replace /proc"},
+		{"nfs guest efi", vmDoc(`, "nfs_shares": [{"host_path": "/export/a", "guest_path": "/boot/efi"}]`), "/vms/0/nfs_shares/0/guest_path", `"/boot/efi"`, "must not replace /boot"},
+		{"nfs guest dotdot", vmDoc(`, "nfs_shares": [{"host_path": "/export/a", "guest_path": "/etc/.."}]`), "/vms/0/nfs_shares/0/guest_path", `"/etc/.."`, "must be a clean path"},
+		{"nfs guest var", vmDoc(`, "nfs_shares": [{"host_path": "/export/a", "guest_path": "/var"}]`), "/vms/0/nfs_shares/0/guest_path", `"/var"`, "must not replace it"},
+		{"volume mount sys", vmDoc(`, "volumes": [{"type": "nfs", "path": "/x", "mount_point": "/sys"}]`), "/vms/0/volumes/0/mount_point", `"/sys"`, "must not replace /sys"},
+		{"nfs host dotdot", vmDoc(`, "nfs_shares": [{"host_path": "/export/../etc", "guest_path": "/mnt/a"}]`), "/vms/0/nfs_shares/0/host_path", `"/export/../etc"`, `write "/etc"`},
+		{"newline in guest path", vmDoc(`, "nfs_shares": [{"host_path": "/export/a", "guest_path": "/mnt/a\nb"}]`), "/vms/0/nfs_shares/0/guest_path", `"/mnt/a\n`, `newline, \n) at byte 6`},
+		{"newline in host path", vmDoc(`, "nfs_shares": [{"host_path": "/export/a\n/b", "guest_path": "/mnt/a"}]`), "/vms/0/nfs_shares/0/host_path", `"/export/a\n`, "newline"},
+		{"NUL in destination", vmDoc(`, "file_injections": [{"source": "/s", "destination": "/etc/x\u0000"}]`), "/vms/0/file_injections/0/destination", `"/etc/x\u0000"`, "NUL"},
+		{"newline in source", vmDoc(`, "file_injections": [{"source": "/s\n", "destination": "/etc/x"}]`), "/vms/0/file_injections/0/source", `"/s\n"`, "newline"},
+		{"escape in options", vmDoc(`, "nfs_shares": [{"host_path": "/e", "guest_path": "/mnt/a", "options": "rw\u001b"}]`), "/vms/0/nfs_shares/0/options", `"rw\u001b"`, "U+001B"},
+		{"newline in identity file", vmDoc(`, "guest_ssh": {"identity_file": "/k\n"}`), "/vms/0/guest_ssh/identity_file", `"/k\n"`, "newline"},
+		{"newline in password", vmDoc(`, "user_config": {"password": "pw\nroot::0:0"}`), "/vms/0/user_config/password", `"pw\n`, "newline"},
+		{"DEL in nameserver", vmDoc(`, "network_config": {"nameserver": "10.0.0.2\u007f"}`), "/vms/0/network_config/nameserver", `"10.0.0.2\u007f"`, "DEL"},
+		{"tab in docker stack", vmDoc(`, "docker_stacks": ["a\tb"]`), "/vms/0/docker_stacks/0", `"a\tb"`, "tab"},
+		{"options with space", vmDoc(`, "nfs_shares": [{"host_path": "/e", "guest_path": "/mnt/a", "options": "rw, hard"}]`), "/vms/0/nfs_shares/0/options", `"rw, hard"`, "without spaces"},
+		{"bridge with options", vmDoc(`, "network_bridge": "vmbr0,tag=99,firewall=0"`), "/vms/0/network_bridge", `"vmbr0,tag`, "must be a bridge name such as vmbr0, vmbr1 or vnet1"},
+		{"defaults bridge with options", `{"vm_defaults": {"network_bridge": "vmbr0,tag=99"}, "vms": []}`, "/vm_defaults/network_bridge", `"vmbr0,tag=99"`, "bridge name"},
+		{"bridge too long", vmDoc(`, "network_bridge": "vmbr0123456789ab"`), "/vms/0/network_bridge", `"vmbr0123456789ab"`, "at most 15 characters"},
+		{"storage pool", vmDoc(`, "storage_pool": "local lvm"`), "/vms/0/storage_pool", `"local lvm"`, "Proxmox storage ID"},
+		{"username option", vmDoc(`, "user_config": {"username": "-oProxyCommand=x"}`), "/vms/0/user_config/username", `"-oProxyCommand=x"`, "must be a Linux user name"},
+		{"username upper", vmDoc(`, "user_config": {"username": "Admin"}`), "/vms/0/user_config/username", `"Admin"`, "Linux user name"},
+		{"username too long", vmDoc(`, "user_config": {"username": "` + strings.Repeat("u", 33) + `"}`), "/vms/0/user_config/username", `"uuu`, "at most 32 characters"},
+		{"guest ssh user option", vmDoc(`, "guest_ssh": {"user": "-oProxyCommand=x"}`), "/vms/0/guest_ssh/user", `"-oProxyCommand=x"`, "Linux user name"},
+		{"guest ssh address option", vmDoc(`, "guest_ssh": {"address": "-oProxyCommand=x"}`), "/vms/0/guest_ssh/address", `"-oProxyCommand=x"`, "host name or an IP address"},
+		{"ssh key garbage", vmDoc(`, "user_config": {"ssh_authorized_keys": ["` + testKeyLine + `", "my laptop key"]}`), "/vms/0/user_config/ssh_authorized_keys/1", `"my laptop key"`, `is not an SSH public key ("my laptop key"): no key type`},
+		{"ssh key truncated", vmDoc(`, "user_config": {"ssh_authorized_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPhoenixTestKeyOnly me@laptop"]}`), "/vms/0/user_config/ssh_authorized_keys/0", `"ssh-ed25519`, "not base64"},
+		{"ssh keys in one string", vmDoc(`, "user_config": {"ssh_authorized_keys": ["` + testKeyLine + `\n` + testKeyLine + `"]}`), "/vms/0/user_config/ssh_authorized_keys/0", `"ssh-ed25519`, "newline"},
+		{"gw outside subnet", vmDoc(`, "network_config": {"ip": "10.0.0.5/24", "gw": "10.0.1.1"}`), "/vms/0/network_config/gw", `"10.0.1.1"`, "outside the subnet of ip 10.0.0.5/24 (10.0.0.0/24)"},
+		{"gw with dhcp", vmDoc(`, "network_config": {"ip": "dhcp", "gw": "10.0.0.1"}`), "/vms/0/network_config/gw", `"10.0.0.1"`, "not used with ip dhcp"},
+		{"gw without ip", vmDoc(`, "network_config": {"gw": "10.0.0.1"}`), "/vms/0/network_config/gw", `"10.0.0.1"`, "needs ip"},
+		{"gw is own address", vmDoc(`, "network_config": {"ip": "10.0.0.5/24", "gw": "10.0.0.5"}`), "/vms/0/network_config/gw", `"10.0.0.5"}`, "the VM's own address"},
+		{"gw ipv6", vmDoc(`, "network_config": {"ip": "10.0.0.5/24", "gw": "fd00::1"}`), "/vms/0/network_config/gw", `"fd00::1"`, "IPv4 address"},
+		{"ip ipv6", vmDoc(`, "network_config": {"ip": "fd00::5/64"}`), "/vms/0/network_config/ip", `"fd00::5/64"`, "IPv4 address in CIDR form"},
+		{"ip prefix too short", vmDoc(`, "network_config": {"ip": "10.0.0.5/4"}`), "/vms/0/network_config/ip", `"10.0.0.5/4"`, "prefix 8 to 32"},
+		{"nameserver comma", vmDoc(`, "network_config": {"nameserver": "10.0.0.2,10.0.0.3"}`), "/vms/0/network_config/nameserver", `"10.0.0.2,`, "separated by spaces"},
+		{"searchdomain", vmDoc(`, "network_config": {"searchdomain": "my_lan"}`), "/vms/0/network_config/searchdomain", `"my_lan"`, "domain names"},
+		{"destination trailing slash", vmDoc(`, "file_injections": [{"source": "/s", "destination": "/etc/app/"}]`), "/vms/0/file_injections/0/destination", `"/etc/app/"`, "not a directory"},
+		{"destination proc", vmDoc(`, "file_injections": [{"source": "/s", "destination": "/proc/sys/x"}]`), "/vms/0/file_injections/0/destination", `"/proc/sys/x"`, "kernel or runtime filesystem"},
+		{"source relative", vmDoc(`, "file_injections": [{"source": "motd", "destination": "/etc/motd"}]`), "/vms/0/file_injections/0/source", `"motd"`, "absolute path on the Proxmox node"},
+		{"source not clean", vmDoc(`, "file_injections": [{"source": "/root/../etc/shadow", "destination": "/etc/motd"}]`), "/vms/0/file_injections/0/source", `"/root/..`, `write "/etc/shadow"`},
+		{"sensitive not boolean", vmDoc(`, "file_injections": [{"source": "/s", "destination": "/etc/x", "sensitive": "yes"}]`), "/vms/0/file_injections/0/sensitive", `"yes"`, "got a string, want a boolean"},
+		// issue 10: host_path may name the server; both places when they disagree.
+		{"host path server disagrees", vmDoc(`, "nfs_shares": [{"host_path": "10.0.0.13:/export/a",` + "\n" + `"guest_path": "/mnt/a", "server": "10.0.0.14"}]`), "/vms/0/nfs_shares/0/server", `"10.0.0.14"`, "10.0.0.14 disagrees with server 10.0.0.13 in host_path (/vms/0/nfs_shares/0/host_path at 3:58)"},
+		{"host path ipv6 disagrees", vmDoc(`, "nfs_shares": [{"host_path": "[fd00::2]:/export", "guest_path": "/mnt/a", "server": "fd00::3"}]`), "/vms/0/nfs_shares/0/server", `"fd00::3"`, "[fd00::3] disagrees with server [fd00::2] in host_path"},
+		{"host path bad server", vmDoc(`, "nfs_shares": [{"host_path": "nas lan:/export", "guest_path": "/mnt/a"}]`), "/vms/0/nfs_shares/0/host_path", `"nas lan`, `server "nas lan" before ":/"`},
+		{"host path without slash", vmDoc(`, "nfs_shares": [{"host_path": "nas:export", "guest_path": "/mnt/a"}]`), "/vms/0/nfs_shares/0/host_path", `"nas:export"`, "server:/path"},
+		{"bad server", vmDoc(`, "nfs_shares": [{"host_path": "/export", "guest_path": "/mnt/a", "server": "-o x"}]`), "/vms/0/nfs_shares/0/server", `"-o x"`, "host name or an IP address"},
+		{"volume bad server", vmDoc(`, "volumes": [{"type": "nfs", "path": "/x", "mount_point": "/mnt/x", "server": "a;b"}]`), "/vms/0/volumes/0/server", `"a;b"`, "host name or an IP address"},
 		{"docker stack number", vmDoc(`, "docker_stacks": [5]`), "/vms/0/docker_stacks/0", `5]`, "got a number, want a string or an object"},
 		{"dependency not numeric", vmDoc(`, "dependencies": ["lxc-101"]`), "/vms/0/dependencies/0", `"lxc-101"`, "numeric id"},
 		{"guest ssh port", vmDoc(`, "guest_ssh": {"port": 70000}`), "/vms/0/guest_ssh/port", `70000`, "between 1 and 65535"},
@@ -384,5 +438,46 @@ func TestAgentTimeout(t *testing.T) {
 		if got := (&VM{AgentTimeoutSeconds: tc.seconds}).AgentTimeout(); got != tc.want {
 			t.Errorf("agent_timeout_seconds %d: %v, want %v", tc.seconds, got, tc.want)
 		}
+	}
+}
+
+// TestLoadConfigAccepts: values next to the refused ones load, and what
+// they become.
+func TestLoadConfigAccepts(t *testing.T) {
+	doc := vmDoc(`, "network_bridge": "vnet1", "storage_pool": "quickOS-vm-disks",
+"network_config": {"ip": "203.0.113.5/32", "gw": "172.31.1.1", "nameserver": "10.0.0.2 fd00::53", "searchdomain": "lan example.org"},
+"user_config": {"username": "phoenix_user", "ssh_authorized_keys": ["` + testKeyLine + `", "no-pty ` + testKeyLine + `"]},
+"guest_ssh": {"user": "ops", "address": "fd00::21"},
+"nfs_shares": [
+  {"host_path": "10.0.0.13:/export/a", "guest_path": "/mnt/x"},
+  {"host_path": "[FD00:0::2]:/export/b", "guest_path": "/srv/x", "server": "fd00::2"},
+  {"host_path": "NAS.lan:/", "guest_path": "/data", "server": "nas.LAN"},
+  {"host_path": "/export/d", "guest_path": "/home/x", "server": "fd00::2", "options": "rw,hard,vers=4.2"},
+  {"host_path": "/export/e", "guest_path": "/var/lib/app"},
+  {"host_path": "/export/f", "guest_path": "/usr/local/share/models"}],
+"volumes": [{"type": "nfs", "path": "/export/g", "mount_point": "/opt/app", "server": "nas.lan"}],
+"file_injections": [{"source": "/root/secrets/token", "destination": "/etc/app/token", "sensitive": true}, {"source": "/root/motd", "destination": "/etc/motd"}]`)
+	cfg, err := LoadConfig(writeConfig(t, doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := cfg.VMs[0]
+	want := []NFSShare{
+		{Server: "10.0.0.13", HostPath: "/export/a", GuestPath: "/mnt/x", Options: DefaultNFSOptions},
+		{Server: "[fd00::2]", HostPath: "/export/b", GuestPath: "/srv/x", Options: DefaultNFSOptions},
+		{Server: "nas.LAN", HostPath: "/", GuestPath: "/data", Options: DefaultNFSOptions},
+		{Server: "[fd00::2]", HostPath: "/export/d", GuestPath: "/home/x", Options: "rw,hard,vers=4.2"},
+		{HostPath: "/export/e", GuestPath: "/var/lib/app", Options: DefaultNFSOptions},
+		{HostPath: "/export/f", GuestPath: "/usr/local/share/models", Options: DefaultNFSOptions},
+		{Server: "nas.lan", HostPath: "/export/g", GuestPath: "/opt/app", Options: DefaultNFSOptions},
+	}
+	if !reflect.DeepEqual(vm.NFSShares, want) {
+		t.Errorf("nfs_shares:\n got %+v\nwant %+v", vm.NFSShares, want)
+	}
+	if !vm.FileInjections[0].Sensitive || vm.FileInjections[1].Sensitive {
+		t.Errorf("sensitive = %v, %v; want true, false (the default)", vm.FileInjections[0].Sensitive, vm.FileInjections[1].Sensitive)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("warnings: %v", cfg.Warnings)
 	}
 }

@@ -103,6 +103,9 @@ type Volume struct {
 
 // NFSShare is one NFS mount in the guest. HostPath is exported by Server
 // (default: the Proxmox node's nfs_server address from the inventory).
+// LoadConfig moves a server written in host_path ("server:/path") to
+// Server, and writes Server as it goes before ":" in fstab: a host name
+// as written, an IP address in canonical form, IPv6 in brackets.
 type NFSShare struct {
 	HostPath  string `json:"host_path"`
 	GuestPath string `json:"guest_path"`
@@ -117,6 +120,10 @@ type FileInjection struct {
 	Destination string `json:"destination"`
 	Mode        string `json:"mode,omitempty"`  // octal, e.g. "0644"
 	Owner       string `json:"owner,omitempty"` // user or user:group
+	// Sensitive content (a token, a key) never shows in diffs or events.
+	// The file_inject task does not take it yet (tasks.Decode refuses
+	// unknown parameters), so create.yml does not pass it.
+	Sensitive bool `json:"sensitive,omitempty"`
 }
 
 // NetworkConfig is the cloud-init network of the VM.

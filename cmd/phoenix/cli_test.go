@@ -129,7 +129,7 @@ const testConfig = `{
     {"vmid": 9000, "name": "tmpl", "is_template": true, "final_snapshot": false},
     {"vmid": 8101, "name": "web01", "clone_from_vmid": 9000, "traefik_service": {"name": "web"},
      "network_config": {"ip": "10.0.10.101/24", "gw": "10.0.10.1"},
-     "user_config": {"username": "phoenix", "ssh_authorized_keys": ["ssh-ed25519 AAAAC3 me@laptop"], "password": "hunter22"},
+     "user_config": {"username": "phoenix", "ssh_authorized_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOUfAK618WpaLtS/jzITdU7UO5b5GFN+YCDSEsLc9ZY3 me@laptop"], "password": "hunter22"},
      "nfs_shares": [{"host_path": "/export/8101", "guest_path": "/mnt/data"}],
      "features": ["docker"]}
   ]

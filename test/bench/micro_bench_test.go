@@ -194,7 +194,7 @@ func writeGrown(src, dst string, n int) error {
 		}
 		id := 2000 + i
 		vm["vmid"], vm["name"] = id, fmt.Sprintf("copy-%d", id)
-		vm["network_config"].(map[string]any)["ip"] = fmt.Sprintf("10.1.%d.%d/16", i/200, 10+i%200)
+		vm["network_config"].(map[string]any)["ip"] = fmt.Sprintf("10.0.%d.%d/16", 1+i/200, 10+i%200) // in the subnet of 1001's gw 10.0.0.1
 		vms = append(vms, vm)
 	}
 	doc["vms"] = vms
