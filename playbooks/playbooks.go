@@ -31,7 +31,9 @@ type Playbook struct {
 	Name string `yaml:"name"`
 	// When, if false for a VM, skips every step for it (create skips
 	// templates: phoenix clones them, it does not build them).
-	When  string `yaml:"when"`
+	When string `yaml:"when"`
+	// Skip is what a person reads when When skips the playbook for a VM.
+	Skip  string `yaml:"skip"`
 	Tasks []Step `yaml:"tasks"`
 	// File is where the playbook came from, for error messages
 	// ("playbooks/create.yml" for a built-in one).
@@ -48,6 +50,11 @@ type Step struct {
 	// When skips the step when its value is empty, zero, false or missing
 	// ("!${vm.x}": when it is not).
 	When string `yaml:"when"`
+	// Skip is what a person reads when the step is skipped (its when is
+	// false, its loop has no items), in plain words ("no pre-features
+	// snapshot configured"); it may use ${vm.x} (and ${item.x} for a when
+	// per item). Without it the reason names the config path.
+	Skip string `yaml:"skip"`
 	// Line is the step's line in File.
 	Line int `yaml:"-"`
 }

@@ -42,18 +42,28 @@ type ResolvedStep struct {
 //   - `when` skips the step when its value is empty, zero, false or missing;
 //     `!${path}` negates. A playbook's own `when` skips all of its steps.
 //   - A loop over no items gives one skipped step.
+//   - A skipped step's reason is its `skip` text (the playbook's, when the
+//     playbook's `when` skipped it), else the config path and its value in
+//     plain words ("snapshots.pre-features is not set"): no reason, step
+//     name or error shows `${…}` to a person.
 //   - A secret (user_config.password) keeps its type when substituted
 //     exactly, and text built with it becomes a secret as a whole, so it is
 //     masked in every printed form and revealed only to the task.
 func Render(pb *Playbook, vm *inventory.VM, reg tasks.Registry) ([]ResolvedStep, error) {
 	vars := vm.Vars()
-	runs, skipReason, err := scope{vm: vars}.condition(pb.When)
+	top := scope{vm: vars}
+	runs, skipReason, err := top.condition(pb.When)
 	if err != nil {
 		return nil, fmt.Errorf("%s: when: %w", pb.File, err)
 	}
+	if !runs {
+		if skipReason, err = top.skipText(pb.Skip, skipReason); err != nil {
+			return nil, fmt.Errorf("%s: skip: %w", pb.File, err)
+		}
+	}
 	var out []ResolvedStep
 	for _, s := range pb.Tasks {
-		where := fmt.Sprintf("%s:%d: step %q", pb.File, s.Line, s.Name)
+		where := fmt.Sprintf("%s:%d: step %q", pb.File, s.Line, displayName(vars, s.Name))
 		factory, ok := reg[s.Kind]
 		if !ok {
 			return nil, fmt.Errorf("%s: unknown kind %q (registered: %s)", where, s.Kind, strings.Join(reg.Kinds(), ", "))
@@ -70,14 +80,21 @@ func Render(pb *Playbook, vm *inventory.VM, reg tasks.Registry) ([]ResolvedStep,
 				return nil, fmt.Errorf("%s: loop: %w", where, err)
 			}
 			if len(items) == 0 {
-				out = append(out, ResolvedStep{Name: skippedName(vars, s.Name), Kind: s.Kind, Skipped: true, SkipReason: s.Loop + " has no items"})
+				why, err := top.skipText(s.Skip, "nothing in "+plainRefs(s.Loop))
+				if err != nil {
+					return nil, fmt.Errorf("%s: skip: %w", where, err)
+				}
+				out = append(out, ResolvedStep{Name: skippedName(vars, s.Name), Kind: s.Kind, Skipped: true, SkipReason: why})
 				continue
 			}
 		}
-		for _, item := range items {
+		for i, item := range items {
 			sc := scope{vm: vars, item: item, hasItem: looped}
 			rs, err := sc.resolve(s, factory)
-			if err != nil {
+			switch {
+			case err != nil && looped:
+				return nil, fmt.Errorf("%s: item %d of %s: %w", where, i+1, plainRefs(s.Loop), err)
+			case err != nil:
 				return nil, fmt.Errorf("%s: %w", where, err)
 			}
 			out = append(out, rs)
@@ -93,6 +110,9 @@ func (sc scope) resolve(s Step, factory tasks.Factory) (ResolvedStep, error) {
 		return ResolvedStep{}, fmt.Errorf("when: %w", err)
 	}
 	if !ok {
+		if reason, err = sc.skipText(s.Skip, reason); err != nil {
+			return ResolvedStep{}, fmt.Errorf("skip: %w", err)
+		}
 		name, _, _ := sc.value(s.Name, true)
 		return ResolvedStep{Name: text(name), Kind: s.Kind, Skipped: true, SkipReason: reason}, nil
 	}
@@ -212,7 +232,7 @@ func cmpErr(first, err error) error {
 	return err
 }
 
-func missing(ref string) error { return fmt.Errorf("${%s}: not set", ref) }
+func missing(ref string) error { return fmt.Errorf("%s is not set", ref) }
 
 // lookup resolves "vm.a.b" or "item.x" (a trailing "?" marks it optional).
 func (sc scope) lookup(ref string) (v any, found, optional bool, err error) {
@@ -225,13 +245,13 @@ func (sc scope) lookup(ref string) (v any, found, optional bool, err error) {
 	case parts[0] == "item" && sc.hasItem:
 		cur = sc.item
 	case parts[0] == "item":
-		return nil, false, optional, fmt.Errorf("${%s}: item is only set in a step with a loop", ref)
+		return nil, false, optional, fmt.Errorf("%s: item is only set in a step with a loop", ref)
 	default:
-		return nil, false, optional, fmt.Errorf("${%s}: a reference starts with vm. or item.", ref)
+		return nil, false, optional, fmt.Errorf("%s: a reference starts with vm. or item.", ref)
 	}
 	for _, p := range parts[1:] {
 		if !segmentPattern.MatchString(p) {
-			return nil, false, optional, fmt.Errorf("${%s}: bad path segment %q", ref, p)
+			return nil, false, optional, fmt.Errorf("%s: bad path segment %q", ref, p)
 		}
 		switch c := cur.(type) {
 		case map[string]any:
@@ -264,7 +284,7 @@ func loopItems(sc scope, ref string) ([]any, error) {
 	case []any:
 		return x, nil
 	}
-	return nil, fmt.Errorf("%s is %s, not a list", ref, text(v))
+	return nil, fmt.Errorf("%s is %s, not a list", plainRefs(ref), text(v))
 }
 
 // text is the string form of a substituted value.
@@ -307,7 +327,7 @@ func truthy(v any) bool {
 
 // condition evaluates a `when`: "" holds; "${ref}" holds when the value is
 // set and not empty, zero or false; "!${ref}" when it is not. reason says
-// why it does not hold: "${vm.x} is not set", "${vm.is_template} is true".
+// why it does not hold: "x is not set", "is_template is true".
 func (sc scope) condition(when string) (ok bool, reason string, err error) {
 	if when == "" {
 		return true, "", nil
@@ -320,13 +340,54 @@ func (sc scope) condition(when string) (ok bool, reason string, err error) {
 	if truthy(v) != negate {
 		return true, "", nil
 	}
+	what := plainRefs(expr)
 	switch {
 	case !found:
-		return false, expr + " is not set", nil
+		return false, what + " is not set", nil
 	case v == "":
-		return false, expr + " is empty", nil
+		return false, what + " is empty", nil
 	}
-	return false, expr + " is " + text(v), nil
+	return false, what + " is " + text(v), nil
+}
+
+// skipText is a skipped step's reason: its skip text, rendered, or the
+// fallback when it has none.
+func (sc scope) skipText(skip, fallback string) (string, error) {
+	if skip == "" {
+		return fallback, nil
+	}
+	v, _, err := sc.value(skip, true)
+	if err != nil {
+		return "", err
+	}
+	return text(v), nil
+}
+
+// plainRefs writes each reference in s as the path a person knows from the
+// config: "${vm.snapshots.pre-features}" → "snapshots.pre-features",
+// "${item.options?}" → "item.options".
+func plainRefs(s string) string {
+	return refPattern.ReplaceAllStringFunc(s, func(ref string) string {
+		p := strings.TrimSuffix(strings.TrimSpace(ref[2:len(ref)-1]), "?")
+		return strings.TrimPrefix(p, "vm.")
+	})
+}
+
+// displayName is a step's name for messages about the step itself (before
+// any item is known): `${vm…}` substituted where it can be, each
+// `${item…}` shown as "…".
+func displayName(vars map[string]any, name string) string {
+	out := refPattern.ReplaceAllStringFunc(name, func(ref string) string {
+		if strings.HasPrefix(ref, "${item") {
+			return "…"
+		}
+		v, found, _ := scope{vm: vars}.value(ref, true)
+		if !found {
+			return plainRefs(ref)
+		}
+		return text(v)
+	})
+	return strings.Join(strings.Fields(out), " ")
 }
 
 // skippedName is the name of a step skipped without an item (a loop with

@@ -139,14 +139,14 @@ func TestRenderCreateMinimalVM(t *testing.T) {
 		}
 	}
 	wantSkipped := []string{
-		"clone from template: ${vm.clone_from_vmid} is not set",
-		"grow disk: ${vm.disk_size_gb} is not set",
-		"mount nfs: ${vm.nfs_shares} has no items",
-		"snapshot pre-features: ${vm.snapshots.pre-features} is not set",
-		"inject: ${vm.file_injections} has no items",
-		"feature: ${vm.features} has no items",
-		"snapshot post-features: ${vm.snapshots.post-features} is not set",
-		"final snapshot: ${vm.final_snapshot} is empty",
+		"clone from template: no clone_from_vmid configured: the VM must exist already",
+		"grow disk: no disk size configured",
+		"mount nfs: no NFS shares configured",
+		"snapshot pre-features: no pre-features snapshot configured",
+		"inject: no file injections configured",
+		"feature: no features configured",
+		"snapshot post-features: no post-features snapshot configured",
+		"final snapshot: final snapshot turned off (final_snapshot: false)",
 	}
 	if !reflect.DeepEqual(skipped, wantSkipped) {
 		t.Errorf("skipped:\n got %q\nwant %q", skipped, wantSkipped)
@@ -258,18 +258,24 @@ func TestLoopAndWhen(t *testing.T) {
 		{"loop over strings", `{name: "f ${item}", kind: k, loop: "${vm.features}", with: {p: "${item}"}}`,
 			[]string{"f docker p=docker"}},
 		{"loop over missing list", `{name: "f ${item}", kind: k, loop: "${vm.volumes}", with: {p: "${item}"}}`,
-			[]string{"f skipped: ${vm.volumes} has no items"}},
+			[]string{"f skipped: nothing in volumes"}},
 		{"when per item", `{name: "m ${item.guest_path}", kind: k, loop: "${vm.nfs_shares}", when: "${item.options}", with: {p: "${item.host_path}"}}`,
-			[]string{"m /mnt/data p=/export/8101", "m /mnt/b skipped: ${item.options} is not set"}},
+			[]string{"m /mnt/data p=/export/8101", "m /mnt/b skipped: item.options is not set"}},
 		{"when true", `{name: s, kind: k, when: "${vm.clone_from_vmid}", with: {p: 1}}`, []string{"s p=1"}},
-		{"when missing is false", `{name: s, kind: k, when: "${vm.nope}", with: {p: 1}}`, []string{"s skipped: ${vm.nope} is not set"}},
-		{"when false", `{name: s, kind: k, when: "${vm.is_template}", with: {p: 1}}`, []string{"s skipped: ${vm.is_template} is not set"}},
-		{"when zero", `{name: s, kind: k, when: "${vm.count}", with: {p: 1}}`, []string{"s skipped: ${vm.count} is not set"}},
-		{"when empty list", `{name: s, kind: k, when: "${vm.qm_options}", with: {p: 1}}`, []string{"s skipped: ${vm.qm_options} is not set"}},
-		{"negated when, set", `{name: s, kind: k, when: "!${vm.clone_from_vmid}", with: {p: 1}}`, []string{"s skipped: ${vm.clone_from_vmid} is 9000"}},
+		{"when missing is false", `{name: s, kind: k, when: "${vm.nope}", with: {p: 1}}`, []string{"s skipped: nope is not set"}},
+		{"when false", `{name: s, kind: k, when: "${vm.is_template}", with: {p: 1}}`, []string{"s skipped: is_template is not set"}},
+		{"when zero", `{name: s, kind: k, when: "${vm.count}", with: {p: 1}}`, []string{"s skipped: count is not set"}},
+		{"when empty list", `{name: s, kind: k, when: "${vm.qm_options}", with: {p: 1}}`, []string{"s skipped: qm_options is not set"}},
+		{"negated when, set", `{name: s, kind: k, when: "!${vm.clone_from_vmid}", with: {p: 1}}`, []string{"s skipped: clone_from_vmid is 9000"}},
 		{"negated when, unset", `{name: s, kind: k, when: "!${vm.is_template}", with: {p: 1}}`, []string{"s p=1"}},
 		{"skipped step does not resolve params", `{name: s, kind: k, when: "${vm.nope}", with: {p: "${vm.missing}"}}`,
-			[]string{"s skipped: ${vm.nope} is not set"}},
+			[]string{"s skipped: nope is not set"}},
+		{"skip text", `{name: s, kind: k, when: "${vm.nope}", skip: "no nope for ${vm.name}", with: {p: 1}}`,
+			[]string{"s skipped: no nope for web01"}},
+		{"skip text of an empty loop", `{name: "f ${item}", kind: k, loop: "${vm.volumes}", skip: no volumes configured, with: {p: "${item}"}}`,
+			[]string{"f skipped: no volumes configured"}},
+		{"skip text per item", `{name: "m ${item.guest_path}", kind: k, loop: "${vm.nfs_shares}", when: "${item.options}", skip: "${item.guest_path} has no options", with: {p: 1}}`,
+			[]string{"m /mnt/data p=1", "m /mnt/b skipped: /mnt/b has no options"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			steps, err := renderOne(t, "tasks:\n  - "+tc.step+"\n", vm)
@@ -295,9 +301,9 @@ func TestWhenFalseValues(t *testing.T) {
 	// The inventory always sets final_snapshot; "" (disabled) must skip.
 	vm := &inventory.VM{VMID: 8300, Name: "x", StartAtBoot: ptr(false)}
 	for when, wantReason := range map[string]string{
-		"${vm.final_snapshot}":        "${vm.final_snapshot} is empty",
-		"${vm.start_at_boot}":         "${vm.start_at_boot} is false",
-		"${vm.agent_timeout_seconds}": "${vm.agent_timeout_seconds} is 0",
+		"${vm.final_snapshot}":        "final_snapshot is empty",
+		"${vm.start_at_boot}":         "start_at_boot is false",
+		"${vm.agent_timeout_seconds}": "agent_timeout_seconds is 0",
 	} {
 		steps, err := renderOne(t, "tasks:\n  - {name: s, kind: k, when: \""+when+"\"}\n", vm)
 		if err != nil {
@@ -316,21 +322,25 @@ func TestRenderErrors(t *testing.T) {
 		{"unknown kind", "tasks:\n  - {name: a, kind: k}\n  - name: b\n    kind: nope\n",
 			`test.yml:3: step "b": unknown kind "nope" (registered: k)`},
 		{"missing path", "tasks:\n  - name: a\n    kind: k\n    with: {cores: \"${vm.corez}\"}\n",
-			`test.yml:2: step "a": with.cores: ${vm.corez}: not set`},
+			`test.yml:2: step "a": with.cores: vm.corez is not set`},
 		{"missing path in text", "tasks:\n  - {name: a, kind: k, with: {x: \"id-${vm.nope.deeper}\"}}\n",
-			`test.yml:2: step "a": with.x: ${vm.nope.deeper}: not set`},
+			`test.yml:2: step "a": with.x: vm.nope.deeper is not set`},
 		{"missing path in list", "tasks:\n  - {name: a, kind: k, with: {x: [1, \"${vm.nope}\"]}}\n",
-			`test.yml:2: step "a": with.x[1]: ${vm.nope}: not set`},
+			`test.yml:2: step "a": with.x[1]: vm.nope is not set`},
 		{"missing path in name", "tasks:\n  - {name: \"a ${vm.nope}\", kind: k}\n",
-			`test.yml:2: step "a ${vm.nope}": name: ${vm.nope}: not set`},
+			`test.yml:2: step "a nope": name: vm.nope is not set`},
 		{"item outside a loop", "tasks:\n  - {name: a, kind: k, with: {x: \"${item.y}\"}}\n",
-			`test.yml:2: step "a": with.x: ${item.y}: item is only set in a step with a loop`},
+			`test.yml:2: step "a": with.x: item.y: item is only set in a step with a loop`},
 		{"unknown root", "tasks:\n  - {name: a, kind: k, with: {x: \"${env.HOME}\"}}\n",
-			`test.yml:2: step "a": with.x: ${env.HOME}: a reference starts with vm. or item.`},
+			`test.yml:2: step "a": with.x: env.HOME: a reference starts with vm. or item.`},
 		{"loop over a non-list", "tasks:\n  - {name: a, kind: k, loop: \"${vm.name}\"}\n",
-			`test.yml:2: step "a": loop: ${vm.name} is web01, not a list`},
+			`test.yml:2: step "a": loop: name is web01, not a list`},
 		{"playbook when", "when: \"!${env.X}\"\ntasks:\n  - {name: a, kind: k}\n",
-			`test.yml: when: ${env.X}: a reference starts with vm. or item.`},
+			`test.yml: when: env.X: a reference starts with vm. or item.`},
+		{"an item's missing path names the item", "tasks:\n  - {name: \"m ${item.guest_path} on ${vm.name}\", kind: k, loop: \"${vm.nfs_shares}\", with: {p: \"${item.nope}\"}}\n",
+			`test.yml:2: step "m … on web01": item 1 of nfs_shares: with.p: item.nope is not set`},
+		{"skip text with a bad reference", "tasks:\n  - {name: a, kind: k, when: \"${vm.nope}\", skip: \"${env.X}\"}\n",
+			`test.yml:2: step "a": skip: env.X: a reference starts with vm. or item.`},
 		{"factory refuses params", "tasks:\n  - {name: a, kind: k, with: {bad: 1}}\n",
 			`test.yml:2: step "a": k: parameters: unknown field "bad"`},
 	} {
@@ -359,7 +369,7 @@ func TestPlaybookWhenSkipsTemplates(t *testing.T) {
 			t.Fatalf("%s: %d steps, %d tasks built; want every step skipped, none built", name, len(steps), len(calls))
 		}
 		for _, s := range steps {
-			if !s.Skipped || s.SkipReason != "${vm.is_template} is true" {
+			if !s.Skipped || !strings.HasPrefix(s.SkipReason, "vm 9000 is a template: ") {
 				t.Errorf("%s: step %q skipped=%v reason %q", name, s.Name, s.Skipped, s.SkipReason)
 			}
 		}
@@ -371,5 +381,30 @@ func TestPlaybookWhenSkipsTemplates(t *testing.T) {
 	var calls []recordingTask
 	if steps, err := Render(pb, tmpl, testRegistry(&calls, allKinds...)); err != nil || steps[1].Skipped {
 		t.Errorf("delete of a template: %v, %+v; want it to run", err, steps)
+	}
+}
+
+// No name or skip reason of a built-in playbook shows a person `${…}`,
+// whatever the VM sets or leaves out.
+func TestBuiltinsSayNoReferences(t *testing.T) {
+	tmpl := &inventory.VM{VMID: 9000, Name: "tmpl", IsTemplate: true, AgentTimeoutSeconds: 300}
+	bare := &inventory.VM{VMID: 8200, Name: "bare", AgentTimeoutSeconds: 300}
+	for _, name := range Builtins() {
+		pb, err := Load(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, vm := range []*inventory.VM{tmpl, bare, vm8101()} {
+			var calls []recordingTask
+			steps, err := Render(pb, vm, testRegistry(&calls, allKinds...))
+			if err != nil {
+				t.Fatalf("%s for vm %d: %v", name, vm.VMID, err)
+			}
+			for _, s := range steps {
+				if strings.Contains(s.Name+s.SkipReason, "${") {
+					t.Errorf("%s for vm %d: step %q, skip reason %q", name, vm.VMID, s.Name, s.SkipReason)
+				}
+			}
+		}
 	}
 }

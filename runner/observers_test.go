@@ -21,7 +21,7 @@ func textEvents(dryRun bool) []Event {
 		{Type: EventVMStart, VMID: 8101, VMName: "web01"},
 		{Type: EventTaskStart, VMID: 8101, Task: "clone from template", Kind: "vm_clone"},
 		{Type: EventTaskEnd, VMID: 8101, Task: "clone from template", Kind: "vm_clone", Status: StatusSkipped,
-			Change: tasks.Change{Summary: "${vm.clone_from_vmid} is not set"}, DryRun: dryRun},
+			Change: tasks.Change{Summary: "no clone_from_vmid configured"}, DryRun: dryRun},
 		{Type: EventTaskEnd, VMID: 8101, Task: "core config", Kind: "vm_config", Status: StatusChanged, Transport: "node", Duration: 120 * ms,
 			Change: tasks.Change{Action: tasks.Update, Summary: "set cores", Diff: diff, Commands: []string{"qm set 8101 --cores 2"}}, DryRun: dryRun},
 		{Type: EventLog, VMID: 8101, Task: "wait for guest", Text: "waiting for the guest agent"},
@@ -52,7 +52,7 @@ func TestTextOutput(t *testing.T) {
 		want   string
 	}{
 		{"default", Text{}, false, `create on vm 8101, 8102, 8103
-8101  clone from template          skipped         ${vm.clone_from_vmid} is not set
+8101  clone from template          skipped         no clone_from_vmid configured
 8101  core config                  changed        node    0.1s  set cores
 8101  | waiting for the guest agent
 8101  cloud-init                   ok             agent   2.3s  cloud-init done
@@ -65,7 +65,7 @@ total: ok=1 changed=1 failed=2 skipped=1 in 3.5s
 `},
 		{"dry run with -v", Text{Verbose: 1}, true, `create on vm 8101, 8102, 8103 (dry run: nothing is changed)
 8101  clone from template …
-8101  clone from template          skipped         ${vm.clone_from_vmid} is not set
+8101  clone from template          skipped         no clone_from_vmid configured
 8101  core config                  would update   node    0.1s  set cores
       -cores: 1
       +cores: 2

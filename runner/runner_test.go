@@ -668,7 +668,7 @@ func TestEventsJSONLines(t *testing.T) {
 		{7, []string{"action", "changed", "details", "duration_ms", "event", "kind", "status", "summary", "task", "transport", "vmid"},
 			map[string]any{"status": "ok", "changed": false, "details": "status: done\ndetail: x", "transport": "agent"}},
 		{9, []string{"changed", "duration_ms", "event", "kind", "status", "summary", "task", "transport", "vmid"},
-			map[string]any{"status": "skipped", "summary": "${vm.nope} is not set", "transport": ""}},
+			map[string]any{"status": "skipped", "summary": "nope is not set", "transport": ""}},
 		{10, []string{"changed", "duration_ms", "event", "failed", "ok", "skipped", "status", "vmid"},
 			map[string]any{"status": "ok", "ok": 1.0, "changed": 1.0, "skipped": 1.0, "failed": 0.0}},
 		{11, []string{"changed", "duration_ms", "event", "failed", "ok", "skipped"},

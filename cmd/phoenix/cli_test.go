@@ -181,7 +181,7 @@ func TestRenderEndToEnd(t *testing.T) {
 		"cicustom: vendor=local:snippets/phoenix-8101-hostkey.yml",
 		"- name: mount nfs /mnt/data\n  kind: nfs_mount\n",
 		"- name: feature docker\n",
-		"skip_reason: ${vm.snapshots.pre-features} is not set",
+		"skip_reason: no pre-features snapshot configured",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("render output lacks %q:\n%s", want, out)
