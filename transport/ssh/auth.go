@@ -42,7 +42,7 @@ func loadKeys(ctx context.Context, files []string) (*keys, error) {
 	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
 		signers, err := k.openAgent(ctx, sock)
 		if err != nil {
-			k.skipped = append(k.skipped, fmt.Sprintf("ssh-agent %s: %v", sock, err))
+			k.skipped = append(k.skipped, fmt.Sprintf("ssh-agent %s: %v (is ssh-agent running? eval $(ssh-agent) && ssh-add)", sock, err))
 		}
 		for _, s := range signers {
 			add(s)
@@ -52,7 +52,7 @@ func loadKeys(ctx context.Context, files []string) (*keys, error) {
 		k.close()
 		why := k.skipped
 		if len(files) == 0 && os.Getenv("SSH_AUTH_SOCK") == "" {
-			why = append(why, "no identity file given and SSH_AUTH_SOCK is not set")
+			why = append(why, "no identity file given and SSH_AUTH_SOCK is not set: set identity_file in the inventory, or start ssh-agent and ssh-add your key")
 		}
 		return nil, fmt.Errorf("no usable key: %s", strings.Join(why, "; "))
 	}
@@ -82,7 +82,7 @@ func (k *keys) openAgent(ctx context.Context, sock string) ([]ssh.Signer, error)
 func readIdentity(file string) (ssh.Signer, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("identity file: %w", err)
+		return nil, fmt.Errorf("identity file (identity_file in the inventory, or IdentityFile in ~/.ssh/config): %w", err)
 	}
 	s, err := ssh.ParsePrivateKey(b)
 	var pm *ssh.PassphraseMissingError
