@@ -29,7 +29,7 @@ type Node struct {
 	IdentityFile string
 	ProxyJump    string
 	PVENode      string // Proxmox node name (hostname) for pvesh paths; default "localhost"
-	NFSServer    string // address guests use to reach this node's NFS exports
+	NFSServer    string // address guests use to reach this node's NFS exports, as fstab wants it (IPv6 in brackets)
 	// Jump is ProxyJump resolved: the host to connect through (itself
 	// possibly behind another Jump), nil for a direct connection. A hop that
 	// names an inventory node is a copy of that node.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -98,6 +99,7 @@ func parseInventory(file string, data []byte, ssh *sshConfig) (*Inventory, error
 		return nil, yamlProblem(file, err)
 	}
 	l := &invLoader{file: file, dir: filepath.Dir(file), pos: yamlPositions(doc), ssh: ssh}
+	l.controlChars(&f)
 	inv := l.build(&f)
 	if len(l.problems) > 0 {
 		return nil, &ConfigError{File: file, Problems: sortProblems(l.problems)}
@@ -128,6 +130,38 @@ func (l *invLoader) problem(ptr, format string, args ...any) {
 		return lc[0], lc[1], ok
 	})
 	l.problems = append(l.problems, Problem{Pointer: ptr, Line: line, Column: col, Message: fmt.Sprintf(format, args...)})
+}
+
+// problemIf reports msg at ptr unless it is empty (a rule found nothing).
+func (l *invLoader) problemIf(ptr, msg string) {
+	if msg != "" {
+		l.problem(ptr, "%s", msg)
+	}
+}
+
+// controlChars refuses control characters in every string of the
+// inventory: they reach command lines, pvesh paths and known_hosts lines.
+func (l *invLoader) controlChars(f *inventoryFile) {
+	check := func(ptr, s string) { l.problemIf(ptr, controlCharProblem(s)) }
+	for name, nf := range f.Nodes {
+		ptr := "/nodes/" + escapePointer(name)
+		check(ptr, name)
+		if nf == nil {
+			continue
+		}
+		for key, v := range map[string]string{"address": nf.Address, "user": nf.User, "identity_file": nf.IdentityFile,
+			"proxy_jump": nf.ProxyJump, "pve_node": nf.PVENode, "nfs_server": nf.NFSServer} {
+			check(ptr+"/"+key, v)
+		}
+	}
+	for vmid, node := range f.VMs {
+		check("/vms/"+strconv.Itoa(vmid), node)
+	}
+	g := f.Guest
+	for key, v := range map[string]string{"/default_node": f.DefaultNode, "/guest/user": g.User, "/guest/identity_file": g.IdentityFile,
+		"/guest/via": g.Via, "/guest/address": g.Address, "/known_hosts": f.KnownHosts, "/guest_known_hosts": f.GuestKnownHosts} {
+		check(key, v)
+	}
 }
 
 // path resolves a local path of the inventory, reporting failures at ptr.
@@ -185,6 +219,12 @@ func (l *invLoader) build(f *inventoryFile) *Inventory {
 
 	g := f.Guest
 	inv.Guest = GuestAccess{User: g.User, IdentityFile: l.path("/guest/identity_file", g.IdentityFile), Via: g.Via, Address: g.Address, Port: g.Port}
+	if g.User != "" {
+		l.problemIf("/guest/user", userNameProblem(g.User))
+	}
+	if g.Address != "" {
+		l.problemIf("/guest/address", hostProblem(g.Address))
+	}
 	switch g.Via {
 	case "":
 		inv.Guest.Via = "direct"
@@ -230,7 +270,21 @@ func (l *invLoader) node(name string, nf *nodeFile) *Node {
 	case nf.Port == 0:
 		n.Port = firstInt(h.port, 22)
 	}
+	// Users written here are Linux user names, as in the config. One from
+	// ~/.ssh/config (or a jump hop) is the user's own SSH setup, which
+	// OpenSSH reads too; phoenix sends it only inside the SSH protocol.
+	if nf.User != "" {
+		l.problemIf(ptr+"/user", userNameProblem(nf.User))
+	}
+	if nf.PVENode != "" && !pveNodeRE.MatchString(nf.PVENode) {
+		l.problem(ptr+"/pve_node", "must be a Proxmox node name (letters, digits and inner '-'), not %q", nf.PVENode)
+	}
 	n.NFSServer = firstOf(nf.NFSServer, n.Address)
+	if h, ok := nfsHost(n.NFSServer); ok {
+		n.NFSServer = h
+	} else if nf.NFSServer != "" {
+		l.problem(ptr+"/nfs_server", "must be a host name or an IP address, not %q", nf.NFSServer)
+	}
 	return n
 }
 
@@ -249,6 +303,9 @@ func (l *invLoader) jumps(inv *Inventory, name string, nf *nodeFile) {
 	}
 	n.Jump = jump
 }
+
+// pveNodeRE is Proxmox's node name format (pve-node).
+var pveNodeRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$`)
 
 func validPort(p int) bool { return p >= 1 && p <= 65535 }
 

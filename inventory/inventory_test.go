@@ -139,6 +139,21 @@ func TestLoadInventoryNoSSHConfig(t *testing.T) {
 	}
 }
 
+func TestLoadInventoryNFSServerIPv6(t *testing.T) {
+	invPath, sshPath := writeInventory(t, "nodes:\n  pve:\n    address: fd00::2\n  pve6:\n    nfs_server: \"[FD00::3]\"\ndefault_node: pve\n", "")
+	inv, err := LoadInventory(invPath, sshPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As fstab wants it before ":/export".
+	if got := inv.Nodes["pve"].NFSServer; got != "[fd00::2]" {
+		t.Errorf("nfs_server from the address = %q, want [fd00::2]", got)
+	}
+	if got := inv.Nodes["pve6"].NFSServer; got != "[fd00::3]" {
+		t.Errorf("nfs_server = %q, want [fd00::3]", got)
+	}
+}
+
 func TestLoadInventoryErrors(t *testing.T) {
 	tests := []struct {
 		name, doc, ssh string
@@ -159,6 +174,14 @@ func TestLoadInventoryErrors(t *testing.T) {
 		{"bad guest port", "nodes:\n  pve: {}\nguest:\n  port: -1\n", "", ":4:9: /guest/port: must be a port between 1 and 65535"},
 		{"jump cycle", "nodes:\n  a:\n    proxy_jump: b\n  b:\n    proxy_jump: a\ndefault_node: a\n", "", ":3:17: /nodes/a/proxy_jump: proxy jump: cycle: a -> b -> a"},
 		{"jump bad port", "nodes:\n  a:\n    proxy_jump: user@host:99999\n", "", `:3:17: /nodes/a/proxy_jump: proxy jump: hop "user@host:99999": "99999" is not a port`},
+		{"node user option", "nodes:\n  pve:\n    user: -oProxyCommand=x\n", "", `:3:11: /nodes/pve/user: must be a Linux user name`},
+		{"guest user option", "nodes:\n  pve: {}\nguest:\n  user: -oProxyCommand=x\n", "", `:4:9: /guest/user: must be a Linux user name`},
+		{"guest address option", "nodes:\n  pve: {}\nguest:\n  address: -oProxyCommand=x\n", "", `:4:12: /guest/address: must be a host name or an IP address`},
+		{"newline in address", "nodes:\n  pve:\n    address: \"10.0.0.2\\nx\"\n", "", `:3:14: /nodes/pve/address: contains a control character (newline`},
+		{"NUL in pve_node", "nodes:\n  pve:\n    pve_node: \"pve\\0\"\n", "", `:3:15: /nodes/pve/pve_node: contains a control character (NUL`},
+		{"bad pve_node", "nodes:\n  pve:\n    pve_node: ../cluster\n", "", `:3:15: /nodes/pve/pve_node: must be a Proxmox node name`},
+		{"bad nfs_server", "nodes:\n  pve:\n    nfs_server: -o x\n", "", `:3:17: /nodes/pve/nfs_server: must be a host name or an IP address`},
+		{"newline in known_hosts", "nodes:\n  pve: {}\nknown_hosts: \"/k\\n\"\n", "", `:3:14: /known_hosts: contains a control character`},
 		{"ssh config port", "nodes:\n  a:\n    address: lab\n", "Host lab\n  Port none\n", `:2:3: /nodes/a: ssh config`},
 	}
 	for _, tt := range tests {
