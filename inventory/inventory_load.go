@@ -98,7 +98,7 @@ func parseInventory(file string, data []byte, ssh *sshConfig) (*Inventory, error
 	if err := yaml.UnmarshalWithOptions(data, &f, yaml.DisallowUnknownField()); err != nil {
 		return nil, yamlProblem(file, err)
 	}
-	l := &invLoader{file: file, dir: filepath.Dir(file), pos: yamlPositions(doc), ssh: ssh}
+	l := &invLoader{file: file, dir: filepath.Dir(file), pos: yamlPositions(doc), ssh: ssh, seen: map[string]bool{}}
 	l.controlChars(&f)
 	inv := l.build(&f)
 	if len(l.problems) > 0 {
@@ -122,9 +122,14 @@ type invLoader struct {
 	pos      map[string][2]int // pointer -> line, column of the value
 	ssh      *sshConfig
 	problems []Problem
+	seen     map[string]bool // pointers with a problem: one problem each
 }
 
 func (l *invLoader) problem(ptr, format string, args ...any) {
+	if l.seen[ptr] {
+		return
+	}
+	l.seen[ptr] = true
 	line, col := nearest(ptr, func(p string) (int, int, bool) {
 		lc, ok := l.pos[p]
 		return lc[0], lc[1], ok

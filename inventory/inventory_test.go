@@ -199,6 +199,16 @@ func TestLoadInventoryErrors(t *testing.T) {
 	}
 }
 
+// A value with two things wrong is reported once, by the first rule.
+func TestLoadInventoryOneProblemPerValue(t *testing.T) {
+	invPath, sshPath := writeInventory(t, "nodes:\n  pve:\n    user: \"root\\n\"\n", "")
+	_, err := LoadInventory(invPath, sshPath)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || !strings.Contains(ce.Problems[0].Message, "control character") {
+		t.Errorf("want one control character problem, got %v", err)
+	}
+}
+
 func TestGuestFor(t *testing.T) {
 	inv := &Inventory{Guest: GuestAccess{User: "ops", IdentityFile: "/k/inv", Via: "direct", Port: 22}}
 	static := NetworkConfig{IP: "10.0.0.21/24", GW: "10.0.0.1"}
