@@ -105,7 +105,7 @@ func (l *loader) checkNetwork(ptr string, n NetworkConfig) {
 		case n.IP == "dhcp":
 			l.problem(ptr+"/gw", "is not used with ip dhcp (DHCP gives the gateway); remove gw, or give ip an address in CIDR form")
 		case n.IP == "":
-			l.problem(ptr+"/gw", "needs ip: an address in CIDR form in the gateway's subnet, e.g. %s/24", a.Prev())
+			l.problem(ptr+"/gw", "needs ip: the VM's address in CIDR form, in the gateway's subnet")
 		case !subnet.IsValid(): // ip is wrong, and said so
 		case a == subnet.Addr():
 			l.problem(ptr+"/gw", "%s is the VM's own address (ip %s)", gw, n.IP)

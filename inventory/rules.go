@@ -64,13 +64,15 @@ func pathProblem(p, where string) string {
 // Guest directories an NFS mount must not replace. A mount hides what the
 // directory held, so the rule is what the guest needs to boot, log in and
 // install packages:
-//   - kernel and runtime filesystems (/proc, /sys, /dev, /run) are mounted
-//     by the kernel and systemd before fstab's network mounts, and what is
-//     below them is not data; nothing below them either;
+//   - kernel and runtime filesystems (/proc, /sys, /dev, /run, and /var/run,
+//     /var/lock, which point into /run) are mounted by the kernel and
+//     systemd before fstab's network mounts, and hold no data: nothing there
+//     or below;
 //   - /boot (kernels, initramfs, the EFI system partition at /boot/efi) and
-//     the package manager's program trees (/bin, /sbin, /lib*, /usr) would
-//     lose the files the guest runs from; nothing below them either, except
-//     below /usr/local, which FHS leaves to the administrator;
+//     the package manager's program trees (/bin, /sbin, /lib, /lib32,
+//     /lib64, /libx32, /usr) hold the files the guest runs from: nothing
+//     there or below, except below /usr/local, which FHS leaves to the
+//     administrator;
 //   - the directories themselves whose subdirectories are where
 //     applications keep their own data: replacing /etc, /var, /var/lib,
 //     /var/log, /var/cache, /var/spool, /var/tmp, /tmp, /usr/local breaks
