@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/transport"
 )
 
 // configParams are raw config fields from the playbook; zero or empty
@@ -140,8 +141,9 @@ type keyChange struct {
 	secret   string
 }
 
-// changes compares the wanted keys with the VM's config.
-func (t *configTask) changes(cfg Config) ([]keyChange, error) {
+// changes compares the wanted keys with the VM's config; storedPW is the
+// password hash the VM has ("" when none).
+func (t *configTask) changes(cfg Config, storedPW string) ([]keyChange, error) {
 	var out []keyChange
 	for _, w := range t.fixed() {
 		cur, ok := cfg[w.key]
@@ -178,11 +180,13 @@ func (t *configTask) changes(cfg Config) ([]keyChange, error) {
 				stdin: strings.Join(want, "\n") + "\n"})
 		}
 	}
-	// A stored password is a hash qm config masks: it cannot be compared, so
-	// it is only set when the VM has none.
 	if pw := t.p.CIPassword; pw != "" {
-		if _, ok := cfg["cipassword"]; !ok {
-			out = append(out, keyChange{key: "cipassword", arg: pw, new: []string{masked}, secret: pw})
+		kc, err := t.passwordChange(pw, cfg, storedPW)
+		if err != nil {
+			return nil, err
+		}
+		if kc != nil {
+			out = append(out, *kc)
 		}
 	}
 	slices.SortFunc(out, func(a, b keyChange) int { return strings.Compare(a.key, b.key) })
@@ -202,7 +206,11 @@ func (t *configTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, e
 	if !st.Exists {
 		return missing(env, fmt.Sprintf("vm %d does not exist yet; will set %s", vmid, strings.Join(keys, ", ")))
 	}
-	changes, err := t.changes(st.Config)
+	storedPW, err := t.storedPassword(ctx, env, st.Config)
+	if err != nil {
+		return tasks.Change{}, fmt.Errorf("vm %d config: %w", vmid, err)
+	}
+	changes, err := t.changes(st.Config, storedPW)
 	if err != nil {
 		return tasks.Change{}, fmt.Errorf("vm %d config: %w", vmid, err)
 	}
@@ -232,6 +240,48 @@ func (t *configTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, e
 		what += "; " + strings.Join(cold, ", ") + " take effect at the next VM start"
 	}
 	return planned(tasks.Update, "will "+what, what, diff, c), nil
+}
+
+// passwordChange is the cipassword change, nil when the stored hash is pw's.
+// qm gets a hash made here, never pw itself.
+func (t *configTask) passwordChange(pw string, cfg Config, stored string) (*keyChange, error) {
+	kc := &keyChange{key: "cipassword", new: []string{masked}}
+	if _, ok := cfg["cipassword"]; ok {
+		match, known := passwordMatches(stored, pw)
+		if match || !known {
+			// A hash of another scheme cannot be compared: the password
+			// was set some other way, and is left alone.
+			return nil, nil
+		}
+		kc.old = []string{masked}
+	}
+	hash, err := cryptPassword(pw, t.random())
+	if err != nil {
+		return nil, err
+	}
+	kc.arg, kc.secret = hash, hash
+	return kc, nil
+}
+
+// storedPassword reads the VM's password hash when it has one and the
+// parameters set one: qm config masks it, `qm cloudinit dump` does not.
+func (t *configTask) storedPassword(ctx context.Context, env *tasks.Env, cfg Config) (string, error) {
+	if _, ok := cfg["cipassword"]; !ok || t.p.CIPassword == "" {
+		return "", nil
+	}
+	vmid := env.VM.VMID
+	v, err := env.Cached(fmt.Sprintf("pve:cipassword:%d", vmid), func() (any, error) {
+		line := transport.Command("qm", "cloudinit", "dump", strconv.Itoa(vmid), "user")
+		res, err := env.Node.Run(ctx, transport.Cmd{Line: line, Timeout: tasks.ProbeTimeout})
+		if err != nil {
+			return nil, fmt.Errorf("read the stored password hash: %w", err)
+		}
+		return parseDumpPassword(res.Stdout), nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
 }
 
 // coldKeys are the keys among names a running VM only takes at its next

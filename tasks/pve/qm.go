@@ -2,8 +2,10 @@ package pve
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -42,9 +44,18 @@ func (c call) line() string { return transport.Command(c.argv...) }
 func (c call) printable() string { return transport.Redact(c.line(), c.secrets) }
 
 // qm runs node writes. backoff holds the waits between tries while the VM's
-// flock is busy; its length + 1 is the number of tries.
+// flock is busy; its length + 1 is the number of tries. rand salts password
+// hashes (crypto/rand when nil).
 type qm struct {
 	backoff []time.Duration
+	rand    io.Reader
+}
+
+func (q qm) random() io.Reader {
+	if q.rand == nil {
+		return rand.Reader
+	}
+	return q.rand
 }
 
 // defaultBackoff: 5 tries within about 15 s, on top of qm's own 10 s wait.

@@ -101,7 +101,7 @@ func newEnv(node *fake.Transport, dryRun bool) *tasks.Env {
 func newTask(t *testing.T, kind string, params map[string]any) tasks.Task {
 	t.Helper()
 	reg := tasks.Registry{}
-	register(reg, qm{backoff: make([]time.Duration, 4)})
+	register(reg, qm{backoff: make([]time.Duration, 4), rand: saltBytes()})
 	task, err := reg[kind](params)
 	if err != nil {
 		t.Fatalf("%s: %v", kind, err)
@@ -343,7 +343,7 @@ func TestCheck(t *testing.T) {
 			reads:  []fake.Call{stopped},
 			action: tasks.Update, summary: "set sshkeys", commands: []string{"qm set 8101 --sshkeys /dev/stdin"}},
 		{name: "config: stored password is kept", kind: "vm_config", params: map[string]any{"cipassword": secretPW},
-			reads:  []fake.Call{stateRead(8101, with(configured, "cipassword", "**********"), "stopped", noSnapshots)},
+			reads:  []fake.Call{stateRead(8101, with(configured, "cipassword", "**********"), "stopped", noSnapshots), dumpRead(pveSHA256)},
 			action: tasks.None},
 		{name: "config: vm missing in a real run", kind: "vm_config", params: configParams8101,
 			reads: []fake.Call{missingRead(8101)}, err: "vm 8101 does not exist"},
@@ -563,10 +563,10 @@ func TestSecretsNeverShown(t *testing.T) {
 	if !strings.Contains(c.Diff, "+ cipassword: ********\n") {
 		t.Errorf("diff does not show the masked password:\n%s", c.Diff)
 	}
-	// The real line carries the password, quoted; the error shown does not.
-	node.Expect(fake.Call{Line: `qm set 8101 --cipassword 'hunter2 '\''quoted'\'' pw' --ciuser admin`, Result: fake.Fail(255, "VM is locked (clone)\n")})
+	// The real line carries the password's hash, quoted; the error shown does not.
+	node.Expect(fake.Call{Line: `qm set 8101 --cipassword '` + glibcSHA512 + `' --ciuser admin`, Result: fake.Fail(255, "VM is locked (clone)\n")})
 	err := task.Apply(context.Background(), env, c)
-	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "********") {
+	if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), glibcSHA512) || !strings.Contains(err.Error(), "********") {
 		t.Errorf("apply error = %v; want a masked failure", err)
 	}
 }
