@@ -12,7 +12,7 @@ import (
 )
 
 // Hashes of secretPW made by glibc's crypt(3), not by the library phoenix
-// uses: perl -e 'print crypt(q(hunter2 '\''quoted'\'' pw), q($6$abcdefghijklmnop$))'
+// uses: perl -e 'print crypt(q(hunter2 '\”quoted'\” pw), q($6$abcdefghijklmnop$))'
 const (
 	glibcSHA512 = "$6$abcdefghijklmnop$oQwXeKb3mveY4pDTR7llN9S4pvp9VVkGBKAfqaEhBj5w6.xJa6y0nqEP9aHLUrlMBnpiioZZQaNrq8zhpBJOQ."
 	// As Proxmox stores a password given in plain text: SHA-256 crypt.
