@@ -12,8 +12,19 @@ import (
 // ok is the empty problem: the rule accepts the value.
 const ok = ""
 
+// checkRule runs rule on each value: want is ok or a part of the problem.
+func checkRule(t *testing.T, name string, rule func(string) string, cases map[string]string) {
+	t.Helper()
+	for v, want := range cases {
+		got := rule(v)
+		if (want == ok) != (got == ok) || !strings.Contains(got, want) {
+			t.Errorf("%s(%q) = %q, want %q", name, v, got, want)
+		}
+	}
+}
+
 func TestMountPointProblem(t *testing.T) {
-	for p, want := range map[string]string{
+	checkRule(t, "mountPointProblem", mountPointProblem, map[string]string{
 		"/mnt/x":                 ok,
 		"/mnt":                   ok,
 		"/srv/x":                 ok,
@@ -56,16 +67,11 @@ func TestMountPointProblem(t *testing.T) {
 		"/mnt/a/":                `write "/mnt/a"`,
 		"mnt/a":                  "must be an absolute path in the guest",
 		"":                       "must be an absolute path in the guest",
-	} {
-		got := mountPointProblem(p)
-		if (want == ok) != (got == ok) || !strings.Contains(got, want) {
-			t.Errorf("mountPointProblem(%q) = %q, want %q", p, got, want)
-		}
-	}
+	})
 }
 
 func TestDestinationProblem(t *testing.T) {
-	for p, want := range map[string]string{
+	checkRule(t, "destinationProblem", destinationProblem, map[string]string{
 		"/etc/motd":            ok,
 		"/usr/local/bin/tool":  ok,
 		"/root/.bashrc":        ok,
@@ -80,16 +86,11 @@ func TestDestinationProblem(t *testing.T) {
 		"/dev/sda":             "kernel or runtime filesystem",
 		"/etc/../x":            `write "/x"`,
 		"etc/motd":             "must be an absolute path in the guest",
-	} {
-		got := destinationProblem(p)
-		if (want == ok) != (got == ok) || !strings.Contains(got, want) {
-			t.Errorf("destinationProblem(%q) = %q, want %q", p, got, want)
-		}
-	}
+	})
 }
 
 func TestControlCharProblem(t *testing.T) {
-	for s, want := range map[string]string{
+	checkRule(t, "controlCharProblem", controlCharProblem, map[string]string{
 		"/mnt/data":   ok,
 		"ünïcødé ok":  ok,
 		"a\nb":        `newline, \n) at byte 1`,
@@ -99,12 +100,7 @@ func TestControlCharProblem(t *testing.T) {
 		"x\x7f":       "DEL",
 		"x\x1b[31m":   "U+001B",
 		"x\u0085next": "U+0085", // C1 next line
-	} {
-		got := controlCharProblem(s)
-		if (want == ok) != (got == ok) || !strings.Contains(got, want) {
-			t.Errorf("controlCharProblem(%q) = %q, want %q", s, got, want)
-		}
-	}
+	})
 }
 
 func TestUserNameProblem(t *testing.T) {
@@ -175,7 +171,7 @@ func TestSSHKeyProblem(t *testing.T) {
 	key := testKey(t)
 	typ, data, _ := strings.Cut(key, " ")
 	data, comment, _ := strings.Cut(data, " ")
-	for k, want := range map[string]string{
+	checkRule(t, "sshKeyProblem", sshKeyProblem, map[string]string{
 		key:                               ok,
 		typ + " " + data:                  ok,
 		`no-pty,from="10.0.0.0/8" ` + key: ok,
@@ -185,12 +181,7 @@ func TestSSHKeyProblem(t *testing.T) {
 		typ + " " + data[:len(data)-7] + " " + comment: "not base64",
 		typ + " " + data[:len(data)-4] + " " + comment: "not a ssh-ed25519 key",
 		"ssh-rsa " + data + " " + comment:              "the key data is a ssh-ed25519 key, but the line says ssh-rsa",
-	} {
-		got := sshKeyProblem(k)
-		if (want == ok) != (got == ok) || !strings.Contains(got, want) {
-			t.Errorf("sshKeyProblem(%q) = %q, want %q", k, got, want)
-		}
-	}
+	})
 }
 
 // The schema and the Go rules spell some patterns twice (the schema for
