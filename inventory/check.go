@@ -44,6 +44,8 @@ func (l *loader) check(cfg *Config, srcs []*vmSource) {
 func (l *loader) checkVM(s *vmSource) {
 	vm := s.vm
 	l.checkNetwork(s.ptr+"/network_config", vm.NetworkConfig)
+	l.checkTemplate(s)
+	l.checkFirewall(s)
 	for i, k := range vm.UserConfig.SSHAuthorizedKeys {
 		l.problemIf(s.ptr+"/user_config/ssh_authorized_keys/"+strconv.Itoa(i), sshKeyProblem(k))
 	}

@@ -352,6 +352,9 @@ func (l *loader) decodeVM(ptr string, raw []byte, d VMDefaults) *vmSource {
 	if vm.NetworkBridge == "" {
 		vm.NetworkBridge = d.NetworkBridge
 	}
+	if vm.TemplateImageBaseURL == "" {
+		vm.TemplateImageBaseURL = d.TemplateImageBaseURL
+	}
 
 	src := &vmSource{vm: vm, ptr: ptr}
 	for i := range vm.NFSShares {
@@ -390,13 +393,13 @@ func (l *loader) decodeVM(ptr string, raw []byte, d VMDefaults) *vmSource {
 // about every object member t does not declare (keys directly on the top
 // level or on a VM are kept in Extra) and refuses control characters in
 // every string phoenix reads. What phoenix keeps without reading (unknown
-// keys, firewall rules, dns records) is left as it is.
+// keys, dns records) is left as it is.
 func (l *loader) walkKnown(v any, t reflect.Type, ptr string) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if t == reflect.TypeFor[json.RawMessage]() {
-		return // opaque on purpose (firewall rules, dns records)
+		return // opaque on purpose (dns records)
 	}
 	if s, ok := v.(string); ok {
 		l.problemIf(ptr, controlCharProblem(s))

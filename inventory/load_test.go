@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -64,9 +63,14 @@ func TestLoadConfigOriginal(t *testing.T) {
 	if len(portainer.Volumes) != 1 || portainer.Volumes[0].Name != "" {
 		t.Errorf("volumes not kept as read: %+v", portainer.Volumes)
 	}
-	var rule struct{ Proto string }
-	if portainer.Firewall == nil || len(portainer.Firewall.Rules) != 3 || json.Unmarshal(portainer.Firewall.Rules[1], &rule) != nil || rule.Proto != "icmp" {
-		t.Errorf("firewall rules not kept: %+v", portainer.Firewall)
+	// The original's port is dport.
+	wantRules := []FirewallRule{
+		{Type: "in", Action: "ACCEPT", Proto: "tcp", DPort: "9443", Source: "10.0.0.12", Comment: "Traefik to Portainer UI"},
+		{Type: "in", Action: "ACCEPT", Proto: "icmp", Comment: "ping from anywhere"},
+		{Type: "out", Action: "ACCEPT", Proto: "udp", DPort: "53", Dest: "10.0.0.13", Comment: "DNS"},
+	}
+	if portainer.Firewall == nil || portainer.Firewall.Enabled || !reflect.DeepEqual(portainer.Firewall.Rules, wantRules) {
+		t.Errorf("firewall = %+v, want disabled with %+v", portainer.Firewall, wantRules)
 	}
 	if string(portainer.Extra["traefik_service"]) == "" || string(portainer.Extra["swarm_role"]) != `"manager"` {
 		t.Errorf("extra = %v", portainer.Extra)
@@ -137,8 +141,19 @@ func TestLoadConfigPhoenix(t *testing.T) {
 	if vm.AgentTimeoutSeconds != 120 || vm.FinalSnapshot != "final-form" {
 		t.Errorf("timeout %d final %q", vm.AgentTimeoutSeconds, vm.FinalSnapshot)
 	}
-	if got := cfg.Lookup(9000).FinalSnapshot; got != "" {
-		t.Errorf("final_snapshot false gave %q", got)
+	tmpl := cfg.Lookup(9000)
+	if tmpl.FinalSnapshot != "" {
+		t.Errorf("final_snapshot false gave %q", tmpl.FinalSnapshot)
+	}
+	if tmpl.TemplateImageSHA256 != "5a3e0e4c7ae1a8e2f4a4e6d43b1d41b9fb0a1b1d3c4b5a69788796a5b4c3d2e1" {
+		t.Errorf("template_image_sha256 = %q, want it lower-case", tmpl.TemplateImageSHA256)
+	}
+	wantFW := &Firewall{Enabled: true, Rules: []FirewallRule{
+		{Type: "in", Action: "ACCEPT", Proto: "tcp", DPort: "22", Source: "10.20.0.0/24", Comment: "ssh from the LAN"},
+		{Type: "in", Action: "ACCEPT", Proto: "icmp"},
+	}}
+	if !reflect.DeepEqual(vm.Firewall, wantFW) {
+		t.Errorf("firewall = %+v, want %+v", vm.Firewall, wantFW)
 	}
 	abs, _ := filepath.Abs("testdata/keys/id_ed25519")
 	if vm.GuestSSH.IdentityFile != abs {

@@ -38,6 +38,9 @@ type VMDefaults struct {
 	DiskSizeGB    int    `json:"disk_size_gb,omitempty"`
 	StoragePool   string `json:"storage_pool,omitempty"`
 	NetworkBridge string `json:"network_bridge,omitempty"`
+	// TemplateImageBaseURL is where a template_image file name is fetched
+	// from, for every VM that does not say otherwise.
+	TemplateImageBaseURL string `json:"template_image_base_url,omitempty"`
 }
 
 // VM is one entry of vms[], with vm_defaults merged in and the new phoenix
@@ -48,6 +51,8 @@ type VM struct {
 	IsTemplate           bool              `json:"is_template,omitempty"`
 	CloneFromVMID        int               `json:"clone_from_vmid,omitempty"`
 	TemplateImage        string            `json:"template_image,omitempty"`
+	TemplateImageSHA256  string            `json:"template_image_sha256,omitempty"`   // lower-case hex; verifies the download, tells drift
+	TemplateImageBaseURL string            `json:"template_image_base_url,omitempty"` // default: vm_defaults, then DefaultImageBaseURL
 	TemplateSnapshotName string            `json:"template_snapshot_name,omitempty"`
 	Cores                int               `json:"cores,omitempty"`
 	MemoryMB             int               `json:"memory_mb,omitempty"`
@@ -151,10 +156,26 @@ type GuestSSH struct {
 	Port         int    `json:"port,omitempty"`
 }
 
-// Firewall is kept for completeness; phoenix only reports it.
+// Firewall is the VM's Proxmox firewall: its switch and its rules, in order
+// (the first rule that matches decides).
 type Firewall struct {
-	Enabled bool              `json:"enabled"`
-	Rules   []json.RawMessage `json:"rules,omitempty"`
+	Enabled bool           `json:"enabled"`
+	Rules   []FirewallRule `json:"rules,omitempty"`
+}
+
+// FirewallRule is one rule in the original config's shape. LoadConfig
+// writes type and proto lower-case and action upper-case, as Proxmox wants
+// them, and moves the original's port to dport.
+type FirewallRule struct {
+	Type    string `json:"type"`            // in or out
+	Action  string `json:"action"`          // ACCEPT, DROP or REJECT
+	Proto   string `json:"proto,omitempty"` // tcp, udp, icmp, … or a protocol number
+	DPort   string `json:"dport,omitempty"` // 22, 80:85, 80,443, ssh
+	SPort   string `json:"sport,omitempty"`
+	Port    string `json:"port,omitempty"`   // the original's name for dport
+	Source  string `json:"source,omitempty"` // address, CIDR, range a-b, list, +ipset or alias
+	Dest    string `json:"dest,omitempty"`
+	Comment string `json:"comment,omitempty"`
 }
 
 // DockerStack accepts both the schema's object and the real config's string.
