@@ -2,6 +2,7 @@ package guest
 
 import (
 	"bytes"
+	"fmt"
 	"path"
 	"strconv"
 	"strings"
@@ -31,13 +32,32 @@ func (e Entry) fields() [6]string {
 	return [6]string{e.Source, e.MountPoint, e.FSType, e.Options, strconv.Itoa(e.Dump), strconv.Itoa(e.Pass)}
 }
 
+// Marker is the mount option on every fstab line phoenix writes: the lines
+// it may replace later even when they are not NFS. An "x-" option is
+// mount(8)'s namespace for application options: libmount keeps it out of
+// mount(2) and out of the options the mount.<type> helper gets (mount.nfs
+// never sees it), findmnt --fstab and tools that rewrite fstab keep it
+// with the other options. A trailing "# comment" would not survive: fstab(5)
+// has comment lines only, and parsers differ on text after the sixth field.
+const Marker = "x-phoenix"
+
 // EditFstab makes old hold exactly one line for entry's mount point, equal
-// to entry: a differing line is replaced in place, duplicates for the mount
-// point are dropped, a missing one is appended. Comments and every other line
-// stay byte for byte. changed is false when old already had it.
-func EditFstab(old []byte, entry Entry) (new []byte, changed bool) {
+// to entry with Marker added to its options: a differing line is replaced in
+// place, duplicates for the mount point are dropped, a missing one is
+// appended. Only NFS lines and lines phoenix wrote are replaced: when another
+// filesystem's line holds the mount point, EditFstab returns an error naming
+// that line and old unchanged. Comments and every other line stay byte for
+// byte. changed is false when old already had it.
+func EditFstab(old []byte, entry Entry) (new []byte, changed bool, err error) {
+	entry = entry.marked()
 	want := entry.fields()
 	lines := splitLines(old)
+	for i, l := range lines {
+		if f, ok := parseFstabLine(l); ok && sameMountPoint(f[1], entry.MountPoint) && !replaceable(f) {
+			return old, false, fmt.Errorf("line %d mounts %s (%s) on %s, which phoenix does not replace: only NFS lines "+
+				"and lines it wrote (option %s) are its own: %q", i+1, f[0], f[2], f[1], Marker, strings.TrimRight(string(l), "\r\n"))
+		}
+	}
 	eol := "\n"
 	if len(lines) > 0 && bytes.HasSuffix(lines[0], []byte("\r\n")) {
 		eol = "\r\n" // keep a CRLF file CRLF
@@ -79,9 +99,38 @@ func EditFstab(old []byte, entry Entry) (new []byte, changed bool) {
 		out.WriteString(eol)
 	}
 	if !changed {
-		return old, false
+		return old, false, nil
 	}
-	return out.Bytes(), true
+	return out.Bytes(), true, nil
+}
+
+// marked is e with Marker in its options (once).
+func (e Entry) marked() Entry {
+	switch {
+	case e.Options == "":
+		e.Options = Marker
+	case !hasOption(e.Options, Marker):
+		e.Options += "," + Marker
+	}
+	return e
+}
+
+// replaceable reports whether phoenix may replace a line: an NFS mount or
+// one it wrote.
+func replaceable(f [6]string) bool {
+	return isNFS(f[2]) || hasOption(f[3], Marker)
+}
+
+func isNFS(fstype string) bool { return fstype == "nfs" || fstype == "nfs4" }
+
+// hasOption reports whether the comma-separated options hold opt.
+func hasOption(options, opt string) bool {
+	for _, o := range strings.Split(options, ",") {
+		if o == opt {
+			return true
+		}
+	}
+	return false
 }
 
 // splitLines splits b after every "\n"; the last line may lack one.

@@ -127,7 +127,7 @@ func TestNFSMountProbesLocal(t *testing.T) {
 	}
 	// Not mounted, no line for a fresh temp dir; the package may or may not be here.
 	if c.Action != tasks.Create || !strings.Contains(c.Summary, "set its /etc/fstab line, mount it") ||
-		!strings.Contains(c.Diff, "+10.0.0.2:/export/8101 "+strings.ReplaceAll(mp, " ", `\040`)+" nfs defaults,auto,nofail 0 0") {
+		!strings.Contains(c.Diff, "+10.0.0.2:/export/8101 "+strings.ReplaceAll(mp, " ", `\040`)+" nfs defaults,auto,nofail,x-phoenix 0 0") {
 		t.Errorf("got %s %q\n%s", c.Action, c.Summary, c.Diff)
 	}
 	if p := c.Plan.(*nfsPlan); p.mkdir {

@@ -3,6 +3,8 @@ package guest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path"
@@ -21,6 +23,9 @@ const (
 	fstabBackups   = 5 // backups kept
 	mountTimeout   = 60 * time.Second
 	installTimeout = 15 * time.Minute
+	// restoreTimeout bounds putting /etc/fstab back after a failed or
+	// interrupted mount: an unmount (mountTimeout) and a write.
+	restoreTimeout = mountTimeout + time.Minute
 )
 
 // nfsClientProbe says which package manager the guest has ("dpkg", "dnf" or
@@ -33,7 +38,10 @@ var nfsClientProbe = `if command -v dpkg-query >/dev/null 2>&1; then echo dpkg; 
 	`; else echo none; fi`
 
 var (
-	catFstab = transport.Command("cat", fstabPath)
+	// fstabProbe prints the fstab's mode and owner, then its content: a
+	// rewrite keeps both.
+	fstabProbe = transport.Command("stat", "-L", "-c", "%a %u:%g", fstabPath) + " && " + transport.Command("cat", fstabPath)
+	rmFstab    = transport.Command("rm", "-f", "--", fstabPath)
 	// dpkg may still be locked by cloud-init or unattended-upgrades on a
 	// first boot; Apply wraps these in lockRetry for apt's other locks.
 	aptUpdate   = transport.Command("apt-get", "-o", "DPkg::Lock::Timeout=300", "update")
@@ -86,7 +94,7 @@ func (t *nfsMount) findmnt() string { return transport.Command("findmnt", "-n", 
 func (t *nfsMount) isDir() string   { return transport.Command("test", "-d", t.Path) }
 
 func (t *nfsMount) GuestProbes(*tasks.Env) []string {
-	return []string{nfsClientProbe, catFstab, t.findmnt(), t.isDir()}
+	return []string{nfsClientProbe, fstabProbe, t.findmnt(), t.isDir()}
 }
 
 // nfsPlan is what Apply does, in order.
@@ -95,7 +103,8 @@ type nfsPlan struct {
 	mkdir    bool
 	old, new []byte // /etc/fstab; new is nil when it stays
 	hadFstab bool
-	umount   bool // mounted with a line that changes
+	attrs    transport.Attrs // the fstab's mode and owner, kept on a rewrite
+	umount   bool            // mounted with a line that changes
 	mount    bool
 }
 
@@ -123,10 +132,10 @@ func (t *nfsMount) check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 	if p.install, err = t.probeClient(ctx, env); err != nil {
 		return tasks.Change{}, err
 	}
-	if p.old, p.hadFstab, err = probeFile(ctx, env, catFstab); err != nil {
+	if p.old, p.hadFstab, p.attrs, err = probeFstab(ctx, env); err != nil {
 		return tasks.Change{}, err
 	}
-	mounted, err := probeTest(ctx, env, t.findmnt())
+	mounted, fstype, err := t.probeMount(ctx, env)
 	if err != nil {
 		return tasks.Change{}, err
 	}
@@ -135,9 +144,17 @@ func (t *nfsMount) check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 		return tasks.Change{}, err
 	}
 	p.mkdir = !dir
-	newFstab, changed := EditFstab(p.old, e)
+	newFstab, changed, err := EditFstab(p.old, e)
+	if err != nil {
+		return tasks.Change{}, fmt.Errorf("%s %w", fstabPath, err)
+	}
 	if changed {
 		p.new = newFstab
+	}
+	if mounted && !hasMountPoint(p.old, t.Path) && !isNFS(fstype) {
+		// Mounting the share would unmount it first.
+		return tasks.Change{}, fmt.Errorf("%s is already mounted (%s) and %s has no line for it: "+
+			"phoenix does not unmount a filesystem it did not mount", t.Path, fstype, fstabPath)
 	}
 	p.umount = mounted && changed
 	p.mount = !mounted || changed
@@ -162,9 +179,19 @@ func (t *nfsMount) check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 	c.Summary = fmt.Sprintf("%s on %s: will %s", e.Source, t.Path, strings.Join(will, ", "))
 	c.Done = fmt.Sprintf("%s on %s: %s", e.Source, t.Path, strings.Join(did, ", "))
 	if changed {
-		c.Diff = unifiedDiff(fstabPath, p.old, p.new)
+		c.Diff = fstabDiff(&p)
 	}
 	return c, nil
+}
+
+// fstabDiff shows the lines that change, unless the fstab is not
+// world-readable (a CIFS line may hold a password): then its hashes.
+func fstabDiff(p *nfsPlan) string {
+	if p.hadFstab && p.attrs.Mode&0o004 == 0 {
+		return fmt.Sprintf("%s (mode %s, content not shown): sha256 %s → %s",
+			fstabPath, transport.OctalMode(p.attrs.Mode), sha256Hex(p.old), sha256Hex(p.new))
+	}
+	return unifiedDiff(fstabPath, p.old, p.new)
 }
 
 // probeClient returns the commands that install the NFS client, none when
@@ -250,42 +277,128 @@ func (t *nfsMount) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) er
 		}
 	}
 	if p.new == nil {
-		return t.mount(ctx, g, p)
+		_, err := t.mount(ctx, g, p)
+		return err
 	}
 	if p.hadFstab {
+		// cp -p: the backup keeps the fstab's mode and owner.
 		bak := "/etc/fstab.phoenix-" + t.d.now().UTC().Format("20060102T150405.000Z") + ".bak"
-		if _, err := run(ctx, g, transport.Command("cp", fstabPath, bak)+" && "+pruneFstabs); err != nil {
+		if _, err := run(ctx, g, transport.Command("cp", "-p", fstabPath, bak)+" && "+pruneFstabs); err != nil {
 			return fmt.Errorf("backup /etc/fstab: %w", err)
 		}
 	}
-	if err := g.Put(ctx, fstabPath, bytes.NewReader(p.new), transport.Attrs{Mode: 0o644}); err != nil {
-		return fmt.Errorf("write /etc/fstab: %w", err)
-	}
-	if err := t.mount(ctx, g, p); err != nil {
-		// A line that does not mount may stop the next boot: put the old one back.
-		if rerr := g.Put(ctx, fstabPath, bytes.NewReader(p.old), transport.Attrs{Mode: 0o644}); rerr != nil {
-			return fmt.Errorf("%w; restore /etc/fstab: %v", err, rerr)
+	if err := g.Put(ctx, fstabPath, bytes.NewReader(p.new), p.attrs); err != nil {
+		err = fmt.Errorf("write /etc/fstab: %w", err)
+		if ctx.Err() == nil {
+			return err // Put is atomic: the old fstab is in place
 		}
-		return fmt.Errorf("%w; /etc/fstab restored", err)
+		return t.restore(ctx, g, p, false, err) // interrupted: the write may have landed
+	}
+	if mountRan, err := t.mount(ctx, g, p); err != nil {
+		// A line that does not mount may stop the next boot.
+		return t.restore(ctx, g, p, mountRan, err)
 	}
 	return nil
 }
 
-// mount (re)mounts the share from its fstab line and verifies it.
-func (t *nfsMount) mount(ctx context.Context, g tasks.Guest, p *nfsPlan) error {
-	if !p.mount {
-		return nil
-	}
-	steps := []string{t.mountLine(), t.findmnt()}
-	if p.umount {
-		steps = append([]string{t.umountLine()}, steps...)
-	}
-	for _, line := range steps {
-		if _, err := g.Run(ctx, transport.Cmd{Line: line, Timeout: mountTimeout + 15*time.Second}); err != nil {
-			return err
+// restore puts /etc/fstab back as it was before Apply (removes it when there
+// was none) after a failed or interrupted mount, and unmounts the share when
+// the mount ran, so a re-run starts from the old state. It runs also when
+// ctx was cancelled (Ctrl-C), within restoreTimeout.
+func (t *nfsMount) restore(ctx context.Context, g tasks.Guest, p *nfsPlan, mountRan bool, cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreTimeout)
+	defer cancel()
+	var failed []string
+	if mountRan {
+		if _, err := g.Run(ctx, transport.Cmd{Line: t.undoMountLine(), Timeout: mountTimeout + 15*time.Second}); err != nil {
+			failed = append(failed, fmt.Sprintf("unmount %s: %v", t.Path, err))
 		}
 	}
-	return nil
+	done := fstabPath + " restored"
+	var err error
+	if p.hadFstab {
+		err = g.Put(ctx, fstabPath, bytes.NewReader(p.old), p.attrs)
+	} else {
+		done = fstabPath + " removed (there was none)"
+		_, err = run(ctx, g, rmFstab)
+	}
+	if err != nil {
+		failed = append(failed, fmt.Sprintf("restore %s: %v", fstabPath, err))
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%w; %s", cause, strings.Join(failed, "; "))
+	}
+	return fmt.Errorf("%w; %s", cause, done)
+}
+
+// mount (re)mounts the share from its fstab line and verifies it; mountRan
+// says whether the mount command was started.
+func (t *nfsMount) mount(ctx context.Context, g tasks.Guest, p *nfsPlan) (mountRan bool, err error) {
+	if !p.mount {
+		return false, nil
+	}
+	cmd := transport.Cmd{Timeout: mountTimeout + 15*time.Second}
+	if p.umount {
+		cmd.Line = t.umountLine()
+		if _, err := g.Run(ctx, cmd); err != nil {
+			return false, err
+		}
+	}
+	cmd.Line = t.mountLine()
+	if _, err := g.Run(ctx, cmd); err != nil {
+		if transport.ExitCode(err) == 124 { // timeout(1)
+			return true, fmt.Errorf("mount %s: no answer from the NFS server within %s (is it reachable, and does it export %s?): %w",
+				t.Path, mountTimeout, t.Export, err)
+		}
+		return true, err
+	}
+	cmd.Line = t.findmnt()
+	_, err = g.Run(ctx, cmd)
+	return true, err
+}
+
+// undoMountLine unmounts the mount point if something is mounted there.
+func (t *nfsMount) undoMountLine() string {
+	return "if " + t.findmnt() + " >/dev/null; then " + t.umountLine() + "; fi"
+}
+
+// probeMount reports whether the mount point is mounted, and the type of
+// what is mounted there.
+func (t *nfsMount) probeMount(ctx context.Context, env *tasks.Env) (mounted bool, fstype string, err error) {
+	line := t.findmnt()
+	res, err := env.GuestProbe(ctx, line)
+	if err != nil {
+		return false, "", err
+	}
+	switch res.ExitCode {
+	case 0:
+		// TARGET SOURCE FSTYPE OPTIONS; findmnt escapes blanks in fields.
+		if f := strings.Fields(string(res.Stdout)); len(f) >= 3 {
+			fstype = f[2]
+		}
+		return true, fstype, nil
+	case 1:
+		return false, "", nil
+	}
+	return false, "", res.Err(line)
+}
+
+// probeFstab reads /etc/fstab, its mode and owner; a missing fstab is no
+// error, and a new one is written 0644 root.
+func probeFstab(ctx context.Context, env *tasks.Env) (b []byte, exists bool, a transport.Attrs, err error) {
+	a = transport.Attrs{Mode: 0o644}
+	out, exists, err := probeFile(ctx, env, fstabProbe)
+	if err != nil || !exists {
+		return nil, false, a, err
+	}
+	st, content, ok := bytes.Cut(out, []byte("\n"))
+	var mode uint32
+	_, serr := fmt.Sscanf(string(st), "%o %s", &mode, &a.Owner)
+	if !ok || serr != nil || mode > 0o7777 {
+		return nil, false, a, fmt.Errorf("stat %s: unexpected output %q", fstabPath, transport.Tail(st, 1))
+	}
+	a.Mode = transport.ModeFromOctal(mode)
+	return content, true, a, nil
 }
 
 // hasMountPoint reports whether fstab has a line for mp.
@@ -334,6 +447,11 @@ func unifiedDiff(name string, a, b []byte) string {
 		A: diffLines(a), B: diffLines(b), FromFile: name, ToFile: name, Context: 3,
 	})
 	return d
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }
 
 // diffLines splits b for difflib, marking a missing final newline as diff(1)
