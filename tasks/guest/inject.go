@@ -23,14 +23,19 @@ const maxDiff = 256 << 10
 var errPutStopped = errors.New("guest write stopped")
 
 // fileInject is file_inject: a file from the Proxmox node copied into the
-// guest, compared by sha256 (and mode/owner when given).
+// guest, compared by sha256, mode (the source's unless given) and owner
+// (when given). Its content shows in a diff only when everyone may read it
+// anyway: never for a sensitive injection, else only for world-readable
+// text on both sides; other diffs show hashes.
 type fileInject struct {
 	d           deps
 	Source      string `json:"source"` // a path on the node
 	Destination string `json:"destination"`
-	Mode        string `json:"mode"`  // octal, "0644"
+	Mode        string `json:"mode"`  // octal, "0644"; default: the source's
 	Owner       string `json:"owner"` // user or user:group
-	mode        uint64
+	// Sensitive content (a token, a key) never shows, not even as a hash.
+	Sensitive bool `json:"sensitive"`
+	mode      uint64
 }
 
 func newFileInject(d deps, params map[string]any) (tasks.Task, error) {
@@ -60,9 +65,9 @@ func (t *fileInject) guestStat() string {
 		transport.Command("sha256sum", t.Destination)
 }
 
-// nodeStat reads the hash, then the size, of the source.
+// nodeStat reads the hash, then the size and mode, of the source.
 func (t *fileInject) nodeStat() string {
-	return transport.Command("sha256sum", t.Source) + " && " + transport.Command("stat", "-L", "-c", "%s", t.Source)
+	return transport.Command("sha256sum", t.Source) + " && " + transport.Command("stat", "-L", "-c", "%s %a", t.Source)
 }
 
 func (t *fileInject) GuestProbes(*tasks.Env) []string { return []string{t.guestStat()} }
@@ -78,8 +83,8 @@ type fileFacts struct {
 }
 
 type injectPlan struct {
-	put   bool // content differs
-	attrs bool // mode or owner to set
+	put   bool            // content differs
+	attrs transport.Attrs // the destination's mode and owner
 	sha   string
 }
 
@@ -107,22 +112,22 @@ func (t *fileInject) check(ctx context.Context, env *tasks.Env) (tasks.Change, e
 	if err != nil {
 		return tasks.Change{}, err
 	}
-	p := injectPlan{sha: src.sha256, put: !dst.exists || dst.sha256 != src.sha256}
+	mode := t.wantMode(src)
+	p := injectPlan{sha: src.sha256, put: !dst.exists || dst.sha256 != src.sha256,
+		attrs: transport.Attrs{Mode: transport.ModeFromOctal(uint32(mode)), Owner: t.Owner}}
 	var diffs []string
-	if t.Mode != "" && (p.put || dst.mode != t.mode) {
-		p.attrs = true
-		if dst.exists && dst.mode != t.mode {
-			diffs = append(diffs, fmt.Sprintf("mode %04o → %04o", dst.mode, t.mode))
-		}
+	if dst.exists && dst.mode != mode {
+		diffs = append(diffs, fmt.Sprintf("mode %04o → %04o", dst.mode, mode))
 	}
-	if t.Owner != "" && (p.put || !ownerIs(dst, t.Owner)) {
-		p.attrs = true
-		if dst.exists && !ownerIs(dst, t.Owner) {
-			diffs = append(diffs, fmt.Sprintf("owner %s → %s", dst.names, t.Owner))
-		}
+	if t.Owner != "" && dst.exists && !ownerIs(dst, t.Owner) {
+		diffs = append(diffs, fmt.Sprintf("owner %s → %s", dst.names, t.Owner))
 	}
-	if !p.put && !p.attrs {
-		return tasks.Change{Action: tasks.None, Summary: fmt.Sprintf("%s matches the node's %s (sha256 %.12s)", t.Destination, t.Source, src.sha256)}, nil
+	if !p.put && len(diffs) == 0 {
+		summary := fmt.Sprintf("%s matches the node's %s (sha256 %.12s)", t.Destination, t.Source, src.sha256)
+		if t.Sensitive {
+			summary = fmt.Sprintf("%s matches the node's %s", t.Destination, t.Source)
+		}
+		return tasks.Change{Action: tasks.None, Summary: summary}, nil
 	}
 
 	c := tasks.Change{Action: tasks.Update, Plan: &p, Commands: t.commands(&p)}
@@ -139,7 +144,7 @@ func (t *fileInject) check(ctx context.Context, env *tasks.Env) (tasks.Change, e
 		c.Done = fmt.Sprintf("set %s on %s", strings.Join(diffs, ", "), t.Destination)
 	}
 	if p.put {
-		d, err := t.contentDiff(ctx, env, src, dst)
+		d, err := t.contentDiff(ctx, env, src, dst, mode)
 		if err != nil {
 			return tasks.Change{}, err
 		}
@@ -155,13 +160,24 @@ func (t *fileInject) node(ctx context.Context, env *tasks.Env) (fileFacts, error
 	if err != nil {
 		return fileFacts{}, fmt.Errorf("source %s on node: %w", t.Source, err)
 	}
-	hash, size, _ := strings.Cut(string(res.Stdout), "\n")
+	hash, st, _ := strings.Cut(string(res.Stdout), "\n")
 	f := fileFacts{exists: true, sha256: sha256Field(hash)}
-	f.size, err = strconv.ParseInt(strings.TrimSpace(size), 10, 64)
-	if err != nil || f.sha256 == "" {
+	var mode string
+	_, serr := fmt.Sscanf(st, "%d %s", &f.size, &mode)
+	f.mode, err = strconv.ParseUint(mode, 8, 32)
+	if serr != nil || err != nil || f.mode > 0o7777 || f.sha256 == "" {
 		return fileFacts{}, fmt.Errorf("source %s on node: unexpected output %q", t.Source, transport.Tail(res.Stdout, 2))
 	}
 	return f, nil
+}
+
+// wantMode is the destination's mode: the one given, else the source's, so
+// a secret the node keeps 0600 is not written world-readable.
+func (t *fileInject) wantMode(src fileFacts) uint64 {
+	if t.Mode != "" {
+		return t.mode
+	}
+	return src.mode
 }
 
 // guest reads the destination's facts from the probe.
@@ -212,9 +228,18 @@ func ownerIs(f fileFacts, owner string) bool {
 	return owner == user || owner == uid
 }
 
-// contentDiff is a unified diff for small text files, else the hashes.
-func (t *fileInject) contentDiff(ctx context.Context, env *tasks.Env, src, dst fileFacts) (string, error) {
-	hashes := fmt.Sprintf("binary/large file: sha256 %s → %s", cmp.Or(dst.sha256, "(none)"), src.sha256)
+// contentDiff is a unified diff for small text files everyone may read (the
+// source, the destination and the file it becomes), else the hashes; for a
+// sensitive file, neither.
+func (t *fileInject) contentDiff(ctx context.Context, env *tasks.Env, src, dst fileFacts, mode uint64) (string, error) {
+	if t.Sensitive {
+		return t.Destination + ": content not shown (sensitive)", nil
+	}
+	before := cmp.Or(dst.sha256, "(none)")
+	if !worldReadable(src.mode) || !worldReadable(mode) || dst.exists && !worldReadable(dst.mode) {
+		return fmt.Sprintf("%s: content not shown (not world-readable): sha256 %s → %s", t.Destination, before, src.sha256), nil
+	}
+	hashes := fmt.Sprintf("binary/large file: sha256 %s → %s", before, src.sha256)
 	if src.size > maxDiff || dst.size > maxDiff {
 		return hashes, nil
 	}
@@ -239,28 +264,20 @@ func (t *fileInject) contentDiff(ctx context.Context, env *tasks.Env, src, dst f
 
 func isText(b []byte) bool { return utf8.Valid(b) && bytes.IndexByte(b, 0) < 0 }
 
+func worldReadable(mode uint64) bool { return mode&0o004 != 0 }
+
 func (t *fileInject) commands(p *injectPlan) []string {
-	copy := fmt.Sprintf("copy node:%s to %s, mode %s", t.Source, t.Destination, transport.OctalMode(t.attrs().Mode))
+	copy := fmt.Sprintf("copy node:%s to %s, mode %s", t.Source, t.Destination, transport.OctalMode(p.attrs.Mode))
 	if t.Owner != "" {
 		copy += ", owner " + t.Owner
 	}
 	return []string{transport.Command("mkdir", "-p", path.Dir(t.Destination)), copy, transport.Command("sha256sum", t.Destination)}
 }
 
-// attrs are the destination's mode and owner: set on the new file before it
-// takes the destination's name, never with chmod/chown on the destination
-// path (a guest user who owns its directory could swap in a symlink).
-func (t *fileInject) attrs() transport.Attrs {
-	a := transport.Attrs{Mode: 0o644, Owner: t.Owner}
-	if t.Mode != "" {
-		a.Mode = transport.ModeFromOctal(uint32(t.mode))
-	}
-	return a
-}
-
-// Apply copies the file again also when only its mode or owner differ:
-// a new file with the right ones renamed over the old is the one way to set
-// them without following a symlink.
+// Apply copies the file again also when only its mode or owner differ: a
+// new file given them before it takes the destination's name is the one way
+// to set them without following a symlink (chmod/chown on the destination
+// path would follow one a guest user swapped in).
 func (t *fileInject) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
 	p, g, err := planned[injectPlan](ctx, env, c, t.check)
 	if p == nil {
@@ -269,7 +286,7 @@ func (t *fileInject) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) 
 	if _, err := run(ctx, g, transport.Command("mkdir", "-p", path.Dir(t.Destination))); err != nil {
 		return fmt.Errorf("create %s: %w", path.Dir(t.Destination), err)
 	}
-	if err := t.copy(ctx, env.Node, g, t.attrs()); err != nil {
+	if err := t.copy(ctx, env.Node, g, p.attrs); err != nil {
 		return err
 	}
 	verify := transport.Command("sha256sum", t.Destination)
@@ -278,6 +295,9 @@ func (t *fileInject) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) 
 		return fmt.Errorf("verify %s: %w", t.Destination, err)
 	}
 	if got := sha256Field(string(res.Stdout)); got != p.sha {
+		if t.Sensitive {
+			return fmt.Errorf("verify %s: its sha256 is not the node's %s", t.Destination, t.Source)
+		}
 		return fmt.Errorf("verify %s: sha256 %s, want %s (the node's %s)", t.Destination, cmp.Or(got, "unreadable"), p.sha, t.Source)
 	}
 	return nil

@@ -2,9 +2,11 @@ package guest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,7 +19,7 @@ import (
 const (
 	injSrc     = "/root/phoenix/files/app.conf"
 	injDst     = "/etc/app/app.conf"
-	injNode    = "sha256sum /root/phoenix/files/app.conf && stat -L -c %s /root/phoenix/files/app.conf"
+	injNode    = "sha256sum /root/phoenix/files/app.conf && stat -L -c '%s %a' /root/phoenix/files/app.conf"
 	injProbe   = "stat -L -c '%s %a %u:%g %U:%G' /etc/app/app.conf && sha256sum /etc/app/app.conf"
 	injMkdir   = "mkdir -p /etc/app"
 	injVerify  = "sha256sum /etc/app/app.conf"
@@ -28,10 +30,20 @@ const (
 // appAttrs are injParams' mode and owner.
 var appAttrs = transport.Attrs{Mode: 0o640, Owner: "app:app"}
 
-var injParams = map[string]any{"source": injSrc, "destination": injDst, "mode": "0640", "owner": "app:app"}
+var (
+	injParams = map[string]any{"source": injSrc, "destination": injDst, "mode": "0640", "owner": "app:app"}
+	// pubParams make a world-readable file: its content may show in a diff.
+	pubParams = map[string]any{"source": injSrc, "destination": injDst, "mode": "0644", "owner": "app:app"}
+	pubAttrs  = transport.Attrs{Mode: 0o644, Owner: "app:app"}
+	// bareParams give neither mode nor owner.
+	bareParams = map[string]any{"source": injSrc, "destination": injDst}
+	// secretParams inject a token, marked sensitive.
+	secretParams = map[string]any{"source": injSrc, "destination": injDst, "mode": "0644", "sensitive": true}
+)
 
-func nodeSum(content string) fake.Call {
-	return fake.Call{Line: injNode, Result: exit(0, sum(content)+"  "+injSrc+"\n"+strconv.Itoa(len(content))+"\n", "")}
+// nodeSum answers the node read of a source with content and mode.
+func nodeSum(content, mode string) fake.Call {
+	return fake.Call{Line: injNode, Result: exit(0, sum(content)+"  "+injSrc+"\n"+strconv.Itoa(len(content))+" "+mode+"\n", "")}
 }
 
 func guestStat(content, attrs string) string {
@@ -47,79 +59,133 @@ func TestFileInjectProbes(t *testing.T) {
 }
 
 func TestFileInject(t *testing.T) {
+	verified := func(content string) []fake.Call {
+		return []fake.Call{{Line: injMkdir}, {Line: injVerify, Result: exit(0, sum(content)+"  "+injDst+"\n", "")}}
+	}
+	const (
+		oldToken = "token=4f1c2a-old-secret\n"
+		newToken = "token=9d3e7b-new-secret\n"
+	)
 	tests := []struct {
-		name      string
-		params    map[string]any
-		node      string // content on the node
-		guest     string // content in the guest
-		missing   bool   // no file in the guest
-		attrs     string // its mode and owner as the probe prints them
-		action    tasks.Action
-		apply     []fake.Call
-		wantDiff  string
-		wantFile  string
-		wantAttrs transport.Attrs // what the new file was given before its rename
-		wantErr   string
+		name        string
+		params      map[string]any
+		node        string // content on the node
+		nodeMode    string // its mode on the node; "" is 644
+		guest       string // content in the guest
+		missing     bool   // no file in the guest
+		attrs       string // its mode and owner as the probe prints them
+		action      tasks.Action
+		apply       []fake.Call
+		wantSummary string
+		wantDiff    string   // the diff holds this
+		hidden      []string // and none of these
+		wantFile    string
+		wantAttrs   transport.Attrs // what the new file was given before its rename
+		wantErr     string
 	}{
 		{
 			name: "equal", params: injParams, node: newContent,
 			guest: newContent, attrs: "640 1001:1001 app:app",
+			action:      tasks.None,
+			wantSummary: "/etc/app/app.conf matches the node's " + injSrc + " (sha256 " + sum(newContent)[:12] + ")",
+		},
+		{
+			name: "equal, owner given by id, mode the source's", params: map[string]any{"source": injSrc, "destination": injDst, "owner": "1001"},
+			node: newContent, nodeMode: "640", guest: newContent, attrs: "640 1001:1001 app:app",
 			action: tasks.None,
 		},
 		{
-			name: "equal, owner given by id", params: map[string]any{"source": injSrc, "destination": injDst, "owner": "1001"},
-			node: newContent, guest: newContent, attrs: "640 1001:1001 app:app",
-			action: tasks.None,
-		},
-		{
-			name: "missing in the guest", params: injParams, node: newContent,
+			name: "missing in the guest", params: pubParams, node: newContent,
 			missing: true,
-			action:  tasks.Create,
-			apply: []fake.Call{
-				{Line: injMkdir},
-				{Line: injVerify, Result: exit(0, sum(newContent)+"  "+injDst+"\n", "")},
-			},
-			wantDiff: "+listen = 8080", wantFile: newContent, wantAttrs: appAttrs,
+			action:  tasks.Create, apply: verified(newContent),
+			wantDiff: "+listen = 8080", wantFile: newContent, wantAttrs: pubAttrs,
 		},
 		{
-			name: "content differs", params: injParams, node: newContent,
-			guest: oldContent, attrs: "640 1001:1001 app:app",
-			action: tasks.Update,
-			apply: []fake.Call{
-				{Line: injMkdir},
-				{Line: injVerify, Result: exit(0, sum(newContent)+"  "+injDst+"\n", "")},
-			},
-			wantDiff: "-listen = 80\n+listen = 8080", wantFile: newContent, wantAttrs: appAttrs,
+			name: "content differs", params: pubParams, node: newContent,
+			guest: oldContent, attrs: "644 1001:1001 app:app",
+			action: tasks.Update, apply: verified(newContent),
+			wantDiff: "-listen = 80\n+listen = 8080", wantFile: newContent, wantAttrs: pubAttrs,
 		},
 		{
-			name: "no mode or owner: no chown/chmod", params: map[string]any{"source": injSrc, "destination": injDst},
-			node:  newContent,
-			guest: oldContent, attrs: "600 0:0 root:root",
-			action: tasks.Update,
-			apply: []fake.Call{
-				{Line: injMkdir},
-				{Line: injVerify, Result: exit(0, sum(newContent)+"  "+injDst+"\n", "")},
-			},
-			wantDiff: "+listen = 8080", wantFile: newContent, wantAttrs: transport.Attrs{Mode: 0o644},
+			name: "no mode: the source's, no owner: root's", params: bareParams, node: newContent, nodeMode: "600",
+			missing: true,
+			action:  tasks.Create, apply: verified(newContent),
+			wantSummary: "will copy " + injSrc + " from the node to " + injDst,
+			wantDiff:    injDst + ": content not shown (not world-readable): sha256 (none) → " + sum(newContent),
+			hidden:      []string{"listen"},
+			wantFile:    newContent, wantAttrs: transport.Attrs{Mode: 0o600},
+		},
+		{
+			name: "no mode, setuid bits kept", params: bareParams, node: "\x7fELF", nodeMode: "4755",
+			missing: true,
+			action:  tasks.Create, apply: verified("\x7fELF"),
+			wantFile: "\x7fELF", wantAttrs: transport.Attrs{Mode: 0o755 | fs.ModeSetuid},
+		},
+		{
+			name: "no mode, same content: a world-readable copy of a 0600 source is tightened", params: bareParams,
+			node: newContent, nodeMode: "600", guest: newContent, attrs: "644 0:0 root:root",
+			action: tasks.Update, apply: verified(newContent),
+			wantSummary: "will set mode 0644 → 0600 on " + injDst,
+			wantDiff:    "mode 0644 → 0600", wantFile: newContent, wantAttrs: transport.Attrs{Mode: 0o600},
 		},
 		{
 			name: "only mode and owner differ", params: injParams, node: newContent,
 			guest: newContent, attrs: "644 0:0 root:root",
-			action: tasks.Update,
-			apply: []fake.Call{
-				{Line: injMkdir},
-				{Line: injVerify, Result: exit(0, sum(newContent)+"  "+injDst+"\n", "")},
-			},
+			action: tasks.Update, apply: verified(newContent),
 			wantDiff: "mode 0644 → 0640\nowner root:root → app:app",
 			wantFile: newContent, wantAttrs: appAttrs,
 		},
 		{
-			name: "binary", params: injParams, node: "\x00\x01\x02",
-			guest: "\x00\x01", attrs: "640 1001:1001 app:app",
-			action:   tasks.Update,
-			apply:    []fake.Call{{Line: injMkdir}, {Line: injVerify, Result: exit(0, sum("\x00\x01\x02")+"  "+injDst+"\n", "")}},
+			name: "binary", params: pubParams, node: "\x00\x01\x02",
+			guest: "\x00\x01", attrs: "644 1001:1001 app:app",
+			action: tasks.Update, apply: verified("\x00\x01\x02"),
 			wantDiff: "binary/large file: sha256 " + sum("\x00\x01") + " → " + sum("\x00\x01\x02"),
-			wantFile: "\x00\x01\x02", wantAttrs: appAttrs,
+			wantFile: "\x00\x01\x02", wantAttrs: pubAttrs,
+		},
+		{
+			name: "a 0600 token: hashes, never the token", params: map[string]any{"source": injSrc, "destination": injDst, "mode": "0600"},
+			node: newToken, nodeMode: "600", guest: oldToken, attrs: "600 0:0 root:root",
+			action: tasks.Update, apply: verified(newToken),
+			wantDiff: injDst + ": content not shown (not world-readable): sha256 " + sum(oldToken) + " → " + sum(newToken),
+			hidden:   []string{"token", "secret"},
+			wantFile: newToken, wantAttrs: transport.Attrs{Mode: 0o600},
+		},
+		{
+			name: "world-readable file that becomes 0640: hashes", params: injParams, node: newContent,
+			guest: oldContent, attrs: "644 1001:1001 app:app",
+			action: tasks.Update, apply: verified(newContent),
+			wantDiff: injDst + ": content not shown (not world-readable): sha256 " + sum(oldContent) + " → " + sum(newContent) + "\nmode 0644 → 0640",
+			hidden:   []string{"listen"},
+			wantFile: newContent, wantAttrs: appAttrs,
+		},
+		{
+			name: "0640 file that becomes world-readable: hashes", params: pubParams, node: newContent,
+			guest: oldContent, attrs: "640 1001:1001 app:app",
+			action: tasks.Update, apply: verified(newContent),
+			wantDiff: "content not shown (not world-readable)", hidden: []string{"listen"},
+			wantFile: newContent, wantAttrs: pubAttrs,
+		},
+		{
+			name: "source the node keeps 0600: hashes", params: pubParams, node: newContent, nodeMode: "600",
+			guest: oldContent, attrs: "644 1001:1001 app:app",
+			action: tasks.Update, apply: verified(newContent),
+			wantDiff: "content not shown (not world-readable)", hidden: []string{"listen"},
+			wantFile: newContent, wantAttrs: pubAttrs,
+		},
+		{
+			name: "sensitive: no content, no hash, even world-readable", params: secretParams, node: newToken,
+			guest: oldToken, attrs: "644 0:0 root:root",
+			action: tasks.Update, apply: verified(newToken),
+			wantSummary: "will replace " + injDst + " with the node's " + injSrc,
+			wantDiff:    injDst + ": content not shown (sensitive)",
+			hidden:      []string{"token", sum(oldToken)[:12], sum(newToken)[:12]},
+			wantFile:    newToken, wantAttrs: transport.Attrs{Mode: 0o644},
+		},
+		{
+			name: "sensitive and equal: no hash in the summary", params: secretParams, node: newToken,
+			guest: newToken, attrs: "644 0:0 root:root",
+			action:      tasks.None,
+			wantSummary: injDst + " matches the node's " + injSrc,
 		},
 		{
 			name: "verify fails", params: injParams, node: newContent,
@@ -131,6 +197,17 @@ func TestFileInject(t *testing.T) {
 			},
 			wantFile: newContent, wantAttrs: appAttrs,
 			wantErr: "verify /etc/app/app.conf: sha256 " + sum(oldContent) + ", want " + sum(newContent) + " (the node's " + injSrc + ")",
+		},
+		{
+			name: "verify of a sensitive file fails: no hashes", params: secretParams, node: newToken,
+			guest: oldToken, attrs: "644 0:0 root:root",
+			action: tasks.Update,
+			apply: []fake.Call{
+				{Line: injMkdir},
+				{Line: injVerify, Result: exit(0, sum(oldToken)+"  "+injDst+"\n", "")},
+			},
+			wantFile: newToken, wantAttrs: transport.Attrs{Mode: 0o644},
+			wantErr: "verify /etc/app/app.conf: its sha256 is not the node's " + injSrc,
 		},
 	}
 	for _, tt := range tests {
@@ -144,13 +221,21 @@ func TestFileInject(t *testing.T) {
 				w.probes(task, exit(0, guestStat(tt.guest, tt.attrs), ""))
 				w.guest.Files[injDst] = []byte(tt.guest)
 			}
-			w.node.Expect(nodeSum(tt.node))
+			w.node.Expect(nodeSum(tt.node, cmp.Or(tt.nodeMode, "644")))
 			c := w.check(task)
 			if c.Action != tt.action {
 				t.Fatalf("action %s, want %s (%s)", c.Action, tt.action, c.Summary)
 			}
+			if tt.wantSummary != "" && c.Summary != tt.wantSummary {
+				t.Errorf("summary %q, want %q", c.Summary, tt.wantSummary)
+			}
 			if !strings.Contains(c.Diff, tt.wantDiff) {
 				t.Errorf("diff lacks %q:\n%s", tt.wantDiff, c.Diff)
+			}
+			for _, h := range tt.hidden {
+				if strings.Contains(c.Diff+c.Summary+strings.Join(c.Commands, "\n"), h) {
+					t.Errorf("the change shows %q:\n%s\n%s", h, c.Summary, c.Diff)
+				}
 			}
 			if c.Action == tasks.None {
 				return
@@ -187,7 +272,7 @@ func TestFileInjectLarge(t *testing.T) {
 	w.node.Files[injSrc] = []byte(big)
 	task := w.task("file_inject", map[string]any{"source": injSrc, "destination": injDst})
 	w.probes(task, exit(1, "", "stat: cannot statx '/etc/app/app.conf': No such file or directory\n"))
-	w.node.Expect(nodeSum(big))
+	w.node.Expect(nodeSum(big, "644"))
 	c := w.check(task)
 	if want := "binary/large file: sha256 (none) → " + sum(big); c.Diff != want {
 		t.Errorf("diff %q, want %q", c.Diff, want)

@@ -59,7 +59,7 @@ func TestFileInjectLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkApply := func(want tasks.Action, diff string) {
+	checkApply := func(task tasks.Task, want tasks.Action, diff string) {
 		t.Helper()
 		env.Forget("guest")
 		prefetchLocal(t, env, task)
@@ -77,7 +77,7 @@ func TestFileInjectLocal(t *testing.T) {
 		}
 	}
 
-	checkApply(tasks.Create, "binary/large file: sha256 (none) → "+sum(string(content)))
+	checkApply(task, tasks.Create, "image.bin: content not shown (not world-readable): sha256 (none) → "+sum(string(content)))
 	got, err := os.ReadFile(dst)
 	if err != nil || !bytes.Equal(got, content) {
 		t.Fatalf("guest file: %d bytes, err %v", len(got), err)
@@ -85,23 +85,39 @@ func TestFileInjectLocal(t *testing.T) {
 	if fi, _ := os.Stat(dst); fi.Mode().Perm() != 0o640 {
 		t.Errorf("mode %v", fi.Mode())
 	}
-	checkApply(tasks.None, "")
+	checkApply(task, tasks.None, "")
 
 	if err := os.Chmod(dst, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	checkApply(tasks.Update, "mode 0600 → 0640")
-	checkApply(tasks.None, "")
+	checkApply(task, tasks.Update, "mode 0600 → 0640")
+	checkApply(task, tasks.None, "")
 
-	// A small text file: a unified diff.
+	// A small world-readable text file, no mode given: a unified diff, and
+	// the mode follows the source's.
+	bare, err := newFileInject(d, map[string]any{"source": src, "destination": dst})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(src, []byte("a\nb\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(dst, []byte("a\n"), 0o640); err != nil {
+	if err := os.WriteFile(dst, []byte("a\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	checkApply(tasks.Update, "@@ -1 +1,2 @@\n a\n+b\n")
-	checkApply(tasks.None, "")
+	if err := os.Chmod(dst, 0o644); err != nil { // WriteFile keeps an existing file's mode
+		t.Fatal(err)
+	}
+	checkApply(bare, tasks.Update, "@@ -1 +1,2 @@\n a\n+b\n")
+	checkApply(bare, tasks.None, "")
+	if err := os.Chmod(src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checkApply(bare, tasks.Update, "mode 0644 → 0600")
+	if fi, _ := os.Stat(dst); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want the source's 0600", fi.Mode())
+	}
+	checkApply(bare, tasks.None, "")
 
 	// A missing source names the node path.
 	os.Remove(src)
