@@ -408,3 +408,34 @@ func TestBuiltinsSayNoReferences(t *testing.T) {
 		}
 	}
 }
+
+// file_injections[].sensitive reaches the file_inject task; left out, it
+// is not sent at all.
+func TestRenderSensitiveInjection(t *testing.T) {
+	pb, err := Load("create")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := &inventory.VM{VMID: 8200, Name: "bare", AgentTimeoutSeconds: 300, FileInjections: []inventory.FileInjection{
+		{Source: "/root/token", Destination: "/etc/app/token", Sensitive: true},
+		{Source: "/root/motd", Destination: "/etc/motd"},
+	}}
+	var calls []recordingTask
+	got, err := Render(pb, vm, testRegistry(&calls, allKinds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var params []map[string]any
+	for _, s := range got {
+		if s.Kind == "file_inject" {
+			params = append(params, s.Params)
+		}
+	}
+	want := []map[string]any{
+		{"source": "/root/token", "destination": "/etc/app/token", "sensitive": true},
+		{"source": "/root/motd", "destination": "/etc/motd"},
+	}
+	if !reflect.DeepEqual(params, want) {
+		t.Errorf("file_inject params\n got %#v\nwant %#v", params, want)
+	}
+}
