@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -368,30 +369,148 @@ func TestUnreachable(t *testing.T) {
 	}
 }
 
-func TestRunKilledOnTimeout(t *testing.T) {
+func TestRunStoppedOnTimeout(t *testing.T) {
 	f := newFixture(t)
 	c := dial(t, f.options())
 	res, err := c.Run(testCtx(t), transport.Cmd{Line: "echo started; sleep 300", Timeout: 300 * time.Millisecond})
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "killed after timeout 300ms") {
-		t.Fatalf("error = %v, want a kill after the timeout", err)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timeout 300ms: stopped") {
+		t.Fatalf("error = %v, want a stop after the timeout", err)
 	}
 	if transport.ExitCode(err) != -1 {
-		t.Errorf("a killed command is not an *ExitError: %v", err)
+		t.Errorf("a stopped command is not an *ExitError: %v", err)
 	}
 	if string(res.Stdout) != "started\n" {
-		t.Errorf("output before the kill is kept: %q", res.Stdout)
+		t.Errorf("output before the stop is kept: %q", res.Stdout)
 	}
-	waitFor(t, "the server to get SIGKILL", func() bool {
-		_, signals, _ := f.srv.stats()
-		return len(signals) == 1 && signals[0] == "KILL"
-	})
-	// The slot of the killed command is free again: a cap of 1 still runs.
+	if _, signals, _ := f.srv.stats(); !slices.Equal(signals, []string{"TERM"}) {
+		t.Errorf("signals = %q, want TERM only: sleep ends on it", signals)
+	}
+	// The slot of the stopped command is free again: a cap of 1 still runs.
 	o := f.options()
 	o.MaxSessions = 1
 	one := dial(t, o)
 	one.Run(testCtx(t), transport.Cmd{Line: "sleep 300", Timeout: 100 * time.Millisecond})
 	if _, err := one.Run(testCtx(t), transport.Cmd{Line: "true"}); err != nil {
-		t.Errorf("after a killed command: %v", err)
+		t.Errorf("after a stopped command: %v", err)
+	}
+}
+
+// runCancelled starts line, cancels its context once it printed "started",
+// and returns what Run returned.
+func runCancelled(t *testing.T, c *Client, ctx context.Context, line string, afterCancel func()) (transport.Result, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	started := make(chan struct{})
+	type ran struct {
+		res transport.Result
+		err error
+	}
+	done := make(chan ran, 1)
+	go func() {
+		res, err := c.Run(ctx, transport.Cmd{Line: line, Stdout: &signalWriter{on: "started", ch: started}})
+		done <- ran{res, err}
+	}()
+	select {
+	case <-started:
+	case r := <-done:
+		t.Fatalf("the command ended before it was cancelled: %v", r.err)
+	}
+	cancel()
+	if afterCancel != nil {
+		afterCancel()
+	}
+	select {
+	case r := <-done:
+		return r.res, r.err
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return a minute after its context was cancelled")
+	}
+	return transport.Result{}, nil
+}
+
+// signalWriter closes ch once the output holds on.
+type signalWriter struct {
+	mu   sync.Mutex
+	buf  []byte
+	on   string
+	ch   chan struct{}
+	done bool
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	if !w.done && strings.Contains(string(w.buf), w.on) {
+		w.done = true
+		close(w.ch)
+	}
+	return len(p), nil
+}
+
+// A cancelled command gets SIGTERM and the time to clean up: its trap runs,
+// its output is kept, and nothing is killed.
+func TestRunCancelledCleansUp(t *testing.T) {
+	f := newFixture(t)
+	c := dial(t, f.options())
+	res, err := runCancelled(t, c, testCtx(t), `trap 'echo cleaned up; exit 3' TERM; echo started; while :; do sleep 0.05; done`, nil)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "interrupted: stopped on SIGTERM with exit 3") {
+		t.Errorf("error = %v, want interrupted, stopped with exit 3", err)
+	}
+	if string(res.Stdout) != "started\ncleaned up\n" {
+		t.Errorf("stdout = %q, want the trap's output", res.Stdout)
+	}
+	if _, signals, _ := f.srv.stats(); !slices.Equal(signals, []string{"TERM"}) {
+		t.Errorf("signals = %q, want TERM only", signals)
+	}
+}
+
+// A command that ignores SIGTERM is killed after the grace period.
+func TestRunKilledAfterGrace(t *testing.T) {
+	f := newFixture(t)
+	o := f.options()
+	o.Grace = 200 * time.Millisecond
+	c := dial(t, o)
+	_, err := runCancelled(t, c, testCtx(t), `trap '' TERM; echo started; sleep 300`, nil)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "sent SIGTERM, then SIGKILL after 200ms") {
+		t.Errorf("error = %v, want SIGKILL after the grace", err)
+	}
+	waitFor(t, "TERM then KILL", func() bool {
+		_, signals, _ := f.srv.stats()
+		return slices.Equal(signals, []string{"TERM", "KILL"})
+	})
+	waitFor(t, "the command gone", func() bool { return f.srv.runningNow() == 0 })
+}
+
+// An abort (a second Ctrl-C) ends the grace at once, and a command started
+// after the abort gets SIGKILL straight away.
+func TestRunAbortSkipsGrace(t *testing.T) {
+	f := newFixture(t)
+	o := f.options()
+	o.Grace = time.Hour
+	c := dial(t, o)
+	ctx, abort := transport.WithAbort(testCtx(t))
+	_, err := runCancelled(t, c, ctx, `trap '' TERM; echo started; sleep 300`, func() {
+		waitFor(t, "TERM", func() bool { _, s, _ := f.srv.stats(); return len(s) == 1 })
+		abort()
+	})
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "then SIGKILL: aborted") {
+		t.Errorf("error = %v, want an abort during the grace", err)
+	}
+	_, err = runCancelled(t, c, ctx, `trap '' TERM; echo started; sleep 300`, nil)
+	if !strings.Contains(err.Error(), "aborted: sent SIGKILL") {
+		t.Errorf("error = %v, want SIGKILL at once", err)
+	}
+	if _, signals, _ := f.srv.stats(); len(signals) < 2 || slices.Contains(signals[2:], "TERM") {
+		t.Errorf("signals = %q: TERM after the abort", signals)
+	}
+	waitFor(t, "the commands gone", func() bool { return f.srv.runningNow() == 0 })
+	// A cancelled context starts nothing.
+	cctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Run(cctx, transport.Cmd{Line: "true"}); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "not started") {
+		t.Errorf("run with a cancelled context: %v", err)
 	}
 }
 

@@ -37,6 +37,9 @@ type Options struct {
 	ConnectTimeout time.Duration // default 15s
 	KeepAlive      time.Duration // default 15s; 0 keeps the default, <0 disables
 	MaxSessions    int           // concurrent sessions on this connection; default 10 (OpenSSH MaxSessions)
+	// Grace is how long a cancelled command has between SIGTERM and SIGKILL
+	// to end and clean up (qm clone removes its half-made VM); default 10s.
+	Grace time.Duration
 }
 
 // withDefaults fills the zero fields and rejects what cannot work.
@@ -79,6 +82,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 10
+	}
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Second
 	}
 	return o, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -16,8 +17,10 @@ import (
 // Run runs cmd.Line in a new session of the connection. A command without
 // Stdin reads an empty input. Stdin is copied until EOF or until the
 // command ends, whichever comes first; a command may exit without reading
-// it. On Cmd.Timeout or ctx cancellation the command gets SIGKILL (on servers
-// that support signals) and its session is closed.
+// it. On Cmd.Timeout or ctx cancellation the command gets SIGTERM (sshd
+// sends it to the command's process group) and Options.Grace to end and
+// clean up; then SIGKILL, and its session is closed. transport.Aborted(ctx)
+// cuts the grace short.
 func (c *Client) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
 	line := cmd.Printable()
 	shown := transport.Shorten(line, 120) // long scripts stay readable in errors
@@ -26,6 +29,9 @@ func (c *Client) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, 
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cmd.Timeout)
 		defer cancel()
+	}
+	if err := ctx.Err(); err != nil {
+		return transport.Result{}, fmt.Errorf("run %q: not started: %w", shown, err)
 	}
 	release, err := c.acquire(ctx)
 	if err != nil {
@@ -64,13 +70,12 @@ func (c *Client) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, 
 	select {
 	case werr = <-waited:
 	case <-ctx.Done():
-		sess.Signal(ssh.SIGKILL)
-		sess.Close()
+		how := c.stop(sess, waited, transport.Aborted(parent))
 		res := transport.Result{Stdout: stdout.finish(), Stderr: stderr.finish(), ExitCode: -1}
 		if parent.Err() == nil {
-			return res, fmt.Errorf("run %q: killed after timeout %s: %w", shown, cmd.Timeout, ctx.Err())
+			return res, fmt.Errorf("run %q: timeout %s: %s: %w", shown, cmd.Timeout, how, ctx.Err())
 		}
-		return res, fmt.Errorf("run %q: killed: %w", shown, ctx.Err())
+		return res, fmt.Errorf("run %q: interrupted: %s: %w", shown, how, ctx.Err())
 	}
 	res := transport.Result{Stdout: stdout.finish(), Stderr: stderr.finish()}
 	var exit *ssh.ExitError
@@ -87,6 +92,42 @@ func (c *Client) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, 
 	}
 	res.ExitCode = -1
 	return res, fmt.Errorf("run %q: %w", shown, c.connErr(werr))
+}
+
+// stop ends a command whose context ended and says how it ended: SIGTERM,
+// then up to Grace for it to exit, then SIGKILL and the session closed. An
+// abort skips or ends the grace.
+func (c *Client) stop(sess *ssh.Session, waited <-chan error, abort <-chan struct{}) string {
+	defer sess.Close()
+	select {
+	case <-abort:
+		sess.Signal(ssh.SIGKILL)
+		return "aborted: sent SIGKILL"
+	default:
+	}
+	sess.Signal(ssh.SIGTERM)
+	grace := time.NewTimer(c.o.Grace)
+	defer grace.Stop()
+	select {
+	case werr := <-waited:
+		var exit *ssh.ExitError
+		if errors.As(werr, &exit) {
+			if exit.Signal() != "" {
+				return "stopped by SIG" + exit.Signal()
+			}
+			return fmt.Sprintf("stopped on SIGTERM with exit %d", exit.ExitStatus())
+		}
+		if werr == nil {
+			return "stopped on SIGTERM with exit 0"
+		}
+		return "sent SIGTERM; the session ended"
+	case <-grace.C:
+		sess.Signal(ssh.SIGKILL)
+		return fmt.Sprintf("sent SIGTERM, then SIGKILL after %s", c.o.Grace)
+	case <-abort:
+		sess.Signal(ssh.SIGKILL)
+		return "sent SIGTERM, then SIGKILL: aborted"
+	}
 }
 
 // output collects one stream of a command and copies it live. After finish

@@ -193,8 +193,9 @@ func (s *testServer) session(nch ssh.NewChannel) {
 			s.mu.Lock()
 			s.signals = append(s.signals, p.Signal)
 			s.mu.Unlock()
-			if p.Signal == "KILL" {
-				sp.kill()
+			// Like sshd: the signal goes to the command's process group.
+			if sig, ok := signalNames[p.Signal]; ok {
+				sp.signal(sig)
 			}
 		default:
 			if req.WantReply {
@@ -214,11 +215,15 @@ type sessionProc struct {
 	exited bool
 }
 
-func (p *sessionProc) kill() {
+var signalNames = map[string]syscall.Signal{"INT": syscall.SIGINT, "TERM": syscall.SIGTERM, "KILL": syscall.SIGKILL}
+
+func (p *sessionProc) kill() { p.signal(syscall.SIGKILL) }
+
+func (p *sessionProc) signal(sig syscall.Signal) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.pid != 0 && !p.exited {
-		syscall.Kill(-p.pid, syscall.SIGKILL)
+		syscall.Kill(-p.pid, sig)
 	}
 }
 
