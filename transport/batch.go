@@ -34,10 +34,14 @@ func Batch(ctx context.Context, r Runner, lines []string) ([]Result, error) {
 	return out, nil
 }
 
-// BatchScript is the shell line Batch sends.
+// BatchScript is the shell line Batch sends. Its temp directory is removed
+// however the script ends: the EXIT trap runs on a normal end and, through
+// the signal traps, when it is stopped (SIGTERM, SIGINT), its connection
+// hangs up or its output breaks (SIGPIPE). Only SIGKILL leaves it.
 func BatchScript(lines []string) string {
 	var b strings.Builder
-	b.WriteString(`t=$(mktemp -d) || exit 125; `)
+	b.WriteString(`t=$(mktemp -d) || exit 125; trap 'rm -rf "$t"' EXIT; `)
+	b.WriteString(`trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM; `)
 	b.WriteString(`r() { sh -c "$1" >"$t/o" 2>"$t/e" </dev/null; c=$?; `)
 	b.WriteString(`printf '%d %d %d\n' "$c" "$(wc -c <"$t/o")" "$(wc -c <"$t/e")"; cat "$t/o" "$t/e"; }; `)
 	for _, l := range lines {
@@ -45,8 +49,7 @@ func BatchScript(lines []string) string {
 		b.WriteString(Quote(l))
 		b.WriteString("; ")
 	}
-	b.WriteString(`rm -rf "$t"`)
-	return b.String()
+	return strings.TrimSuffix(b.String(), " ")
 }
 
 // ParseBatch splits the output of BatchScript into n Results.

@@ -2,8 +2,13 @@ package transport_test
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
 	"github.com/phoenix-hv/phoenix/transport/local"
@@ -70,5 +75,74 @@ func TestRequotedSecrets(t *testing.T) {
 		if strings.Contains(bare.Replace(got), bare.Replace(secret)) || strings.Count(got, "********") != 2 {
 			t.Errorf("secret %q: %s", secret, got)
 		}
+	}
+}
+
+// TestBatchRemovesItsTempDirWhenStopped: however the batch is stopped while
+// a command runs (SIGTERM or SIGINT to its process group as sshd sends them,
+// SIGHUP), its temp directory is gone, in dash and in bash.
+func TestBatchRemovesItsTempDirWhenStopped(t *testing.T) {
+	for _, shell := range []string{"dash", "bash"} {
+		path, err := exec.LookPath(shell)
+		if err != nil {
+			t.Errorf("%s: %v", shell, err)
+			continue
+		}
+		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+			t.Run(shell+"/"+sig.String(), func(t *testing.T) {
+				tmp := t.TempDir()
+				started := filepath.Join(t.TempDir(), "started")
+				script := transport.BatchScript([]string{"true", "touch " + transport.Quote(started) + "; sleep 30", "true"})
+				cmd := exec.Command(path, "-c", script)
+				cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+				cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+					if _, err := os.Stat(started); err == nil {
+						break
+					}
+					if time.Now().After(deadline) {
+						cmd.Process.Kill()
+						t.Fatal("the batch's command never started")
+					}
+				}
+				if entries, _ := os.ReadDir(tmp); len(entries) != 1 {
+					t.Fatalf("TMPDIR holds %d entries while the batch runs, want its temp dir", len(entries))
+				}
+				syscall.Kill(-cmd.Process.Pid, sig)
+				err := cmd.Wait()
+				if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
+					t.Errorf("after %s the batch left %s in TMPDIR", sig, entries[0].Name())
+				}
+				if cmd.ProcessState.ExitCode() == 0 {
+					t.Errorf("a stopped batch exited 0 (%v)", err)
+				}
+			})
+		}
+	}
+}
+
+// TestBatchRemovesItsTempDirWhenOutputBreaks: the reader of the batch's
+// output goes away (a dropped connection) and the batch's next write fails.
+func TestBatchRemovesItsTempDirWhenOutputBreaks(t *testing.T) {
+	tmp := t.TempDir()
+	script := transport.BatchScript([]string{"echo first", "sleep 0.3; echo second"})
+	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	r.Close() // before the batch writes anything
+	cmd.Wait()
+	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
+		t.Errorf("with its output gone the batch left %s in TMPDIR", entries[0].Name())
 	}
 }
