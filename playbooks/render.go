@@ -40,7 +40,8 @@ type ResolvedStep struct {
 //     element; inside text it is ""); in `when`, missing means false; in
 //     `loop`, missing means no items.
 //   - `when` skips the step when its value is empty, zero, false or missing;
-//     `!${path}` negates. A playbook's own `when` skips all of its steps.
+//     `!${path}` negates; `${a} && !${b}` needs every term to hold. A
+//     playbook's own `when` skips all of its steps.
 //   - A loop over no items gives one skipped step.
 //   - A skipped step's reason is its `skip` text (the playbook's, when the
 //     playbook's `when` skipped it), else the config path and its value in
@@ -326,13 +327,27 @@ func truthy(v any) bool {
 }
 
 // condition evaluates a `when`: "" holds; "${ref}" holds when the value is
-// set and not empty, zero or false; "!${ref}" when it is not. reason says
-// why it does not hold: "x is not set", "is_template is true".
+// set and not empty, zero or false; "!${ref}" when it is not; terms joined
+// by "&&" hold when each does. reason says why the first one that does not
+// hold does not: "x is not set", "is_template is true".
 func (sc scope) condition(when string) (ok bool, reason string, err error) {
 	if when == "" {
 		return true, "", nil
 	}
-	expr, negate := strings.CutPrefix(strings.TrimSpace(when), "!")
+	for _, term := range strings.Split(when, "&&") {
+		if ok, reason, err := sc.term(term); err != nil || !ok {
+			return false, reason, err
+		}
+	}
+	return true, "", nil
+}
+
+// term evaluates one "${ref}" or "!${ref}" of a condition.
+func (sc scope) term(term string) (ok bool, reason string, err error) {
+	expr, negate := strings.CutPrefix(strings.TrimSpace(term), "!")
+	if expr == "" {
+		return false, "", fmt.Errorf("%q: a condition term is empty", term)
+	}
 	v, found, err := sc.value(expr, true)
 	if err != nil {
 		return false, "", err

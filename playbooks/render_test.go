@@ -43,7 +43,8 @@ func testRegistry(calls *[]recordingTask, kinds ...string) tasks.Registry {
 }
 
 var allKinds = []string{"vm_clone", "vm_config", "vm_disk", "vm_start", "vm_stop", "vm_snapshot", "vm_destroy",
-	"guest_hostkey", "guest_wait", "cloud_init", "nfs_mount", "file_inject", "feature"}
+	"vm_image", "vm_create", "vm_firewall", "vm_template",
+	"guest_hostkey", "guest_wait", "cloud_init", "nfs_mount", "file_inject", "feature", "guest_template_prep"}
 
 func ptr[T any](v T) *T { return &v }
 
@@ -77,7 +78,12 @@ func TestRenderCreateFor8101(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	notTemplate := func(name, kind, reason string) ResolvedStep {
+		return ResolvedStep{Name: name, Kind: kind, Skipped: true, SkipReason: reason}
+	}
 	want := []ResolvedStep{
+		notTemplate("template image", "vm_image", "not a template"),
+		notTemplate("create from image", "vm_create", "not a template built from a cloud image"),
 		{Name: "clone from template", Kind: "vm_clone", Params: map[string]any{"source": 9000, "name": "web01", "full": true}},
 		{Name: "core config", Kind: "vm_config", Params: map[string]any{
 			"cores": 2, "memory": 2048, "onboot": true, "agent": "enabled=1", "bridge": "vmbr0",
@@ -86,6 +92,7 @@ func TestRenderCreateFor8101(t *testing.T) {
 			"cipassword": inventory.Secret("hunter22"),
 			"cicustom":   "vendor=local:snippets/phoenix-8101-hostkey.yml",
 		}},
+		notTemplate("firewall", "vm_firewall", "no firewall configured"),
 		{Name: "grow disk", Kind: "vm_disk", Params: map[string]any{"disk": "scsi0", "size_gb": 50}},
 		{Name: "pin guest host key", Kind: "guest_hostkey", Params: map[string]any{"state": "present"}},
 		{Name: "start", Kind: "vm_start", Params: map[string]any{}},
@@ -99,22 +106,30 @@ func TestRenderCreateFor8101(t *testing.T) {
 		{Name: "feature docker", Kind: "feature", Params: map[string]any{"name": "docker"}},
 		{Name: "snapshot post-features", Kind: "vm_snapshot", Params: map[string]any{"name": "provisioned"}},
 		{Name: "final snapshot", Kind: "vm_snapshot", Params: map[string]any{"name": "final-form"}},
+		notTemplate("clean for templating", "guest_template_prep", "not a template"),
+		notTemplate("shut down for templating", "vm_stop", "not a template"),
+		notTemplate("forget guest host key", "guest_hostkey", "not a template"),
+		notTemplate("convert to template", "vm_template", "not a template"),
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d steps, want %d:\n%s", len(got), len(want), dump(got))
 	}
+	built := 0
 	for i := range want {
-		task, ok := got[i].Task.(recordingTask)
-		if !ok || task.kind != want[i].Kind || !reflect.DeepEqual(task.params, want[i].Params) {
-			t.Errorf("step %d: task built from %+v, want kind %s with the step's params", i+1, got[i].Task, want[i].Kind)
+		if !want[i].Skipped {
+			built++
+			task, ok := got[i].Task.(recordingTask)
+			if !ok || task.kind != want[i].Kind || !reflect.DeepEqual(task.params, want[i].Params) {
+				t.Errorf("step %d: task built from %+v, want kind %s with the step's params", i+1, got[i].Task, want[i].Kind)
+			}
 		}
 		got[i].Task = nil
 		if !reflect.DeepEqual(got[i], want[i]) {
 			t.Errorf("step %d:\n got %#v\nwant %#v", i+1, got[i], want[i])
 		}
 	}
-	if len(calls) != len(want) {
-		t.Errorf("factories called %d times, want once per step (%d)", len(calls), len(want))
+	if len(calls) != built {
+		t.Errorf("factories called %d times, want once per step that runs (%d)", len(calls), built)
 	}
 }
 
@@ -139,20 +154,27 @@ func TestRenderCreateMinimalVM(t *testing.T) {
 		}
 	}
 	wantSkipped := []string{
+		"template image: not a template",
+		"create from image: not a template built from a cloud image",
 		"clone from template: no clone_from_vmid configured: the VM must exist already",
+		"firewall: no firewall configured",
 		"grow disk: no disk size configured",
 		"mount nfs: no NFS shares configured",
-		"snapshot pre-features: no pre-features snapshot configured",
+		"snapshot pre-features: no pre-features snapshot configured, or a template (templates keep no snapshots)",
 		"inject: no file injections configured",
 		"feature: no features configured",
-		"snapshot post-features: no post-features snapshot configured",
-		"final snapshot: final snapshot turned off (final_snapshot: false)",
+		"snapshot post-features: no post-features snapshot configured, or a template (templates keep no snapshots)",
+		"final snapshot: final snapshot turned off (final_snapshot: false), or a template (templates keep no snapshots)",
+		"clean for templating: not a template",
+		"shut down for templating: not a template",
+		"forget guest host key: not a template",
+		"convert to template: not a template",
 	}
 	if !reflect.DeepEqual(skipped, wantSkipped) {
 		t.Errorf("skipped:\n got %q\nwant %q", skipped, wantSkipped)
 	}
 	// Optional fields that are missing are left out, not sent as empty.
-	cfg := got[1].Params
+	cfg := got[3].Params
 	wantCfg := map[string]any{"agent": "enabled=1", "cicustom": "vendor=local:snippets/phoenix-8200-hostkey.yml"}
 	if !reflect.DeepEqual(cfg, wantCfg) {
 		t.Errorf("vm_config params = %#v, want %#v", cfg, wantCfg)
@@ -355,32 +377,63 @@ func TestRenderErrors(t *testing.T) {
 
 func TestPlaybookWhenSkipsTemplates(t *testing.T) {
 	tmpl := &inventory.VM{VMID: 9000, Name: "tmpl", IsTemplate: true, Features: []string{"docker"}, AgentTimeoutSeconds: 300}
-	for _, name := range []string{"create", "start"} {
-		pb, err := Load(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var calls []recordingTask
-		steps, err := Render(pb, tmpl, testRegistry(&calls, allKinds...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(steps) != len(pb.Tasks) || len(calls) != 0 {
-			t.Fatalf("%s: %d steps, %d tasks built; want every step skipped, none built", name, len(steps), len(calls))
-		}
-		for _, s := range steps {
-			if !s.Skipped || !strings.HasPrefix(s.SkipReason, "vm 9000 is a template: ") {
-				t.Errorf("%s: step %q skipped=%v reason %q", name, s.Name, s.Skipped, s.SkipReason)
-			}
-		}
-		if name == "create" && steps[10].Name != "feature" {
-			t.Errorf("loop step name %q, want the name without its item", steps[10].Name)
+	pb, err := Load("start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []recordingTask
+	steps, err := Render(pb, tmpl, testRegistry(&calls, allKinds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != len(pb.Tasks) || len(calls) != 0 {
+		t.Fatalf("start: %d steps, %d tasks built; want every step skipped, none built", len(steps), len(calls))
+	}
+	for _, s := range steps {
+		if !s.Skipped || !strings.HasPrefix(s.SkipReason, "vm 9000 is a template: ") {
+			t.Errorf("start: step %q skipped=%v reason %q", s.Name, s.Skipped, s.SkipReason)
 		}
 	}
-	pb, _ := Load("delete")
-	var calls []recordingTask
+	pb, _ = Load("delete")
 	if steps, err := Render(pb, tmpl, testRegistry(&calls, allKinds...)); err != nil || steps[1].Skipped {
 		t.Errorf("delete of a template: %v, %+v; want it to run", err, steps)
+	}
+}
+
+// create builds a template from its image: the template steps run, cloning
+// and snapshots do not (qm template refuses a VM with snapshots).
+func TestRenderCreateTemplate(t *testing.T) {
+	tmpl := &inventory.VM{VMID: 9000, Name: "tmpl", IsTemplate: true, TemplateImage: "noble-server-cloudimg-amd64.img",
+		TemplateImageSHA256: strings.Repeat("ab", 32), StoragePool: "local-zfs", NetworkBridge: "vmbr1", Cores: 2, MemoryMB: 2048, DiskSizeGB: 20,
+		Features: []string{"docker"}, Snapshots: inventory.Snapshots{PostFeatures: "golden"}, FinalSnapshot: "final-form", AgentTimeoutSeconds: 300}
+	pb, err := Load("create")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []recordingTask
+	steps, err := Render(pb, tmpl, testRegistry(&calls, allKinds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran []string
+	for _, s := range steps {
+		if !s.Skipped {
+			ran = append(ran, s.Kind)
+		}
+	}
+	want := []string{"vm_image", "vm_create", "vm_config", "vm_disk", "guest_hostkey", "vm_start", "guest_wait", "cloud_init",
+		"feature", "guest_template_prep", "vm_stop", "guest_hostkey", "vm_template"}
+	if !reflect.DeepEqual(ran, want) {
+		t.Errorf("steps that run: %v\nwant %v", ran, want)
+	}
+	image := map[string]any{"image": "noble-server-cloudimg-amd64.img", "sha256": strings.Repeat("ab", 32), "storage": "local"}
+	if !reflect.DeepEqual(steps[0].Params, image) {
+		t.Errorf("vm_image params = %#v, want %#v", steps[0].Params, image)
+	}
+	create := map[string]any{"image": "noble-server-cloudimg-amd64.img", "sha256": strings.Repeat("ab", 32), "storage": "local",
+		"name": "tmpl", "cores": 2, "memory": 2048, "bridge": "vmbr1", "disk_storage": "local-zfs"}
+	if !reflect.DeepEqual(steps[1].Params, create) {
+		t.Errorf("vm_create params = %#v, want %#v", steps[1].Params, create)
 	}
 }
 

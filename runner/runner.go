@@ -37,10 +37,12 @@ type Options struct {
 	Inventory *inventory.Inventory
 	Playbook  *playbooks.Playbook
 	// VMIDs are the VMs to run; All runs every VM of Config. Dependencies
-	// that are not selected are not run: they must exist already.
-	VMIDs []int
-	All   bool
-	Forks int // VMs in parallel; default 5
+	// that are not selected are not run: they must exist already, unless
+	// WithDeps adds them to the run.
+	VMIDs    []int
+	All      bool
+	WithDeps bool
+	Forks    int // VMs in parallel; default 5
 	// DryRun checks every step and applies nothing.
 	DryRun bool
 	// Diff puts each change's diff into its task_end event.
@@ -60,6 +62,9 @@ type Options struct {
 	// GuestKnownHosts is where guest host keys are pinned; default
 	// Inventory.GuestKnownHosts.
 	GuestKnownHosts string
+	// RebuildTemplates lets templates whose image changed be rebuilt
+	// (tasks.Env.RebuildTemplates).
+	RebuildTemplates bool
 }
 
 // Counts tallies step outcomes.
@@ -130,7 +135,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if err := o.prepare(); err != nil {
 		return Summary{}, err
 	}
-	vms, err := selectVMs(o.Config, o.VMIDs, o.All)
+	vms, err := selectVMs(o.Config, o.VMIDs, o.All, o.WithDeps)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -144,11 +149,11 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if obs == nil {
 		obs = ObserverFunc(func(Event) {})
 	}
-	r := &run{o: o, obs: &serial{o: obs}, nodes: &nodes{connect: o.Connect, open: map[string]*nodeConn{}}}
 	ids := make([]int, len(vms))
 	for i, vm := range vms {
 		ids[i] = vm.VMID
 	}
+	r := &run{o: o, ids: ids, obs: &serial{o: obs}, nodes: &nodes{connect: o.Connect, open: map[string]*nodeConn{}}}
 	start := time.Now()
 	r.emit(Event{Type: EventRunStart, Playbook: o.Playbook.Name, VMIDs: ids, Forks: o.Forks, DryRun: o.DryRun})
 	results := r.schedule(ctx, vms, plans)
@@ -193,15 +198,15 @@ func (o *Options) prepare() error {
 	return nil
 }
 
-// selectVMs returns the selected VMs in dependency order. Unlike
-// Config.Order it does not add unselected dependencies: `delete 8101` must
-// never destroy its template, and a template cannot be started.
-func selectVMs(cfg *inventory.Config, vmids []int, all bool) ([]*inventory.VM, error) {
+// selectVMs returns the selected VMs in dependency order. Unless deps is
+// set it does not add unselected dependencies as Config.Order does:
+// `delete 8101` must never destroy its template.
+func selectVMs(cfg *inventory.Config, vmids []int, all, deps bool) ([]*inventory.VM, error) {
 	ordered, err := cfg.Order(vmids, all)
 	if err != nil {
 		return nil, err
 	}
-	if all {
+	if all || deps {
 		return ordered, nil
 	}
 	return slices.DeleteFunc(ordered, func(vm *inventory.VM) bool { return !slices.Contains(vmids, vm.VMID) }), nil
@@ -210,6 +215,7 @@ func selectVMs(cfg *inventory.Config, vmids []int, all bool) ([]*inventory.VM, e
 // run is the state of one Run shared by its VMs.
 type run struct {
 	o     Options
+	ids   []int // the VMs of the run, in order
 	obs   *serial
 	nodes *nodes
 }

@@ -91,6 +91,7 @@ func (v *vmRun) run(ctx context.Context, counts *Counts) error {
 		VM: v.vm, Config: o.Config, Node: nt, PVENode: node.PVENode, NFSServer: node.NFSServer,
 		Guest: v.guestFn, Out: v.out, Log: v.log, DryRun: o.DryRun,
 		FeatureDirs: o.FeatureDirs, GuestKnownHosts: o.GuestKnownHosts,
+		InRun: v.r.ids, RebuildTemplates: o.RebuildTemplates,
 	}
 	for i := range v.steps {
 		status, err := v.step(ctx, i)
@@ -125,7 +126,19 @@ func (v *vmRun) step(ctx context.Context, i int) (Status, error) {
 		end.Error = v.mask(err.Error())
 	}
 	v.r.emit(end)
+	if err == nil && change.SkipRest != "" {
+		v.skipRest(i, change.SkipRest)
+	}
 	return status, err
+}
+
+// skipRest skips the steps after i with reason (a template that is built).
+func (v *vmRun) skipRest(i int, reason string) {
+	for j := i + 1; j < len(v.steps); j++ {
+		if !v.steps[j].Skipped {
+			v.steps[j].Skipped, v.steps[j].SkipReason, v.steps[j].Task = true, reason, nil
+		}
+	}
 }
 
 // do is check → (dry run: stop) → apply → re-check.

@@ -52,6 +52,11 @@ type Change struct {
 	Details string `json:"details,omitempty"`
 	// Plan is task-private data Apply needs; never printed.
 	Plan any `json:"-"`
+	// SkipRest, when set, ends the VM's playbook after this step: the
+	// runner skips the steps after it with this reason. A template that is
+	// built needs none of them (and could not run them: a template is never
+	// started).
+	SkipRest string `json:"-"`
 }
 
 // Pending reports whether applying the change would do anything.
@@ -101,6 +106,13 @@ type Env struct {
 	Log func(format string, args ...any)
 	// DryRun is true while planning only.
 	DryRun bool
+	// InRun lists the VMs of this run. A VM's dependencies among them ran
+	// before it; in a dry run they are only planned, so a clone source the
+	// run builds may not exist yet.
+	InRun []int
+	// RebuildTemplates allows rebuilding a template whose image changed
+	// (--rebuild-template); without it the drift is only reported.
+	RebuildTemplates bool
 	// FeatureDirs are searched for NAME.sh after the built-in features.
 	FeatureDirs []string
 	// GuestKnownHosts is the file where guest host keys are pinned, under the

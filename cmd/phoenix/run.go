@@ -14,15 +14,24 @@ type RunFlags struct {
 	FeatureDir       []string `help:"Directory with feature scripts NAME.sh, searched before the built-in ones (repeatable)." type:"existingdir" placeholder:"DIR"`
 }
 
+// BuildFlags are the flags of the commands that create VMs.
+type BuildFlags struct {
+	WithDeps        bool `name:"with-deps" help:"Also run the VMs' dependencies (clone sources such as their template, dependencies), first."`
+	RebuildTemplate bool `name:"rebuild-template" help:"Rebuild a template whose image changed (template_image_sha256); refused while linked clones of it exist."`
+}
+
 // RunCmd runs any playbook.
 type RunCmd struct {
 	Playbook string `arg:"" help:"Built-in playbook (create, delete, start, stop) or a YAML file."`
 	VMID     []int  `name:"vmid" help:"VM to run on (repeatable)." xor:"select" required:""`
 	All      bool   `help:"Run on every VM of the config." xor:"select" required:""`
 	RunFlags
+	BuildFlags
 }
 
-func (c *RunCmd) Run(a *App) error { return a.runPlaybook(c.Playbook, c.VMID, c.All, c.RunFlags) }
+func (c *RunCmd) Run(a *App) error {
+	return a.runPlaybook(c.Playbook, c.VMID, c.All, c.RunFlags, c.BuildFlags)
+}
 
 // vmids is the positional VMID list of the built-in verbs.
 type vmids struct {
@@ -30,15 +39,26 @@ type vmids struct {
 	RunFlags
 }
 
-type CreateCmd struct{ vmids }
+type CreateCmd struct {
+	vmids
+	BuildFlags
+}
 type DeleteCmd struct{ vmids }
 type StartCmd struct{ vmids }
 type StopCmd struct{ vmids }
 
-func (c *CreateCmd) Run(a *App) error { return a.runPlaybook("create", c.VMIDs, false, c.RunFlags) }
-func (c *DeleteCmd) Run(a *App) error { return a.runPlaybook("delete", c.VMIDs, false, c.RunFlags) }
-func (c *StartCmd) Run(a *App) error  { return a.runPlaybook("start", c.VMIDs, false, c.RunFlags) }
-func (c *StopCmd) Run(a *App) error   { return a.runPlaybook("stop", c.VMIDs, false, c.RunFlags) }
+func (c *CreateCmd) Run(a *App) error {
+	return a.runPlaybook("create", c.VMIDs, false, c.RunFlags, c.BuildFlags)
+}
+func (c *DeleteCmd) Run(a *App) error {
+	return a.runPlaybook("delete", c.VMIDs, false, c.RunFlags, BuildFlags{})
+}
+func (c *StartCmd) Run(a *App) error {
+	return a.runPlaybook("start", c.VMIDs, false, c.RunFlags, BuildFlags{})
+}
+func (c *StopCmd) Run(a *App) error {
+	return a.runPlaybook("stop", c.VMIDs, false, c.RunFlags, BuildFlags{})
+}
 
 // PlanCmd is create with --dry-run --diff.
 type PlanCmd struct {
@@ -46,15 +66,16 @@ type PlanCmd struct {
 	DetailedExitcode bool     `help:"Exit 2 when changes are pending."`
 	Forks            int      `help:"VMs checked in parallel." default:"5"`
 	FeatureDir       []string `help:"Directory with feature scripts NAME.sh (repeatable)." type:"existingdir" placeholder:"DIR"`
+	BuildFlags
 }
 
 func (c *PlanCmd) Run(a *App) error {
 	return a.runPlaybook("create", c.VMIDs, false, RunFlags{
 		DryRun: true, Diff: true, DetailedExitcode: c.DetailedExitcode, Forks: c.Forks, FeatureDir: c.FeatureDir,
-	})
+	}, c.BuildFlags)
 }
 
-func (a *App) runPlaybook(name string, ids []int, all bool, f RunFlags) error {
+func (a *App) runPlaybook(name string, ids []int, all bool, f RunFlags, b BuildFlags) error {
 	pb, err := playbooks.Load(name)
 	if err != nil {
 		return err
@@ -70,8 +91,8 @@ func (a *App) runPlaybook(name string, ids []int, all bool, f RunFlags) error {
 	w := &wiring{inv: inv, hostKeys: a.HostKeys}
 	obs, done := a.observer()
 	sum, err := runner.Run(a.Ctx, runner.Options{
-		Config: cfg, Inventory: inv, Playbook: pb, VMIDs: ids, All: all,
-		Forks: f.Forks, DryRun: f.DryRun, Diff: f.Diff,
+		Config: cfg, Inventory: inv, Playbook: pb, VMIDs: ids, All: all, WithDeps: b.WithDeps,
+		Forks: f.Forks, DryRun: f.DryRun, Diff: f.Diff, RebuildTemplates: b.RebuildTemplate,
 		Observer: obs, Registry: registry(),
 		Connect: w.connectNode, GuestFor: w.guestFor,
 		FeatureDirs: f.FeatureDir,

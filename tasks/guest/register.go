@@ -55,6 +55,7 @@ func (d deps) register(reg tasks.Registry) {
 	reg["nfs_mount"] = func(p map[string]any) (tasks.Task, error) { return newNFSMount(d, p) }
 	reg["file_inject"] = func(p map[string]any) (tasks.Task, error) { return newFileInject(d, p) }
 	reg["feature"] = func(p map[string]any) (tasks.Task, error) { return newFeature(d, p) }
+	reg["guest_template_prep"] = func(p map[string]any) (tasks.Task, error) { return newTemplatePrep(d, p) }
 }
 
 // guestUp reports whether the VM is running, so its guest can answer.

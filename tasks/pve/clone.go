@@ -50,7 +50,7 @@ func (t *cloneTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 	kind := "template"
 	switch {
 	case !src.Exists:
-		return tasks.Change{}, fmt.Errorf("clone source vm %d does not exist", t.p.Source)
+		return sourceMissing(env, t.p.Source)
 	case !src.Template() && src.Status != "stopped":
 		return tasks.Change{}, fmt.Errorf("clone source vm %d is %s: clone needs a template or a stopped VM", t.p.Source, src.Status)
 	case !src.Template():

@@ -16,6 +16,10 @@ var (
 	_ tasks.Task = (*stopTask)(nil)
 	_ tasks.Task = (*snapshotTask)(nil)
 	_ tasks.Task = (*destroyTask)(nil)
+	_ tasks.Task = (*imageTask)(nil)
+	_ tasks.Task = (*createTask)(nil)
+	_ tasks.Task = (*templateTask)(nil)
+	_ tasks.Task = (*firewallTask)(nil)
 )
 
 // Register adds the node task kinds to reg.
@@ -30,6 +34,10 @@ func register(reg tasks.Registry, q qm) {
 	reg["vm_stop"] = build(q, newStop)
 	reg["vm_snapshot"] = build(q, newSnapshot)
 	reg["vm_destroy"] = build(q, newDestroy)
+	reg["vm_image"] = build(q, newImage)
+	reg["vm_create"] = build(q, newCreate)
+	reg["vm_template"] = build(q, newTemplate)
+	reg["vm_firewall"] = build(q, newFirewall)
 }
 
 // build decodes the playbook parameters into P and makes the task.
@@ -50,7 +58,7 @@ func missing(env *tasks.Env, summary string) (tasks.Change, error) {
 	if env.DryRun {
 		return tasks.Change{Action: tasks.Unknown, Summary: summary}, nil
 	}
-	return tasks.Change{}, fmt.Errorf("vm %d does not exist: phoenix makes VMs by cloning, set clone_from_vmid in the config", env.VM.VMID)
+	return tasks.Change{}, fmt.Errorf("vm %d does not exist: phoenix makes a VM by cloning (clone_from_vmid) or a template from a cloud image (is_template with template_image)", env.VM.VMID)
 }
 
 // planned is a pending change that runs calls; will and did word it

@@ -112,7 +112,7 @@ func newTask(t *testing.T, kind string, params map[string]any) tasks.Task {
 func TestRegisterKinds(t *testing.T) {
 	reg := tasks.Registry{}
 	Register(reg)
-	want := []string{"vm_clone", "vm_config", "vm_destroy", "vm_disk", "vm_snapshot", "vm_start", "vm_stop"}
+	want := []string{"vm_clone", "vm_config", "vm_create", "vm_destroy", "vm_disk", "vm_firewall", "vm_image", "vm_snapshot", "vm_start", "vm_stop", "vm_template"}
 	if got := reg.Kinds(); !slices.Equal(got, want) {
 		t.Fatalf("kinds = %v, want %v", got, want)
 	}
