@@ -41,6 +41,11 @@ func (t *cloneTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 		return tasks.Change{}, err
 	}
 	if st.Exists {
+		if lock := Config(st.Config).Lock(); lock == "clone" || lock == "create" {
+			// The config qm writes first and unlocks last: this VM was never
+			// finished. It is not done, and phoenix does not guess.
+			return tasks.Change{}, fmt.Errorf("vm %d exists but holds lock: %s: %s", vmid, lock, lockAdvice(vmid, lock))
+		}
 		return none("vm %d exists", vmid), nil
 	}
 	src, err := ReadStateOf(ctx, env, t.p.Source)

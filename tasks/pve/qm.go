@@ -96,7 +96,7 @@ func (q qm) run(ctx context.Context, env *tasks.Env, c call) error {
 		case IsLockTimeout(err):
 			return fmt.Errorf("vm lock still busy after %d tries: %w", try+1, err)
 		case IsLocked(err):
-			return fmt.Errorf("vm is locked (%s); phoenix never unlocks a VM, wait for the %[1]s to end or run qm unlock by hand: %w", LockName(err), err)
+			return fmt.Errorf("vm is locked (%s): %s: %w", LockName(err), lockAdvice(env.VM.VMID, LockName(err)), err)
 		default:
 			return err
 		}
@@ -117,6 +117,20 @@ func (q qm) once(ctx context.Context, node transport.Runner, c call) error {
 		return &transport.ExitError{Line: cmd.Printable(), Stderr: res.Stderr, Stdout: res.Stdout}
 	}
 	return err
+}
+
+// lockAdvice says what a person can do about a VM's config lock (qm.md
+// §3.2): phoenix never unlocks a VM itself, since only a person can know
+// whether the operation that holds it is still running.
+func lockAdvice(vmid int, lock string) string {
+	switch lock {
+	case "clone", "create":
+		// qm writes the lock with the new config and removes it last.
+		return fmt.Sprintf("a %s that did not finish (interrupted, or still running elsewhere); phoenix never unlocks a VM. "+
+			"If no %[1]s is running, remove the half-made VM and run again: qm destroy %d --skiplock 1 --destroy-unreferenced-disks 1; "+
+			"qm unlock %[2]d only if you know the %[1]s completed", lock, vmid)
+	}
+	return fmt.Sprintf("phoenix never unlocks a VM; wait for the %s to end, or run qm unlock %d if none is running", lock, vmid)
 }
 
 // Lines qm may leave on stderr of a successful command.
