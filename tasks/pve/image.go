@@ -194,6 +194,9 @@ func newImage(q qm, p imageParams) (tasks.Task, error) {
 // skipped), an interrupted build goes on with the VM it has.
 func (t *imageTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
 	vmid := env.VM.VMID
+	if t.src != nil && t.p.SHA256 == "" {
+		env.Logf("warning: template %d: no template_image_sha256: the image from %s is not verified, and a changed image goes unnoticed", vmid, t.src.URL)
+	}
 	tb, err := readTemplateBuild(ctx, env, t.p.SHA256)
 	if err != nil {
 		return tasks.Change{}, err
@@ -215,7 +218,6 @@ func (t *imageTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 	unverified := ""
 	if t.p.SHA256 == "" {
 		unverified = " (not verified: no template_image_sha256)"
-		env.Logf("warning: template %d: no template_image_sha256, the image from %s is not verified", vmid, t.src.URL)
 	}
 	if f.exists && (t.p.SHA256 == "" || f.sha256 == t.p.SHA256) {
 		return none("image %s is on the node%s", f.path, unverifiedOr(unverified, " with sha256 "+short(f.sha256))), nil

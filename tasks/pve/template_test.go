@@ -403,3 +403,15 @@ func TestParseStorageCfg(t *testing.T) {
 		t.Errorf("no storage.cfg: local = %+v, want the built-in one", l)
 	}
 }
+
+// Without template_image_sha256 every plan warns, built or not.
+func TestImageWarnsWithoutChecksum(t *testing.T) {
+	node := fake.New(t, stateRead(9000, template9000Built, "stopped", noSnapshots))
+	env := templateEnv(node, true, false)
+	var logs []string
+	env.Log = func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }
+	c, err := newTask(t, "vm_image", merge(imageParams9000, map[string]any{"sha256": ""})).Check(context.Background(), env)
+	if err != nil || c.SkipRest == "" || len(logs) != 1 || !strings.Contains(logs[0], "warning: template 9000: no template_image_sha256") {
+		t.Errorf("check = %s %q, %v; logs %q", c.Action, c.Summary, err, logs)
+	}
+}
