@@ -50,11 +50,12 @@ lab-up: prereqs-demo
 lab-down:
 	$(LAB) down
 
-# Create VM 8101 on the lab twice: the second run must change nothing.
+# Build the lab's fleet twice, template 9000 from the served cloud image, then
+# VM 8101 cloned from it: the second run must change nothing.
 demo: build lab-up
-	$(PHOENIX) run playbooks/create.yml --vmid 8101 $(LABARGS)
+	$(PHOENIX) run create --all $(LABARGS)
 	@echo "== second run: must report no change"
-	@$(PHOENIX) run playbooks/create.yml --vmid 8101 $(LABARGS) --output json > .lab/second-run.jsonl
+	@$(PHOENIX) run create --all $(LABARGS) --output json > .lab/second-run.jsonl
 	@tail -n 1 .lab/second-run.jsonl
 	@tail -n 1 .lab/second-run.jsonl | grep -q '"changed":0,' || { echo "demo: the second run changed something (see .lab/second-run.jsonl)"; exit 1; }
 	@echo "== look inside:"
