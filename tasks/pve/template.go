@@ -125,7 +125,7 @@ func (tb *templateBuild) settled(env *tasks.Env) (c tasks.Change, need bool, err
 		c.SkipRest = built
 		return c, false, nil
 	case Config(st.Config).Lock() == "create":
-		return tasks.Change{}, false, fmt.Errorf("vm %d is locked (create): its qm create was interrupted, or still runs; once none runs, remove it (qm unlock %[1]d; qm destroy %[1]d) and run again", vmid)
+		return tasks.Change{}, false, fmt.Errorf("vm %d exists but holds lock: create: %s", vmid, lockAdvice(vmid, "create"))
 	case !tb.record.ok:
 		return tasks.Change{}, false, fmt.Errorf("vm %d exists and is not a template, and phoenix did not create it (its description has no build record): phoenix does not turn it into a template; destroy it or fix the config", vmid)
 	}

@@ -234,7 +234,7 @@ func TestImageCheck(t *testing.T) {
 			err:   "vm 9000 exists and is not a template, and phoenix did not create it"},
 		{name: "interrupted qm create", params: imageParams9000,
 			reads: []fake.Call{stateRead(9000, with(created9000, "lock", "create"), "stopped", noSnapshots)},
-			err:   "vm 9000 is locked (create): its qm create was interrupted, or still runs"},
+			err:   "vm 9000 exists but holds lock: create: a create that did not finish"},
 		{name: "no image to build from", params: map[string]any{},
 			reads: []fake.Call{missingRead(9000)},
 			err:   "template 9000 does not exist and the config gives no template_image to build it from"},
