@@ -332,7 +332,7 @@ func (l *Live) recap(sum runner.Event, width int) []string {
 	c := sum.Counts
 	t.Rows = append(t.Rows, []Cell{
 		{Text: "total", Style: l.p.Bold}, {}, {}, num(c.OK), num(c.Changed), num(c.Failed), num(c.Skipped),
-		{Text: runner.Seconds(sum.Duration)}, {Text: strings.TrimPrefix(runner.DryRunNote(sum), "; "), Style: l.p.Dim},
+		{Text: runner.Seconds(sum.Duration)}, {Text: strings.TrimPrefix(runner.SummaryNote(sum), "; "), Style: l.p.Dim},
 	})
 	return append([]string{""}, t.Lines(l.p, width)...)
 }

@@ -56,6 +56,8 @@ type Event struct {
 	Text      string // log, output
 	Counts    Counts // vm_end, summary
 	FailedVMs []int  // summary
+	// Interrupted: the run was cancelled (Ctrl-C) before it ended (summary).
+	Interrupted bool
 }
 
 // Observer receives the events of a run. The runner serialises the calls,
@@ -128,6 +130,9 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		}
 		if e.DryRun {
 			o = append(o, kv{"dry_run", true})
+		}
+		if e.Interrupted {
+			o = append(o, kv{"interrupted", true})
 		}
 	case EventError:
 		o = append(o, kv{"error", e.Error})

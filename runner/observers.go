@@ -69,7 +69,7 @@ func (t *Text) OnEvent(e Event) {
 		}
 		fmt.Fprintln(t.W, line)
 	case EventSummary:
-		fmt.Fprintf(t.W, "total: %s in %s%s\n", counts(e.Counts), Seconds(e.Duration), DryRunNote(e))
+		fmt.Fprintf(t.W, "total: %s in %s%s\n", counts(e.Counts), Seconds(e.Duration), SummaryNote(e))
 	}
 }
 
@@ -109,12 +109,17 @@ func RunTitle(e Event) string {
 	return fmt.Sprintf("%s on %s%s", e.Playbook, vmList(e.VMIDs), mode)
 }
 
-// DryRunNote ends the totals of a dry run ("; dry run: 3 to change, …").
-func DryRunNote(e Event) string {
-	if !e.DryRun {
-		return ""
+// SummaryNote ends the totals: what a dry run means ("; dry run: 3 to
+// change, …") and whether the run was interrupted.
+func SummaryNote(e Event) string {
+	note := ""
+	if e.DryRun {
+		note = fmt.Sprintf("; dry run: %d to change, nothing was changed", e.Counts.Changed)
 	}
-	return fmt.Sprintf("; dry run: %d to change, nothing was changed", e.Counts.Changed)
+	if e.Interrupted {
+		note += "; interrupted: steps were stopped, run again to finish"
+	}
+	return note
 }
 
 // StatusWord is a task_end's status as a person reads it: in a dry run a

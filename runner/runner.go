@@ -108,17 +108,26 @@ type Summary struct {
 	Totals   Counts
 	Duration time.Duration
 	DryRun   bool
+	// Interrupted: the run's context was cancelled (Ctrl-C) before it ended.
+	Interrupted bool
 }
+
+// errInterrupted wraps the error of a step, or of a VM that never started,
+// that the run's cancellation stopped.
+var errInterrupted = errors.New("interrupted")
 
 // Failed reports whether any VM failed.
 func (s Summary) Failed() bool {
 	return slices.ContainsFunc(s.VMs, func(r VMResult) bool { return r.Err != nil })
 }
 
-// ExitCode maps the outcome to the CLI's exit code: 1 when anything failed,
-// 2 for a dry run with pending changes when detailed is set, else 0.
+// ExitCode maps the outcome to the CLI's exit code: 130 (128 + SIGINT, as
+// shells report it) when interrupted, 1 when anything failed, 2 for a dry
+// run with pending changes when detailed is set, else 0.
 func (s Summary) ExitCode(detailed bool) int {
 	switch {
+	case s.Interrupted:
+		return 130
 	case s.Failed():
 		return 1
 	case detailed && s.DryRun && s.Totals.Changed > 0:
@@ -159,7 +168,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	results := r.schedule(ctx, vms, plans)
 	r.nodes.close()
 
-	sum := Summary{VMs: results, Duration: time.Since(start), DryRun: o.DryRun}
+	sum := Summary{VMs: results, Duration: time.Since(start), DryRun: o.DryRun, Interrupted: ctx.Err() != nil}
 	var errs []error
 	var failed []int
 	for _, res := range results {
@@ -169,7 +178,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 			failed = append(failed, res.VMID)
 		}
 	}
-	r.emit(Event{Type: EventSummary, Counts: sum.Totals, Duration: sum.Duration, FailedVMs: failed, DryRun: o.DryRun})
+	r.emit(Event{Type: EventSummary, Counts: sum.Totals, Duration: sum.Duration, FailedVMs: failed, DryRun: o.DryRun, Interrupted: sum.Interrupted})
 	return sum, errors.Join(errs...)
 }
 

@@ -810,3 +810,55 @@ func TestSummaryTense(t *testing.T) {
 		}
 	}
 }
+
+// TestInterruptedRun: Ctrl-C while a step runs. That step fails as
+// interrupted, the VM waiting for a fork never starts, and the run exits 130
+// with its summary saying so.
+func TestInterruptedRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rec := &recorder{}
+	cfg := loadConfig(t, family)
+	pb, err := playbooks.Parse("test.yml", []byte(twoSteps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	behaviors := map[string]*behavior{"a": {gate: cancel, checkErr: fmt.Errorf("run %q: cancelled: %w", "qm clone 9000 8101", context.Canceled)}}
+	var events []Event
+	sum, err := Run(ctx, Options{
+		Config:    cfg,
+		Inventory: &inventory.Inventory{Nodes: map[string]*inventory.Node{"pve1": {Name: "pve1"}}, DefaultNode: "pve1"},
+		Playbook:  pb, VMIDs: []int{8101, 8103}, Forks: 1,
+		Registry: registry(behaviors, rec),
+		Observer: ObserverFunc(func(e Event) { events = append(events, e) }),
+		Connect:  func(context.Context, *inventory.Node) (transport.Transport, error) { return fake.New(t), nil },
+	})
+	if !sum.Interrupted || sum.ExitCode(false) != 130 {
+		t.Errorf("summary interrupted=%v exit %d, want true and 130", sum.Interrupted, sum.ExitCode(false))
+	}
+	if err == nil {
+		t.Fatal("an interrupted run returned no error")
+	}
+	if got := sum.VMs[0].Err.Error(); got != `vm 8101: step "a": interrupted: run "qm clone 9000 8101": cancelled: context canceled` {
+		t.Errorf("vm 8101: %s", got)
+	}
+	if got := sum.VMs[1].Err.Error(); got != "vm 8103: interrupted before it started" {
+		t.Errorf("vm 8103: %s", got)
+	}
+	if calls := rec.list(); !slices.Equal(calls, []string{"8101 check a"}) {
+		t.Errorf("calls = %q: nothing runs after the interrupt", calls)
+	}
+	last := events[len(events)-1]
+	if last.Type != EventSummary || !last.Interrupted {
+		t.Fatalf("last event %+v", last)
+	}
+	b, _ := json.Marshal(last)
+	if !strings.HasSuffix(string(b), `"failed_vms":[8101,8103],"interrupted":true}`) {
+		t.Errorf("json summary %s", b)
+	}
+	var text bytes.Buffer
+	(&Text{W: &text}).OnEvent(last)
+	if !strings.Contains(text.String(), "; interrupted: steps were stopped, run again to finish") {
+		t.Errorf("text summary %q", text.String())
+	}
+}

@@ -67,8 +67,8 @@ func (v *vmRun) run(ctx context.Context, counts *Counts) error {
 		counts.Failed++
 		return fmt.Errorf("vm %d: %w", v.vm.VMID, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return fail(err)
+	if ctx.Err() != nil {
+		return fail(fmt.Errorf("%w before it started", errInterrupted))
 	}
 	o := v.r.o
 	node := o.Inventory.NodeFor(v.vm.VMID)
@@ -110,6 +110,10 @@ func (v *vmRun) step(ctx context.Context, i int) (Status, error) {
 	v.r.emit(Event{Type: EventTaskStart, VMID: v.vm.VMID, Task: st.Name, Kind: st.Kind})
 	start := time.Now()
 	change, status, err := v.do(ctx, i)
+	if err != nil && ctx.Err() != nil {
+		// Whatever failed, the cause is the interrupt: say that first.
+		err = fmt.Errorf("%w: %w", errInterrupted, err)
+	}
 	v.out.flush()
 	end := Event{
 		Type: EventTaskEnd, VMID: v.vm.VMID, Task: st.Name, Kind: st.Kind, Status: status,

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/alecthomas/kong"
 
@@ -62,8 +60,14 @@ type App struct {
 type exitCode int
 
 // Main runs phoenix with args and returns the process exit code: 0 success,
-// 1 failure, 2 pending changes with --dry-run --detailed-exitcode.
-func Main(args []string, stdout, stderr io.Writer) (code int) {
+// 1 failure, 2 pending changes with --dry-run --detailed-exitcode, 130
+// interrupted.
+func Main(args []string, stdout, stderr io.Writer) int {
+	return MainContext(context.Background(), args, stdout, stderr)
+}
+
+// MainContext is Main under ctx: the process cancels it on Ctrl-C (main.go).
+func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	defer func() {
 		if r := recover(); r != nil {
 			c, ok := r.(exitCode)
@@ -84,13 +88,11 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 		fmt.Fprintf(stderr, "phoenix: %v (see phoenix --help)\n", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	app := &App{Globals: cli.Globals, Ctx: ctx, Stdout: stdout, Stderr: stderr}
 	app.SSHConfig = expandHome(app.SSHConfig)
 	if err := kctx.Run(app); err != nil {
 		app.fail(err)
-		return 1
+		return max(app.code, 1) // 130 when interrupted
 	}
 	return app.code
 }

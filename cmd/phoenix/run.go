@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/phoenix-hv/phoenix/playbooks"
 	"github.com/phoenix-hv/phoenix/runner"
 )
@@ -99,6 +101,10 @@ func (a *App) runPlaybook(name string, ids []int, all bool, f RunFlags, b BuildF
 	})
 	done()
 	a.code = sum.ExitCode(f.DetailedExitcode)
+	if sum.Interrupted {
+		// Each stopped step is in the events; the last word is why.
+		return reported{errors.New("interrupted")}
+	}
 	if err != nil && len(sum.VMs) > 0 {
 		return reported{err}
 	}

@@ -455,8 +455,8 @@ func TestRunCancelledCleansUp(t *testing.T) {
 	f := newFixture(t)
 	c := dial(t, f.options())
 	res, err := runCancelled(t, c, testCtx(t), `trap 'echo cleaned up; exit 3' TERM; echo started; while :; do sleep 0.05; done`, nil)
-	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "interrupted: stopped on SIGTERM with exit 3") {
-		t.Errorf("error = %v, want interrupted, stopped with exit 3", err)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "cancelled: stopped on SIGTERM with exit 3") {
+		t.Errorf("error = %v, want cancelled, stopped with exit 3", err)
 	}
 	if string(res.Stdout) != "started\ncleaned up\n" {
 		t.Errorf("stdout = %q, want the trap's output", res.Stdout)

@@ -75,7 +75,7 @@ func (c *Client) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, 
 		if parent.Err() == nil {
 			return res, fmt.Errorf("run %q: timeout %s: %s: %w", shown, cmd.Timeout, how, ctx.Err())
 		}
-		return res, fmt.Errorf("run %q: interrupted: %s: %w", shown, how, ctx.Err())
+		return res, fmt.Errorf("run %q: cancelled: %s: %w", shown, how, ctx.Err())
 	}
 	res := transport.Result{Stdout: stdout.finish(), Stderr: stderr.finish()}
 	var exit *ssh.ExitError
