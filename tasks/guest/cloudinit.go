@@ -69,6 +69,11 @@ func (t *cloudInit) wait(ctx context.Context, env *tasks.Env) (tasks.Change, err
 		case st.error():
 			return tasks.Change{}, errors.New("cloud-init failed:\n" + strings.TrimSpace(string(res.Stdout)) + t.logTail(ctx, env))
 		case !st.running():
+			if last != "" {
+				// cloud-init changed the guest while this step waited (users,
+				// host keys, mounts): probes batched before it are stale.
+				env.Forget("guest-probe:")
+			}
 			c := st.change(res.Stdout)
 			if st.degraded() {
 				c.Details += t.logTail(ctx, env)

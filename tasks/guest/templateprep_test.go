@@ -1,10 +1,12 @@
 package guest
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/transport"
 	"github.com/phoenix-hv/phoenix/transport/fake"
 )
 
@@ -50,5 +52,31 @@ func TestTemplatePrepFails(t *testing.T) {
 	w.guest.Expect(fake.Call{Line: prepLine, Result: exit(1, "", "rm: cannot remove '/etc/ssh/ssh_host_rsa_key': Read-only file system\n")})
 	if err := w.apply(task, c); err == nil || !strings.Contains(err.Error(), "clean the guest: ") || !strings.Contains(err.Error(), "Read-only file system") {
 		t.Errorf("apply err = %v", err)
+	}
+}
+
+// Probes batched while cloud-init still ran are forgotten once it is done:
+// it made the host keys since, and the cleaning before qm template must see
+// them (a stale "nothing left" would leave them in every clone).
+func TestProbesFreshAfterCloudInitWait(t *testing.T) {
+	w := newWorld(t)
+	ci := w.task("cloud_init", map[string]any{"timeout_seconds": 60})
+	prep := w.task("guest_template_prep", map[string]any{})
+	lines := append(ci.(tasks.GuestProber).GuestProbes(w.env), prep.(tasks.GuestProber).GuestProbes(w.env)...)
+	w.guest.Expect(fake.Batch(lines, exit(0, ciRunning, ""), exit(0, "", "")))
+	res, err := transport.Batch(context.Background(), w.guest, lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range lines {
+		w.env.Store("guest-probe:"+l, res[i])
+	}
+	w.guest.Expect(fake.Call{Line: ciStatusLine, Result: exit(0, ciDone224, "")})
+	if c := w.check(ci); c.Pending() {
+		t.Fatalf("cloud-init = %s %q", c.Action, c.Summary)
+	}
+	w.guest.Expect(fake.Call{Line: prepProbe, Result: exit(0, "/etc/ssh/ssh_host_ed25519_key\n/etc/ssh/ssh_host_ed25519_key.pub\n", "")})
+	if c := w.check(prep); c.Action != tasks.Delete || !strings.HasSuffix(c.Summary, "2 SSH host key files") {
+		t.Errorf("prep = %s %q; want the keys cloud-init made", c.Action, c.Summary)
 	}
 }
