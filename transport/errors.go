@@ -24,7 +24,34 @@ var (
 	// ErrAgentUnavailable: the QEMU guest agent cannot be used right now; the
 	// caller may fall back to SSH.
 	ErrAgentUnavailable = errors.New("guest agent unavailable")
+	// ErrStatusUnknown: a command was started (or may have been) and its
+	// end was not seen. It is never run again over another channel: it may
+	// still be running, or have done its work. See StatusUnknownError.
+	ErrStatusUnknown = errors.New("status unknown")
 )
+
+// StatusUnknownError is a command that may have started in the guest and
+// whose end was not seen (the agent died while it ran, the node connection
+// broke). It unwraps to ErrStatusUnknown and to Cause, so a caller still
+// sees why (e.g. ErrAgentUnavailable: later commands can go over SSH).
+type StatusUnknownError struct {
+	Line    string // redacted
+	Channel string // "agent vm 8101"
+	PID     int    // the guest's pid of the command; 0 when it is not known
+	Cause   error
+}
+
+func (e *StatusUnknownError) Error() string {
+	started, check := "may have started", "its effects"
+	if e.PID > 0 {
+		started = fmt.Sprintf("started as guest pid %d", e.PID)
+		check = fmt.Sprintf("ps -p %d, then its effects", e.PID)
+	}
+	return fmt.Sprintf("run %q: status unknown: %s through %s, then %v; it may still be running or have finished, so it is not run again: check the guest (%s) before running it again",
+		Shorten(e.Line, 120), started, e.Channel, e.Cause, check)
+}
+
+func (e *StatusUnknownError) Unwrap() []error { return []error{ErrStatusUnknown, e.Cause} }
 
 // ExitError is a command that ran and exited non-zero. It keeps the remote
 // stderr so the message says what went wrong.

@@ -29,15 +29,15 @@ func nodeExec(guestLine string, stdin bool, limit int) string {
 		pass = "--pass-stdin 1 "
 	}
 	return "o=$(qm guest exec 8101 --synchronous 0 " + pass + "-- /bin/sh -c " + transport.Quote(env+guestLine) + ") || exit; " +
-		`p=$(printf %s "$o" | tr -dc 0-9); [ -n "$p" ] || { printf 'qm guest exec printed no pid: %s\n' "$o" >&2; exit 125; }; ` +
+		`p=$(printf %s "$o" | tr -dc 0-9); [ -n "$p" ] || { printf 'qm guest exec printed no pid: %s\n' "$o" >&2; exit 125; }; printf 'pid %s\n' "$p"; ` +
 		fmt.Sprintf("timeout %d sh -c ", limit) +
 		`'n=0; while :; do s=$(qm guest exec-status "$1" "$2") || exit; if printf '\''%s\n'\'' "$s" | grep -q '\''"exited" *: *1'\''; then printf '\''%s\n'\'' "$s"; exit 0; fi; n=$((n+1)); if [ $n -le 10 ]; then sleep 0.1; elif [ $n -le 18 ]; then sleep 0.25; else sleep 1; fi; done'` +
 		fmt.Sprintf(` sh 8101 "$p"; c=$?; [ $c -ne 124 ] || printf 'guest process %%s still running after %ds\n' "$p" >&2; exit $c`, limit)
 }
 
 func TestRunNodeCommandExactly(t *testing.T) {
-	want := `o=$(qm guest exec 8101 --synchronous 0 -- /bin/sh -c 'export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8; echo '\''it'\''\'\'''\''s'\''') || exit; p=$(printf %s "$o" | tr -dc 0-9); [ -n "$p" ] || { printf 'qm guest exec printed no pid: %s\n' "$o" >&2; exit 125; }; timeout 30 sh -c 'n=0; while :; do s=$(qm guest exec-status "$1" "$2") || exit; if printf '\''%s\n'\'' "$s" | grep -q '\''"exited" *: *1'\''; then printf '\''%s\n'\'' "$s"; exit 0; fi; n=$((n+1)); if [ $n -le 10 ]; then sleep 0.1; elif [ $n -le 18 ]; then sleep 0.25; else sleep 1; fi; done' sh 8101 "$p"; c=$?; [ $c -ne 124 ] || printf 'guest process %s still running after 30s\n' "$p" >&2; exit $c`
-	node := fake.New(t, fake.Call{Line: want, Result: fake.Out("{\n   \"exitcode\" : 0,\n   \"exited\" : 1,\n   \"out-data\" : \"it's\\n\"\n}\n")})
+	want := `o=$(qm guest exec 8101 --synchronous 0 -- /bin/sh -c 'export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8; echo '\''it'\''\'\'''\''s'\''') || exit; p=$(printf %s "$o" | tr -dc 0-9); [ -n "$p" ] || { printf 'qm guest exec printed no pid: %s\n' "$o" >&2; exit 125; }; printf 'pid %s\n' "$p"; timeout 30 sh -c 'n=0; while :; do s=$(qm guest exec-status "$1" "$2") || exit; if printf '\''%s\n'\'' "$s" | grep -q '\''"exited" *: *1'\''; then printf '\''%s\n'\'' "$s"; exit 0; fi; n=$((n+1)); if [ $n -le 10 ]; then sleep 0.1; elif [ $n -le 18 ]; then sleep 0.25; else sleep 1; fi; done' sh 8101 "$p"; c=$?; [ $c -ne 124 ] || printf 'guest process %s still running after 30s\n' "$p" >&2; exit $c`
+	node := fake.New(t, fake.Call{Line: want, Result: fake.Out("pid 4242\n{\n   \"exitcode\" : 0,\n   \"exited\" : 1,\n   \"out-data\" : \"it's\\n\"\n}\n")})
 	res, err := agent.New(node, "pve", 8101).Run(context.Background(), transport.Cmd{Line: transport.Command("echo", "it's"), Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -163,13 +163,13 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// Errors that prove the command never started: the agent is unavailable,
+// and the caller may run the command elsewhere.
 func TestRunAvailabilityErrors(t *testing.T) {
 	for _, text := range []string{
 		"No QEMU guest agent configured",
 		"VM 8101 is not running",
 		"QEMU guest agent is not running",
-		"VM 8101 qmp command 'guest-exec' failed - got timeout",
-		"VM 8101 qmp command 'guest-exec-status' failed - got timeout",
 		"VM 8101 qmp command 'guest-exec' failed - unable to connect to VM 8101 qga socket - timeout after 31 retries",
 		"VM 8101 not running",
 	} {
@@ -184,6 +184,75 @@ func TestRunAvailabilityErrors(t *testing.T) {
 			}
 			if transport.ExitCode(err) != -1 {
 				t.Fatalf("an unavailable agent must not look like a guest exit status: %d", transport.ExitCode(err))
+			}
+		})
+	}
+}
+
+// Errors after the command started, or that do not prove it never did,
+// are "status unknown": never ErrAgentUnavailable alone, so nobody runs the
+// command again over SSH.
+func TestRunStatusUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		node      fake.Call
+		pid       string // in the message; "" when no pid was printed
+		agentGone bool   // the cause is the agent (later commands may go over SSH)
+		cause     string
+	}{
+		{
+			name:      "agent dies while the command runs",
+			node:      fake.Call{Result: transport.Result{ExitCode: 255, Stdout: []byte("pid 4242\n"), Stderr: []byte("VM 8101 qmp command 'guest-exec-status' failed - got timeout\n")}},
+			pid:       "4242",
+			agentGone: true,
+			cause:     "VM 8101 qmp command 'guest-exec-status' failed - got timeout",
+		},
+		{
+			name:      "agent stops answering after exec-status said running",
+			node:      fake.Call{Result: transport.Result{ExitCode: 255, Stdout: []byte("pid 77\n"), Stderr: []byte("QEMU guest agent is not running\n")}},
+			pid:       "77",
+			agentGone: true,
+			cause:     "QEMU guest agent is not running",
+		},
+		{
+			name:      "exec request sent, no answer",
+			node:      fake.Call{Result: fake.Fail(255, "VM 8101 qmp command 'guest-exec' failed - got timeout\n")},
+			agentGone: true,
+			cause:     "VM 8101 qmp command 'guest-exec' failed - got timeout",
+		},
+		{
+			name:  "node connection lost while the command ran",
+			node:  fake.Call{Result: fake.Out("pid 9\n"), Err: fmt.Errorf("ssh root@pve: %w", transport.ErrDisconnected)},
+			pid:   "9",
+			cause: "qm guest exec-status: ssh root@pve: connection lost",
+		},
+		{
+			name:  "node connection lost, nothing printed",
+			node:  fake.Call{Err: fmt.Errorf("ssh root@pve: %w", transport.ErrDisconnected)},
+			cause: "qm guest exec: ssh root@pve: connection lost",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.node.Line = nodeExec("apt-get install -y nfs-common", false, 30)
+			_, err := agent.New(fake.New(t, tc.node), "pve", 8101).Run(context.Background(), transport.Cmd{Line: "apt-get install -y nfs-common", Timeout: 30 * time.Second})
+			var su *transport.StatusUnknownError
+			if !errors.As(err, &su) || !errors.Is(err, transport.ErrStatusUnknown) {
+				t.Fatalf("err = %v, want a status unknown", err)
+			}
+			if errors.Is(err, transport.ErrAgentUnavailable) != tc.agentGone {
+				t.Errorf("ErrAgentUnavailable = %v, want %v", !tc.agentGone, tc.agentGone)
+			}
+			want := `run "apt-get install -y nfs-common": status unknown: may have started through agent vm 8101, then ` + tc.cause +
+				"; it may still be running or have finished, so it is not run again: check the guest (its effects) before running it again"
+			if tc.pid != "" {
+				want = `run "apt-get install -y nfs-common": status unknown: started as guest pid ` + tc.pid + " through agent vm 8101, then " + tc.cause +
+					"; it may still be running or have finished, so it is not run again: check the guest (ps -p " + tc.pid + ", then its effects) before running it again"
+			}
+			if err.Error() != want {
+				t.Errorf("err = %s\nwant  %s", err, want)
+			}
+			if transport.ExitCode(err) != -1 {
+				t.Errorf("a status unknown must not look like a guest exit status: %d", transport.ExitCode(err))
 			}
 		})
 	}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
@@ -114,8 +116,11 @@ func (f *flag) UnmarshalJSON(b []byte) error {
 
 // exec starts cmd in the guest and waits for it on the node, in one node
 // command: qm guest exec --synchronous 0 prints the pid at once (the
-// synchronous default would give up after 30 s and print only the pid), then
-// a node-side loop polls exec-status under timeout(1).
+// synchronous default would give up after 30 s and print only the pid), the
+// node prints it as "pid N", then a node-side loop polls exec-status under
+// timeout(1). A failure after the pid line, or one that does not prove the
+// exec never reached the agent, is a *transport.StatusUnknownError: the
+// command may be running, and nobody may run it again elsewhere.
 func (t *Transport) exec(ctx context.Context, cmd transport.Cmd, stdin []byte) (execStatus, error) {
 	limit, err := t.limit(ctx, cmd.Timeout)
 	if err != nil {
@@ -130,20 +135,65 @@ func (t *Transport) exec(ctx context.Context, cmd transport.Cmd, stdin []byte) (
 		nc.Stdin = bytes.NewReader(stdin)
 	}
 	res, err := t.runNode(ctx, nc)
+	pid, status := startedPID(res.Stdout)
 	if code := transport.ExitCode(err); code == timedOut {
 		return execStatus{}, fmt.Errorf("run %q: %s: %w", cmd.Printable(), transport.Tail(res.Stderr, 1), context.DeadlineExceeded)
 	}
 	if err != nil {
-		return execStatus{}, classify("qm guest exec", err)
+		op := "qm guest exec"
+		if pid > 0 {
+			op = "qm guest exec-status"
+		}
+		cerr := classify(op, err)
+		if pid > 0 || mayHaveStarted(err) {
+			return execStatus{}, &transport.StatusUnknownError{Line: cmd.Printable(), Channel: t.Name(), PID: pid, Cause: cerr}
+		}
+		return execStatus{}, cerr
 	}
 	var st execStatus
-	if err := json.Unmarshal(res.Stdout, &st); err != nil {
-		return execStatus{}, fmt.Errorf("qm guest exec-status: %w in %q", err, transport.Shorten(string(res.Stdout), 200))
+	if err := json.Unmarshal(status, &st); err != nil {
+		return execStatus{}, fmt.Errorf("qm guest exec-status: %w in %q", err, transport.Shorten(string(status), 200))
 	}
 	if !st.Exited {
-		return execStatus{}, fmt.Errorf("qm guest exec-status: process not exited in %q", transport.Shorten(string(res.Stdout), 200))
+		return execStatus{}, fmt.Errorf("qm guest exec-status: process not exited in %q", transport.Shorten(string(status), 200))
 	}
 	return st, nil
+}
+
+// startedPID splits the node command's output into the guest pid the node
+// printed once the exec was accepted (0 when it never got that far) and
+// the final exec-status object.
+func startedPID(out []byte) (int, []byte) {
+	line, rest, ok := bytes.Cut(out, []byte("\n"))
+	num, isPID := bytes.CutPrefix(line, []byte("pid "))
+	if !ok || !isPID {
+		return 0, out
+	}
+	pid, err := strconv.Atoi(string(num))
+	if err != nil {
+		return 0, out
+	}
+	return pid, rest
+}
+
+// mayHaveStarted reports a failed node command, with no pid printed, that
+// does not prove the exec never reached the agent: the node connection
+// broke, or the guest-exec request was sent and no answer came ("got
+// timeout"). What proves it never started: the checks qm makes first (agent
+// configured, VM running, guest-ping answered), no connection to the agent's
+// socket, and a refusal by the agent ("Agent error: …").
+func mayHaveStarted(err error) bool {
+	var ee *transport.ExitError
+	if !errors.As(err, &ee) {
+		return errors.Is(err, transport.ErrDisconnected)
+	}
+	for _, l := range strings.Split(string(ee.Stderr), "\n") {
+		if strings.Contains(l, "qmp command 'guest-exec-status' failed") ||
+			strings.Contains(l, "qmp command 'guest-exec' failed - ") && !strings.Contains(l, "unable to connect to VM") {
+			return true
+		}
+	}
+	return false
 }
 
 // execScript is the node command of exec.
@@ -155,7 +205,7 @@ func (t *Transport) execScript(line string, stdin bool, limit int) string {
 	}
 	argv = append(argv, "--", "/bin/sh", "-c", guestEnv+line)
 	return fmt.Sprintf(`o=$(%s) || exit; p=$(printf %%s "$o" | tr -dc 0-9); `+
-		`[ -n "$p" ] || { printf 'qm guest exec printed no pid: %%s\n' "$o" >&2; exit 125; }; `+
+		`[ -n "$p" ] || { printf 'qm guest exec printed no pid: %%s\n' "$o" >&2; exit 125; }; printf 'pid %%s\n' "$p"; `+
 		`timeout %d sh -c %s sh %s "$p"; c=$?; `+
 		`[ $c -ne %d ] || printf 'guest process %%s still running after %ds\n' "$p" >&2; exit $c`,
 		transport.Command(argv...), limit, transport.Quote(pollLoop), vmid, timedOut, limit)

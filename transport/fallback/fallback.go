@@ -138,12 +138,15 @@ func (g *Guest) Close() error {
 	return errors.Join(errs...)
 }
 
-// Run runs cmd over the chosen channel; if the agent stops answering, it
-// runs it again over SSH.
+// Run runs cmd over the chosen channel. A command is run at most once: it
+// runs again over SSH only when the agent proves it never started it (the
+// agent was not running, or refused the exec). A command the agent may have
+// started fails with a *transport.StatusUnknownError, and later commands
+// go over SSH.
 func (g *Guest) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
 	in := &input{r: cmd.Stdin}
 	var res transport.Result
-	err := g.do(ctx, func(t transport.Transport, agent bool) error {
+	err := g.do(ctx, false, func(t transport.Transport, agent bool) error {
 		c := cmd
 		if cmd.Stdin != nil {
 			r, err := in.reader(agent)
@@ -159,10 +162,13 @@ func (g *Guest) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, e
 	return res, err
 }
 
-// Put writes r to path over the chosen channel (see Run).
+// Put writes r to path over the chosen channel. An upload is idempotent
+// (the same bytes under the same name, each try in its own private
+// directory, renamed in one step), so when the agent stops answering at
+// any stage it is done again, whole, over SSH.
 func (g *Guest) Put(ctx context.Context, path string, r io.Reader, a transport.Attrs) error {
 	in := &input{r: r}
-	return g.do(ctx, func(t transport.Transport, agent bool) error {
+	return g.do(ctx, true, func(t transport.Transport, agent bool) error {
 		r, err := in.reader(agent)
 		if err != nil {
 			return fmt.Errorf("put %s: read: %w", path, err)
@@ -193,15 +199,19 @@ func (in *input) reader(keep bool) (io.Reader, error) {
 	return bytes.NewReader(in.buf), nil
 }
 
-// Get copies path to w over the chosen channel (see Run). The agent writes
-// to w only once it has the whole file, so a retry never duplicates bytes.
+// Get copies path to w over the chosen channel; like Put, it is done again
+// over SSH when the agent stops answering. The agent writes to w only once
+// it has the whole file, so a retry never duplicates bytes.
 func (g *Guest) Get(ctx context.Context, path string, w io.Writer) error {
-	return g.do(ctx, func(t transport.Transport, _ bool) error { return t.Get(ctx, path, w) })
+	return g.do(ctx, true, func(t transport.Transport, _ bool) error { return t.Get(ctx, path, w) })
 }
 
 // do runs op on the chosen channel. agent tells op that the channel is the
 // agent, so it may have to run again over SSH and must keep its input.
-func (g *Guest) do(ctx context.Context, op func(t transport.Transport, agent bool) error) error {
+// When the agent stops answering, later calls go over SSH; op itself runs
+// again over SSH only when it is idempotent or the agent never started it.
+// When the SSH connection breaks, the next call dials again.
+func (g *Guest) do(ctx context.Context, idempotent bool, op func(t transport.Transport, agent bool) error) error {
 	if err := g.Wait(ctx); err != nil {
 		return err
 	}
@@ -210,14 +220,22 @@ func (g *Guest) do(ctx context.Context, op func(t transport.Transport, agent boo
 		return fmt.Errorf("vm %d: guest closed", g.o.VMID)
 	}
 	err := op(t, agent)
-	if !agent || !errors.Is(err, transport.ErrAgentUnavailable) {
+	switch {
+	case !agent && errors.Is(err, transport.ErrDisconnected):
+		g.dropSSH(t)
+		return err
+	case !agent || !errors.Is(err, transport.ErrAgentUnavailable):
 		return err
 	}
-	g.o.Log("vm %d: agent stopped answering (%v); continuing over SSH", g.o.VMID, err)
 	g.mu.Lock()
 	g.agentDead = err
 	g.ready = false
 	g.mu.Unlock()
+	if errors.Is(err, transport.ErrStatusUnknown) && !idempotent {
+		g.o.Log("vm %d: agent stopped answering after a command started; the command is not run again, later steps go over SSH", g.o.VMID)
+		return err
+	}
+	g.o.Log("vm %d: agent stopped answering (%v); continuing over SSH", g.o.VMID, err)
 	if err := g.Wait(ctx); err != nil {
 		return err
 	}
@@ -225,6 +243,20 @@ func (g *Guest) do(ctx context.Context, op func(t transport.Transport, agent boo
 		return fmt.Errorf("vm %d: no channel after the agent stopped answering", g.o.VMID)
 	}
 	return op(t, false)
+}
+
+// dropSSH forgets the SSH connection t after it broke (a reboot, a killed
+// sshd): the next call waits for a channel again and dials anew.
+func (g *Guest) dropSSH(t transport.Transport) {
+	g.mu.Lock()
+	if g.ssh != t {
+		g.mu.Unlock()
+		return // another call dropped it already
+	}
+	g.ssh, g.ready = nil, false
+	g.mu.Unlock()
+	t.Close()
+	g.o.Log("vm %d: the SSH connection broke; the next step connects again", g.o.VMID)
 }
 
 // Wait waits up to Options.Timeout for the agent or SSH to answer and

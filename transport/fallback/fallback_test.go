@@ -69,6 +69,8 @@ type dialer struct {
 	dials   int
 	answers []error
 	conn    transport.Transport
+	conns   []transport.Transport // when set, the n-th successful dial gets conns[n]
+	ok      int
 }
 
 func (d *dialer) dial(context.Context) (transport.Transport, error) {
@@ -78,6 +80,11 @@ func (d *dialer) dial(context.Context) (transport.Transport, error) {
 	d.dials++
 	if err != nil {
 		return nil, err
+	}
+	if d.conns != nil {
+		c := d.conns[min(d.ok, len(d.conns)-1)]
+		d.ok++
+		return c, nil
 	}
 	return d.conn, nil
 }
@@ -208,6 +215,86 @@ func TestAgentDiesMidRun(t *testing.T) {
 	}
 	if res, err := g.Run(ctx, transport.Cmd{Line: "step 3"}); err != nil || string(res.Stdout) != "three\n" {
 		t.Fatalf("step 3 = %q, %v", res.Stdout, err)
+	}
+}
+
+// statusUnknown is what the agent transport returns when the agent dies
+// after it started a command.
+func statusUnknown(line string) error {
+	return &transport.StatusUnknownError{Line: line, Channel: "agent vm 8101", PID: 4242,
+		Cause: &agent.UnavailableError{Text: "VM 8101 qmp command 'guest-exec-status' failed - got timeout"}}
+}
+
+// Finding 5 of issue 8: a command the agent started is never run a second
+// time over SSH; the step fails with "status unknown", and the next command
+// goes over SSH.
+func TestAgentDiesAfterTheCommandStarted(t *testing.T) {
+	a := newAgent(t, always(nil), fake.Call{Line: "apt-get install -y nfs-common", Stdin: "in", Err: statusUnknown("apt-get install -y nfs-common")})
+	conn := sshFake(t, fake.Call{Line: "step 2", Result: fake.Out("two\n")}) // no second apt-get
+	l := &logs{}
+	g := New(opts(a, &dialer{answers: []error{nil}, conn: conn}, l))
+	ctx := context.Background()
+	_, err := g.Run(ctx, transport.Cmd{Line: "apt-get install -y nfs-common", Stdin: strings.NewReader("in")})
+	if !errors.Is(err, transport.ErrStatusUnknown) || !strings.Contains(err.Error(), "check the guest (ps -p 4242") {
+		t.Fatalf("err = %v, want the status unknown", err)
+	}
+	if !l.contains("agent stopped answering after a command started; the command is not run again, later steps go over SSH") {
+		t.Fatalf("log %q", l.lines)
+	}
+	if res, err := g.Run(ctx, transport.Cmd{Line: "step 2"}); err != nil || string(res.Stdout) != "two\n" {
+		t.Fatalf("step 2 = %q, %v", res.Stdout, err)
+	}
+	if g.Channel() != "ssh" {
+		t.Fatalf("channel %q after the agent died", g.Channel())
+	}
+}
+
+// A status unknown that is not the agent's fault (the node connection
+// broke) keeps the agent as the channel, and runs nothing over SSH either.
+func TestStatusUnknownWithALiveAgent(t *testing.T) {
+	lost := &transport.StatusUnknownError{Line: "x", Channel: "agent vm 8101", PID: 9, Cause: transport.ErrDisconnected}
+	a := newAgent(t, always(nil), fake.Call{Line: "x", Err: lost}, fake.Call{Line: "y"})
+	g := New(opts(a, &dialer{answers: []error{nil}, conn: sshFake(t)}, &logs{}))
+	if _, err := g.Run(context.Background(), transport.Cmd{Line: "x"}); !errors.Is(err, transport.ErrStatusUnknown) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := g.Run(context.Background(), transport.Cmd{Line: "y"}); err != nil || g.Channel() != "agent" {
+		t.Fatalf("err %v, channel %q", err, g.Channel())
+	}
+}
+
+// An upload is idempotent: one the agent may have half done is done again,
+// whole, over SSH.
+func TestPutRedoneOverSSHAfterStatusUnknown(t *testing.T) {
+	a := newAgent(t, always(nil))
+	a.putErr = fmt.Errorf("put /etc/app.conf: chunk 2: %w", statusUnknown("cat >> f"))
+	conn := sshFake(t)
+	g := New(opts(a, &dialer{answers: []error{nil}, conn: conn}, &logs{}))
+	if err := g.Put(context.Background(), "/etc/app.conf", strings.NewReader("key=1\n"), transport.Attrs{Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(conn.Files["/etc/app.conf"]); got != "key=1\n" {
+		t.Fatalf("ssh got %q", got)
+	}
+}
+
+// A broken SSH connection (the guest rebooted, sshd was killed) fails the
+// command that was on it, and the next command connects again.
+func TestSSHConnectionDroppedIsDialedAgain(t *testing.T) {
+	first := sshFake(t, fake.Call{Line: "step 1", Err: fmt.Errorf("run \"step 1\": %w: EOF", transport.ErrDisconnected)})
+	second := sshFake(t, fake.Call{Line: "step 2", Result: fake.Out("two\n")})
+	d := &dialer{answers: []error{nil}, conns: []transport.Transport{first, second}}
+	l := &logs{}
+	g := New(opts(newAgent(t, always(agentDown)), d, l))
+	ctx := context.Background()
+	if _, err := g.Run(ctx, transport.Cmd{Line: "step 1"}); !errors.Is(err, transport.ErrDisconnected) {
+		t.Fatalf("step 1: %v", err)
+	}
+	if res, err := g.Run(ctx, transport.Cmd{Line: "step 2"}); err != nil || string(res.Stdout) != "two\n" {
+		t.Fatalf("step 2 = %q, %v", res.Stdout, err)
+	}
+	if d.count() != 2 || !l.contains("the SSH connection broke; the next step connects again") {
+		t.Fatalf("dialed %d times, log %q", d.count(), l.lines)
 	}
 }
 
