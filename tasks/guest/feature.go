@@ -23,16 +23,35 @@ const (
 
 // feature is feature: a feature script run in the guest, detached and
 // polled, so it outlives the 30 s agent exec limit and a dropped channel.
-// A marker holding the script's sha256 makes a re-run of the same script a
-// no-op; a changed script runs again.
+//
+// A feature runs at most once at a time and is never started twice for one
+// try, whatever happens to the channel or to phoenix. In the guest, under
+// featureDir:
+//   - NAME.lock is flock'ed by the run for as long as it lives (the starter
+//     takes it and the detached runner inherits it; the script itself runs
+//     without it, so a daemon it leaves behind does not hold it);
+//   - NAME.run is "ID SHA256" of the run that took the lock last, ID chosen
+//     by phoenix when it starts it;
+//   - NAME.rc is "ID EXIT-CODE" and NAME.sha256 the script's sha256 after a
+//     success, both written through a rename by the run that holds the lock,
+//     so an old run can never overwrite a newer run's result.
+//
+// The start command is idempotent: it starts nothing when run ID already
+// exists (a start sent again after its status was lost), when a run of the
+// same script holds the lock (it re-attaches: phoenix follows that run), or
+// when NAME.sha256 says the script already succeeded. A run of another
+// version still going is an error that says so. A marker holding the
+// script's sha256 makes a re-run of the same script a no-op; a changed
+// script runs again.
 type feature struct {
 	d       deps
 	Name    string `json:"name"`
 	Timeout int    `json:"timeout_seconds"`
+	dir     string // featureDir; a temp directory in tests that run the real lines
 }
 
 func newFeature(d deps, params map[string]any) (tasks.Task, error) {
-	t := &feature{d: d}
+	t := &feature{d: d, dir: featureDir}
 	if err := tasks.Decode(params, t); err != nil {
 		return nil, err
 	}
@@ -44,7 +63,7 @@ func newFeature(d deps, params map[string]any) (tasks.Task, error) {
 
 func (t *feature) timeout() time.Duration { return seconds(t.Timeout, 1800*time.Second) }
 
-func (t *feature) file(ext string) string { return featureDir + "/" + t.Name + ext }
+func (t *feature) file(ext string) string { return t.dir + "/" + t.Name + ext }
 
 func (t *feature) markerProbe() string { return transport.Command("cat", t.file(".sha256")) }
 
@@ -102,28 +121,46 @@ func (t *feature) check(ctx context.Context, env *tasks.Env) (tasks.Change, erro
 		Done:    fmt.Sprintf("ran feature %s: %s", t.Name, why),
 		Plan:    &p,
 		Commands: []string{
-			transport.Command("mkdir", "-p", featureDir),
+			transport.Command("mkdir", "-p", t.dir),
 			"write " + t.file(".sh"),
-			t.startLine(env),
-			fmt.Sprintf("poll %s and %s every %s, up to %s", t.file(".log"), t.file(".rc"), t.d.poll, t.timeout()),
-			"write " + t.file(".sha256"),
+			fmt.Sprintf("start %s detached under the lock %s, or re-attach to the run of it holding the lock", t.file(".sh"), t.file(".lock")),
+			fmt.Sprintf("poll %s, %s and %s every %s, up to %s", t.file(".lock"), t.file(".rc"), t.file(".log"), t.d.poll, t.timeout()),
 		},
 	}, nil
 }
 
-// startLine runs the script detached, every descriptor away from the
-// channel, so the command returns at once on the agent and over SSH; the exit
-// code lands in .rc through a rename, so a reader never sees half of it.
-func (t *feature) startLine(env *tasks.Env) string {
+// runID names one start of a feature: the time phoenix started it, so the
+// guest's NAME.run also says when.
+func (t *feature) runID() string { return t.d.now().UTC().Format("20060102T150405.000000000Z") }
+
+// startLine starts the feature as run id, or re-attaches (see feature). It
+// prints one line: "started ID", "attached ID" (follow run ID),
+// "done" (the script already succeeded) or "busy ID SHA256 PID" (a run of
+// another version holds the lock).
+func (t *feature) startLine(env *tasks.Env, id, sum string) string {
 	vmid := 0
 	if env.VM != nil {
 		vmid = env.VM.VMID
 	}
-	rc, tmp, log := t.file(".rc"), t.file(".rc.tmp"), t.file(".log")
-	run := transport.Command(t.file(".sh"), strconv.Itoa(vmid)) + " >" + transport.Quote(log) + " 2>&1; " +
-		"echo $? >" + transport.Quote(tmp) + " && " + transport.Command("mv", tmp, rc)
-	return transport.Command("rm", "-f", rc, tmp, log) + "; " +
-		"nohup " + transport.Command("sh", "-c", run) + " </dev/null >/dev/null 2>&1 &"
+	n, sum := transport.Quote(t.Name), transport.Quote(sum)
+	// The runner: $1 run id, $2 sha256, $3 VMID; it holds the lock on fd 9.
+	runner := `echo $$ >"$0.pid"; ./"$0.sh" "$3" >"$0.log" 2>&1 9>&-; c=$?; ` +
+		`if [ $c -eq 0 ]; then printf '%s\n' "$2" >"$0.sha256.tmp" && mv -f "$0.sha256.tmp" "$0.sha256"; fi; ` +
+		`printf '%s %s\n' "$1" $c >"$0.rc.tmp" && mv -f "$0.rc.tmp" "$0.rc"`
+	return "cd " + transport.Quote(t.dir) + " || exit 1; " +
+		"command -v flock >/dev/null || { echo 'flock(1) (util-linux) is missing in the guest' >&2; exit 1; }; " +
+		"read -r id sum 2>/dev/null <" + n + ".run; " +
+		"[ \"$id\" = " + transport.Quote(id) + " ] && { echo attached \"$id\"; exit 0; }; " +
+		"exec 9>>" + n + ".lock || exit 1; " +
+		// Wait a little: a poll holds the lock for an instant to see whether a run has it.
+		"if ! flock -w 2 9; then read -r id sum 2>/dev/null <" + n + ".run; " +
+		"[ \"$sum\" = " + sum + " ] && { echo attached \"$id\"; exit 0; }; " +
+		"echo busy \"${id:--}\" \"${sum:--}\" \"$(cat " + n + ".pid 2>/dev/null || echo -)\"; exit 0; fi; " +
+		"[ \"$(cat " + n + ".sha256 2>/dev/null)\" = " + sum + " ] && { echo done; exit 0; }; " +
+		"rm -f " + n + ".rc " + n + ".log " + n + ".pid && " +
+		"printf '%s %s\\n' " + transport.Quote(id) + " " + sum + " >" + n + ".run.tmp && mv -f " + n + ".run.tmp " + n + ".run || exit 1; " +
+		"nohup sh -c " + transport.Quote(runner) + " " + n + " " + transport.Quote(id) + " " + sum + " " + strconv.Itoa(vmid) + " </dev/null >/dev/null 2>&1 & " +
+		"echo started " + transport.Quote(id)
 }
 
 func (t *feature) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
@@ -131,33 +168,60 @@ func (t *feature) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) err
 	if p == nil {
 		return err
 	}
-	if _, err := run(ctx, g, transport.Command("mkdir", "-p", featureDir)); err != nil {
-		return fmt.Errorf("create %s: %w", featureDir, err)
+	if _, err := run(ctx, g, transport.Command("mkdir", "-p", t.dir)); err != nil {
+		return fmt.Errorf("create %s: %w", t.dir, err)
 	}
 	if err := g.Put(ctx, t.file(".sh"), bytes.NewReader(p.script), transport.Attrs{Mode: 0o755}); err != nil {
 		return fmt.Errorf("write %s: %w", t.file(".sh"), err)
 	}
-	if _, err := run(ctx, g, t.startLine(env)); err != nil {
-		return fmt.Errorf("start feature %s: %w", t.Name, err)
-	}
-	if err := t.follow(ctx, env); err != nil {
+	id, err := t.start(ctx, env, g, p.sum)
+	if err != nil || id == "" {
 		return err
 	}
-	g, err = env.Guest(ctx)
-	if err != nil {
-		return err
-	}
-	if err := g.Put(ctx, t.file(".sha256"), strings.NewReader(p.sum+"\n"), transport.Attrs{Mode: 0o644}); err != nil {
-		return fmt.Errorf("write %s: %w", t.file(".sha256"), err)
-	}
-	return nil
+	return t.follow(ctx, env, id)
 }
 
-// follow polls the exit code and the new log bytes in one round trip every
-// poll interval, streaming the log to env.Out, until the script ends or the
-// timeout. A failing poll (a dropped channel, a switch from agent to SSH) is
-// retried: the script runs on regardless.
-func (t *feature) follow(ctx context.Context, env *tasks.Env) error {
+// start runs the start line and returns the run to follow ("" when the
+// script already succeeded). A start whose status was lost (the agent died
+// while it ran) is sent once more, on whatever channel the guest has now:
+// with the same run id it starts nothing twice.
+func (t *feature) start(ctx context.Context, env *tasks.Env, g tasks.Guest, sum string) (string, error) {
+	line := t.startLine(env, t.runID(), sum)
+	res, err := run(ctx, g, line)
+	if errors.Is(err, transport.ErrStatusUnknown) {
+		env.Logf("feature %s: %v; asking again whether it started", t.Name, err)
+		if g, err = env.Guest(ctx); err != nil {
+			return "", err
+		}
+		res, err = run(ctx, g, line)
+	}
+	if err != nil {
+		return "", fmt.Errorf("start feature %s: %w", t.Name, err)
+	}
+	f := strings.Fields(string(res.Stdout))
+	switch {
+	case len(f) == 2 && (f[0] == "started" || f[0] == "attached"):
+		if f[0] == "attached" {
+			env.Logf("feature %s: re-attached to run %s, already going in the guest", t.Name, f[1])
+		}
+		return f[1], nil
+	case len(f) == 1 && f[0] == "done":
+		env.Logf("feature %s: already applied by another run", t.Name)
+		return "", nil
+	case len(f) == 4 && f[0] == "busy":
+		return "", fmt.Errorf("feature %s: run %s of another version (sha256 %.12s, guest pid %s) is still running; wait for it to end (log %s) or stop it, then run again",
+			t.Name, f[1], f[2], f[3], t.file(".log"))
+	}
+	return "", fmt.Errorf("start feature %s: unexpected answer %q", t.Name, transport.Tail(res.Stdout, 3))
+}
+
+// follow polls, in one round trip every poll interval, whether the run
+// still holds the lock, its result and the new log bytes, streaming the log
+// to env.Out, until run id ends or the timeout. A failing poll (a dropped
+// channel, a switch from agent to SSH, a reboot) is retried: the script runs
+// on regardless. A run that no longer holds the lock and left no result
+// was killed (a reboot): the step fails, and the next run starts it again.
+func (t *feature) follow(ctx context.Context, env *tasks.Env, id string) error {
 	timeout := t.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -170,37 +234,54 @@ func (t *feature) follow(ctx context.Context, env *tasks.Env) error {
 		if err := tasks.Sleep(ctx, t.d.poll); err != nil {
 			switch {
 			case errors.Is(err, context.Canceled): // the run was interrupted: no timeout to report
-				return fmt.Errorf("feature %s: %w (left running; log %s)", t.Name, err, t.file(".log"))
+				return fmt.Errorf("feature %s: %w (left running: a later run re-attaches to it; log %s)", t.Name, err, t.file(".log"))
 			case pollErr != nil:
 				return fmt.Errorf("feature %s: no answer within %s: %w", t.Name, timeout, pollErr)
 			}
-			return fmt.Errorf("feature %s: still running after %s (left running; log %s):\n%s", t.Name, timeout, t.file(".log"), lastLines(tail, 25))
+			return fmt.Errorf("feature %s: still running after %s (left running: a later run re-attaches to it; log %s):\n%s", t.Name, timeout, t.file(".log"), lastLines(tail, 25))
 		}
-		lines := []string{transport.Command("cat", t.file(".rc")), transport.Command("tail", "-c", "+"+strconv.FormatInt(seen+1, 10), t.file(".log"))}
-		res, err := t.poll(ctx, env, lines)
+		res, err := t.poll(ctx, env, t.pollLines(seen))
 		if pollErr = err; err != nil {
 			env.Logf("feature %s: poll: %v (retrying)", t.Name, err)
 			continue
 		}
-		if res[1].ExitCode == 0 {
-			out(env).Write(res[1].Stdout)
-			seen += int64(len(res[1].Stdout))
-			tail = append(tail, res[1].Stdout...)
+		if res[2].ExitCode == 0 {
+			out(env).Write(res[2].Stdout)
+			seen += int64(len(res[2].Stdout))
+			tail = append(tail, res[2].Stdout...)
 			if len(tail) > keepLog {
 				tail = tail[len(tail)-keepLog:]
 			}
 		}
-		if res[0].ExitCode != 0 {
-			continue // no exit code yet
+		running := res[0].ExitCode != 0 // the lock is held
+		rcID, rcText, _ := strings.Cut(strings.TrimSpace(string(res[1].Stdout)), " ")
+		if res[1].ExitCode != 0 || rcID != id {
+			if running {
+				continue // no exit code yet
+			}
+			return fmt.Errorf("feature %s: run %s ended without a result (the guest rebooted, or it was killed); the next run starts it again; log %s (last 25 lines):\n%s",
+				t.Name, id, t.file(".log"), lastLines(tail, 25))
 		}
-		rc, err := strconv.Atoi(strings.TrimSpace(string(res[0].Stdout)))
+		rc, err := strconv.Atoi(rcText)
 		if err != nil {
-			return fmt.Errorf("feature %s: unreadable exit code %q in %s", t.Name, res[0].Stdout, t.file(".rc"))
+			return fmt.Errorf("feature %s: unreadable exit code %q in %s", t.Name, res[1].Stdout, t.file(".rc"))
 		}
 		if rc != 0 {
 			return fmt.Errorf("feature %s: exit %d; %s (last 25 lines):\n%s", t.Name, rc, t.file(".log"), lastLines(tail, 25))
 		}
 		return nil
+	}
+}
+
+// pollLines are the lock probe (exit 0: no run holds it; it holds the lock
+// for an instant, which a starter waits out), the result, then the log from
+// offset seen. The probe comes first: a run writes its result before it
+// lets go of the lock, so a free lock with no result means none will come.
+func (t *feature) pollLines(seen int64) []string {
+	return []string{
+		transport.Command("flock", "-n", t.file(".lock"), "true"),
+		transport.Command("cat", t.file(".rc")),
+		transport.Command("tail", "-c", "+"+strconv.FormatInt(seen+1, 10), t.file(".log")),
 	}
 }
 

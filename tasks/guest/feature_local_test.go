@@ -1,0 +1,151 @@
+package guest
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/transport"
+	"github.com/phoenix-hv/phoenix/transport/local"
+)
+
+// localFeature is feature NAME with its files in a temp directory of this
+// machine, which plays the guest: the real start line and polls run in sh.
+func localFeature(t *testing.T, script string) (*feature, *tasks.Env, featurePlan) {
+	t.Helper()
+	env, d := localEnv(t)
+	d.poll = 20 * time.Millisecond
+	task, err := newFeature(d, map[string]any{"name": "slow", "timeout_seconds": 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := task.(*feature)
+	f.dir = t.TempDir()
+	if err := os.WriteFile(f.file(".sh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return f, env, featurePlan{script: []byte(script), sum: sum(script)}
+}
+
+func (f *feature) startLocal(t *testing.T, env *tasks.Env, id, sum string) string {
+	t.Helper()
+	res, err := local.Shell{}.Run(context.Background(), transport.Cmd{Line: f.startLine(env, id, sum), Timeout: time.Minute})
+	if err != nil {
+		t.Fatalf("start %s: %v", id, err)
+	}
+	return strings.TrimSpace(string(res.Stdout))
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// The guard of finding 5 (issue 8): a feature is never started twice while
+// a run of it lives, a start sent again re-attaches, a later run takes the
+// running one's result, and a run of another version is refused.
+func TestFeatureGuardLocal(t *testing.T) {
+	gate := t.TempDir() + "/go"
+	script := "#!/bin/sh\necho run $$ >> starts\nwhile [ ! -e " + gate + " ]; do sleep 0.02; done\necho finished >> runs\necho 'all done'\n"
+	f, env, p := localFeature(t, script)
+	ctx := context.Background()
+
+	if got := f.startLocal(t, env, "A", p.sum); got != "started A" {
+		t.Fatalf("first start: %q", got)
+	}
+	// The same start sent again (its status was lost), another phoenix
+	// with the same script: both follow run A.
+	if got := f.startLocal(t, env, "A", p.sum); got != "attached A" {
+		t.Errorf("start A again: %q", got)
+	}
+	if got := f.startLocal(t, env, "B", p.sum); got != "attached A" {
+		t.Errorf("start B while A runs: %q", got)
+	}
+	// Another version while A runs: refused, naming the run and its pid.
+	got := f.startLocal(t, env, "C", sum("other"))
+	if fields := strings.Fields(got); len(fields) != 4 || fields[0] != "busy" || fields[1] != "A" || fields[2] != p.sum || fields[3] == "-" {
+		t.Errorf("start of another version while A runs: %q", got)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.follow(ctx, env, "A"); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(readFile(t, f.dir+"/starts"), "run "); n != 1 {
+		t.Errorf("the script started %d times, want 1", n)
+	}
+	if got := readFile(t, f.file(".sha256")); got != p.sum+"\n" {
+		t.Errorf("marker %q, want the sum the run wrote", got)
+	}
+	if got := readFile(t, f.file(".rc")); got != "A 0\n" {
+		t.Errorf("rc %q", got)
+	}
+	// A later start of the same script finds it applied and starts nothing.
+	if got := f.startLocal(t, env, "D", p.sum); got != "done" {
+		t.Errorf("start after success: %q", got)
+	}
+	if n := strings.Count(readFile(t, f.dir+"/starts"), "run "); n != 1 {
+		t.Errorf("the script started %d times, want 1", n)
+	}
+}
+
+// A run killed with its guest (a reboot) leaves no result: following it
+// fails clearly, and the next start runs the script again.
+func TestFeatureRunKilledLocal(t *testing.T) {
+	script := "#!/bin/sh\necho run >> starts\nsleep 30\necho finished >> runs\n"
+	f, env, p := localFeature(t, script)
+	if got := f.startLocal(t, env, "A", p.sum); got != "started A" {
+		t.Fatalf("start: %q", got)
+	}
+	var pid int
+	waitLocal(t, "the runner's pid file", func() bool {
+		pid, _ = strconv.Atoi(strings.TrimSpace(readFile(t, f.file(".pid"))))
+		return pid > 0 && readFile(t, f.dir+"/starts") != ""
+	})
+	killTree(t, pid)
+	err := f.follow(context.Background(), env, "A")
+	if err == nil || !strings.Contains(err.Error(), "feature slow: run A ended without a result (the guest rebooted, or it was killed); the next run starts it again") {
+		t.Fatalf("follow of a killed run: %v", err)
+	}
+	if got := readFile(t, f.file(".rc")); got != "" {
+		t.Errorf("a killed run left a result %q", got)
+	}
+	if got := f.startLocal(t, env, "B", p.sum); got != "started B" {
+		t.Errorf("start after the killed run: %q", got)
+	}
+	if pid2, _ := strconv.Atoi(strings.TrimSpace(readFile(t, f.file(".pid")))); pid2 > 0 {
+		t.Cleanup(func() { killTree(t, pid2) })
+	}
+}
+
+// killTree kills pid with everything it started, at once, as a reboot
+// would: the start line's shell made them one process group (local.Shell
+// starts each command in a group of its own, not the test's).
+func killTree(t *testing.T, pid int) {
+	t.Helper()
+	pgid, err := syscall.Getpgid(pid)
+	if err != nil || pgid == syscall.Getpgrp() {
+		t.Fatalf("process group of %d: %d, %v", pid, pgid, err)
+	}
+	syscall.Kill(-pgid, syscall.SIGKILL)
+}
+
+func waitLocal(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
