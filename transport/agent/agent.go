@@ -30,6 +30,9 @@ type Transport struct {
 	// Rand names uploads' private directories; nil is crypto/rand (tests
 	// set a fixed one).
 	Rand io.Reader
+	// Transfer bounds each command of a Put or Get by the bytes it moves
+	// (zero: transport.Pace's defaults, 60 s + 1 s per MiB).
+	Transfer transport.Pace
 
 	// turn lets one node command at a time talk to the agent: qemu-ga
 	// serves one client at a time, and a second one is refused ("unable to

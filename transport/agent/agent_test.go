@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -376,11 +377,15 @@ func newAgent(node transport.Runner) *agent.Transport {
 
 var exited0 = fake.Out(`{"exitcode":0,"exited":1}`)
 
+// limit is the node-side bound, in seconds, of a transfer command moving n
+// bytes: 60 s plus 1 s per MiB, rounded up.
+func limit(n int) int { return int(math.Ceil(transport.Pace{}.Limit(int64(n)).Seconds())) }
+
 func TestPutSmallInOneRoundTrip(t *testing.T) {
 	content := []byte("line\nä\x00\xff")
 	a := transport.Attrs{Mode: 0o640, Owner: "app:app"}
 	node := fake.New(t,
-		fake.Call{Line: nodeExec(upload("/etc/motd").Once(sum(content), a), true, 3600), Stdin: string(content), Result: exited0},
+		fake.Call{Line: nodeExec(upload("/etc/motd").Once(sum(content), a), true, limit(len(content))), Stdin: string(content), Result: exited0},
 	)
 	if err := newAgent(node).Put(context.Background(), "/etc/motd", bytes.NewReader(content), a); err != nil {
 		t.Fatal(err)
@@ -417,10 +422,10 @@ func TestPutLargeInChunks(t *testing.T) {
 	u := upload("/srv/my dir/big.bin")
 	begun := fake.Out(`{"exitcode":0,"exited":1,"out-data":"64769:1234\n"}`)
 	node := fake.New(t,
-		fake.Call{Line: nodeExec(u.Begin(), true, 3600), Stdin: string(content[:agent.MaxStdin]), Result: begun},
-		fake.Call{Line: nodeExec(u.Append("64769:1234"), true, 3600), Stdin: string(content[agent.MaxStdin : 2*agent.MaxStdin]), Result: exited0},
-		fake.Call{Line: nodeExec(u.Append("64769:1234"), true, 3600), Stdin: string(content[2*agent.MaxStdin:]), Result: exited0},
-		fake.Call{Line: nodeExec(u.Commit("64769:1234", sum(content), transport.Attrs{Mode: 0o755}), false, 3600), Result: exited0},
+		fake.Call{Line: nodeExec(u.Begin(), true, limit(agent.MaxStdin)), Stdin: string(content[:agent.MaxStdin]), Result: begun},
+		fake.Call{Line: nodeExec(u.Append("64769:1234"), true, limit(agent.MaxStdin)), Stdin: string(content[agent.MaxStdin : 2*agent.MaxStdin]), Result: exited0},
+		fake.Call{Line: nodeExec(u.Append("64769:1234"), true, limit(len(content)-2*agent.MaxStdin)), Stdin: string(content[2*agent.MaxStdin:]), Result: exited0},
+		fake.Call{Line: nodeExec(u.Commit("64769:1234", sum(content), transport.Attrs{Mode: 0o755}), false, limit(len(content))), Result: exited0},
 	)
 	if err := newAgent(node).Put(context.Background(), "/srv/my dir/big.bin", bytes.NewReader(content), transport.Attrs{Mode: 0o755}); err != nil {
 		t.Fatal(err)
@@ -432,7 +437,7 @@ func TestPutFailures(t *testing.T) {
 	t.Run("missing directory: the shell's error, then a cleanup that finds nothing", func(t *testing.T) {
 		u := upload("/nope/f")
 		node := fake.New(t,
-			fake.Call{Line: nodeExec(u.Once(sum([]byte("x")), a644), true, 3600), Stdin: "x",
+			fake.Call{Line: nodeExec(u.Once(sum([]byte("x")), a644), true, limit(1)), Stdin: "x",
 				Result: fake.Out(`{"err-data":"mkdir: cannot create directory '/nope/.phoenix-0000000000000000': No such file or directory\n","exitcode":1,"exited":1}`)},
 			fake.Call{Line: nodeExec(u.Abort(""), false, 15), Result: fake.Out(`{"exitcode":1,"exited":1}`)},
 		)
@@ -444,7 +449,7 @@ func TestPutFailures(t *testing.T) {
 	t.Run("checksum mismatch", func(t *testing.T) {
 		u := upload("/etc/f")
 		node := fake.New(t,
-			fake.Call{Line: nodeExec(u.Once(sum([]byte("x")), a644), true, 3600), Stdin: "x",
+			fake.Call{Line: nodeExec(u.Once(sum([]byte("x")), a644), true, limit(1)), Stdin: "x",
 				Result: fake.Out(`{"err-data":"sha256 of the data written for /etc/f is 00, want 2d71\n","exitcode":1,"exited":1}`)},
 			fake.Call{Line: nodeExec(u.Abort(""), false, 15), Result: fake.Out(`{"exitcode":1,"exited":1}`)},
 		)
@@ -457,7 +462,7 @@ func TestPutFailures(t *testing.T) {
 		content := make([]byte, agent.MaxStdin+1)
 		u := upload("/etc/f")
 		node := fake.New(t,
-			fake.Call{Line: nodeExec(u.Begin(), true, 3600), Stdin: string(content[:agent.MaxStdin]), Err: context.Canceled},
+			fake.Call{Line: nodeExec(u.Begin(), true, limit(agent.MaxStdin)), Stdin: string(content[:agent.MaxStdin]), Err: context.Canceled},
 			fake.Call{Line: nodeExec(u.Abort(""), false, 15), Result: exited0},
 		)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -471,7 +476,7 @@ func TestPutFailures(t *testing.T) {
 	})
 	t.Run("agent gone: no cleanup attempt, unavailability kept", func(t *testing.T) {
 		node := fake.New(t,
-			fake.Call{Line: nodeExec(upload("/etc/f").Once(sum([]byte("x")), a644), true, 3600), Stdin: "x",
+			fake.Call{Line: nodeExec(upload("/etc/f").Once(sum([]byte("x")), a644), true, limit(1)), Stdin: "x",
 				Result: fake.Fail(255, "QEMU guest agent is not running\n")},
 		)
 		err := newAgent(node).Put(context.Background(), "/etc/f", strings.NewReader("x"), a644)
@@ -518,9 +523,9 @@ func TestGetBigFileThroughExec(t *testing.T) {
 	node := fake.New(t,
 		fake.Call{Line: "pvesh get /nodes/pve/qemu/8101/agent/file-read --file /var/big --output-format json",
 			Result: fake.Out(`{"bytes-read":16777216,"content":"abc","truncated":1}`)},
-		fake.Call{Line: nodeExec("dd if=/var/big bs=8388608 skip=0 count=1 iflag=fullblock status=none | base64 -w0", false, 3600), Result: chunk(content[:8<<20])},
-		fake.Call{Line: nodeExec("dd if=/var/big bs=8388608 skip=1 count=1 iflag=fullblock status=none | base64 -w0", false, 3600), Result: chunk(content[8<<20:])},
-		fake.Call{Line: nodeExec("sha256sum < /var/big", false, 3600), Result: fake.Out(`{"exitcode":0,"exited":1,"out-data":"` + sum(content) + `  -\n"}`)},
+		fake.Call{Line: nodeExec("dd if=/var/big bs=8388608 skip=0 count=1 iflag=fullblock status=none | base64 -w0", false, limit(8<<20)), Result: chunk(content[:8<<20])},
+		fake.Call{Line: nodeExec("dd if=/var/big bs=8388608 skip=1 count=1 iflag=fullblock status=none | base64 -w0", false, limit(8<<20)), Result: chunk(content[8<<20:])},
+		fake.Call{Line: nodeExec("sha256sum < /var/big", false, limit(len(content))), Result: fake.Out(`{"exitcode":0,"exited":1,"out-data":"` + sum(content) + `  -\n"}`)},
 	)
 	var out bytes.Buffer
 	if err := agent.New(node, "pve", 8101).Get(context.Background(), "/var/big", &out); err != nil {

@@ -24,6 +24,8 @@ const (
 	// getChunk is what one exec carries on the way out as base64: 8 MiB
 	// becomes ~11 MiB of text, under qemu-ga's 16 MiB output cap.
 	getChunk = 8 << 20
+	// readCap is the most one agent/file-read returns (qemu-ga's limit).
+	readCap = 16 << 20
 	// cleanupTimeout bounds removing the temp file of a failed Put.
 	cleanupTimeout = 15 * time.Second
 )
@@ -31,7 +33,8 @@ const (
 // Put writes r to path in the guest atomically and without following a
 // symlink planted by a guest user (transport.Upload): the content travels on
 // exec stdin (binary-safe); up to MaxStdin bytes take one round trip that
-// also commits, more take MaxStdin chunks and a commit.
+// also commits, more take MaxStdin chunks and a commit. Only one chunk is
+// held in memory; each command is bounded by the bytes it moves (Transfer).
 func (t *Transport) Put(ctx context.Context, path string, r io.Reader, a transport.Attrs) error {
 	u, err := transport.NewUpload(path, t.Rand)
 	if err != nil {
@@ -44,17 +47,19 @@ func (t *Transport) Put(ctx context.Context, path string, r io.Reader, a transpo
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		sum.Write(first[:n])
-		_, err = t.Run(ctx, transport.Cmd{Line: u.Once(hex.EncodeToString(sum.Sum(nil)), a), Stdin: bytes.NewReader(first[:n])})
+		_, err = t.Run(ctx, transport.Cmd{Line: u.Once(hex.EncodeToString(sum.Sum(nil)), a), Stdin: bytes.NewReader(first[:n]), Timeout: t.Transfer.Limit(int64(n))})
 		if err == nil {
 			return nil
 		}
 	case err != nil:
 		return fmt.Errorf("put %s: read: %w", path, err)
 	default:
-		id, err = t.putChunks(ctx, u, io.MultiReader(bytes.NewReader(first), r), sum)
+		var size int64
+		id, size, err = t.putChunks(ctx, u, io.MultiReader(bytes.NewReader(first), r), sum)
 		if err == nil {
-			// The commit cleans up after itself when it fails.
-			_, err := t.Run(ctx, transport.Cmd{Line: u.Commit(id, hex.EncodeToString(sum.Sum(nil)), a)})
+			// The commit reads the file once more (sha256) and renames it;
+			// it cleans up after itself when it fails.
+			_, err := t.Run(ctx, transport.Cmd{Line: u.Commit(id, hex.EncodeToString(sum.Sum(nil)), a), Timeout: t.Transfer.Limit(size)})
 			return wrapPut(path, err)
 		}
 	}
@@ -78,30 +83,32 @@ func wrapPut(path string, err error) error {
 }
 
 // putChunks writes r into the upload through exec stdin, putChunk bytes a
-// call, adding what it sent to sum. It returns the upload's directory id.
-func (t *Transport) putChunks(ctx context.Context, u transport.Upload, r io.Reader, sum hash.Hash) (id string, err error) {
+// call, adding what it sent to sum. It returns the upload's directory id
+// and the bytes sent.
+func (t *Transport) putChunks(ctx context.Context, u transport.Upload, r io.Reader, sum hash.Hash) (id string, size int64, err error) {
 	buf := make([]byte, putChunk)
 	for i := 0; ; i++ {
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
 			sum.Write(buf[:n])
+			size += int64(n)
 			line := u.Append(id)
 			if i == 0 {
 				line = u.Begin()
 			}
-			res, rerr := t.Run(ctx, transport.Cmd{Line: line, Stdin: bytes.NewReader(buf[:n])})
+			res, rerr := t.Run(ctx, transport.Cmd{Line: line, Stdin: bytes.NewReader(buf[:n]), Timeout: t.Transfer.Limit(int64(n))})
 			if i == 0 {
 				id = strings.TrimSpace(string(res.Stdout))
 			}
 			if rerr != nil {
-				return id, fmt.Errorf("chunk %d: %w", i+1, rerr)
+				return id, size, fmt.Errorf("chunk %d: %w", i+1, rerr)
 			}
 		}
 		switch {
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			return id, nil
+			return id, size, nil
 		case err != nil:
-			return id, fmt.Errorf("read: %w", err)
+			return id, size, fmt.Errorf("read: %w", err)
 		}
 	}
 }
@@ -121,7 +128,7 @@ func (t *Transport) Get(ctx context.Context, path string, w io.Writer) error {
 
 func (t *Transport) get(ctx context.Context, path string) ([]byte, error) {
 	res, err := t.node(ctx, "agent file-read", transport.Cmd{Line: transport.Command("pvesh", "get",
-		t.apiPath("file-read"), "--file", path, "--output-format", "json")})
+		t.apiPath("file-read"), "--file", path, "--output-format", "json"), Timeout: t.Transfer.Limit(readCap)})
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +157,7 @@ func (t *Transport) getChunks(ctx context.Context, path string) ([]byte, error) 
 	for i := 0; ; i++ {
 		line := fmt.Sprintf("dd if=%s bs=%d skip=%d count=1 iflag=fullblock status=none | base64 -w0",
 			transport.Quote(path), getChunk, i)
-		res, err := t.Run(ctx, transport.Cmd{Line: line})
+		res, err := t.Run(ctx, transport.Cmd{Line: line, Timeout: t.Transfer.Limit(getChunk)})
 		if err != nil {
 			return nil, fmt.Errorf("chunk %d: %w", i+1, err)
 		}
@@ -163,7 +170,7 @@ func (t *Transport) getChunks(ctx context.Context, path string) ([]byte, error) 
 			break
 		}
 	}
-	res, err := t.Run(ctx, transport.Cmd{Line: "sha256sum < " + transport.Quote(path)})
+	res, err := t.Run(ctx, transport.Cmd{Line: "sha256sum < " + transport.Quote(path), Timeout: t.Transfer.Limit(int64(len(out)))})
 	if err != nil {
 		return nil, err
 	}

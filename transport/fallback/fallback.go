@@ -5,7 +5,6 @@
 package fallback
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -145,6 +144,7 @@ func (g *Guest) Close() error {
 // go over SSH.
 func (g *Guest) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
 	in := &input{r: cmd.Stdin}
+	defer in.Close()
 	var res transport.Result
 	err := g.do(ctx, false, func(t transport.Transport, agent bool) error {
 		c := cmd
@@ -168,6 +168,7 @@ func (g *Guest) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, e
 // any stage it is done again, whole, over SSH.
 func (g *Guest) Put(ctx context.Context, path string, r io.Reader, a transport.Attrs) error {
 	in := &input{r: r}
+	defer in.Close()
 	return g.do(ctx, true, func(t transport.Transport, agent bool) error {
 		r, err := in.reader(agent)
 		if err != nil {
@@ -175,28 +176,6 @@ func (g *Guest) Put(ctx context.Context, path string, r io.Reader, a transport.A
 		}
 		return t.Put(ctx, path, r, a)
 	})
-}
-
-// input is a command's stdin or a file's content. It is buffered only when
-// it goes to the agent first, so it can be sent again over SSH.
-type input struct {
-	r        io.Reader
-	buf      []byte
-	buffered bool
-}
-
-func (in *input) reader(keep bool) (io.Reader, error) {
-	if !keep && !in.buffered {
-		return in.r, nil
-	}
-	if !in.buffered {
-		b, err := io.ReadAll(in.r)
-		if err != nil {
-			return nil, err
-		}
-		in.buf, in.buffered = b, true
-	}
-	return bytes.NewReader(in.buf), nil
 }
 
 // Get copies path to w over the chosen channel; like Put, it is done again

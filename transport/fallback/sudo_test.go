@@ -2,10 +2,15 @@ package fallback
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
 	"github.com/phoenix-hv/phoenix/transport/local"
@@ -44,5 +49,45 @@ func TestSudoMasksSecretsInTheWrappedLine(t *testing.T) {
 	bare := strings.NewReplacer("'", "", `\`, "")
 	if len(p.lines) != 1 || strings.Contains(bare.Replace(p.lines[0]), bare.Replace(secret)) {
 		t.Fatalf("sudo line as printed: %q", p.lines)
+	}
+}
+
+// stalled is a connection whose upload stops moving after 256 KiB, like a
+// guest whose disk hung; other commands (the cleanup) answer at once.
+type stalled struct {
+	local.Shell
+	mu    sync.Mutex
+	lines []string
+}
+
+func (s *stalled) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	s.mu.Lock()
+	s.lines = append(s.lines, cmd.Line)
+	s.mu.Unlock()
+	if cmd.Stdin == nil {
+		return transport.Result{}, nil
+	}
+	io.CopyN(io.Discard, cmd.Stdin, 256<<10)
+	<-ctx.Done()
+	return transport.Result{ExitCode: -1}, fmt.Errorf("run %q: killed: %w", cmd.Line, ctx.Err())
+}
+
+// Finding 9 of issue 8: an upload through sudo ends when it falls behind
+// its pace, and its private directory is removed.
+func TestSudoPutTooSlow(t *testing.T) {
+	s := &stalled{}
+	sudo := Sudo{T: s, Rand: zeros{}, Transfer: transport.Pace{Floor: 200 * time.Millisecond, MinRate: 1 << 20}}
+	start := time.Now()
+	err := sudo.Put(context.Background(), "/srv/image.bin", zeros{}, transport.Attrs{Mode: 0o644})
+	var slow *transport.TooSlowError
+	if !errors.As(err, &slow) || !strings.HasPrefix(err.Error(), "put /srv/image.bin: transfer too slow: 262144 bytes in ") {
+		t.Fatalf("err = %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %s", took)
+	}
+	u, _ := transport.NewUpload("/srv/image.bin", zeros{})
+	if len(s.lines) != 2 || s.lines[1] != "sudo -n sh -c "+transport.Quote(u.Abort("")) {
+		t.Errorf("commands %q, want the upload then its abort", s.lines)
 	}
 }

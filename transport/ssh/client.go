@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/phoenix-hv/phoenix/transport"
@@ -33,9 +32,8 @@ type Client struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	sftpLock chan struct{} // guards sftp and sftpDead; a channel so waiting honours ctx
-	sftp     *sftp.Client
-	sftpDead chan struct{}
+	sftpLock chan struct{} // guards sftp; a channel so waiting honours ctx
+	sftp     *sftpSession
 }
 
 var _ transport.Transport = (*Client)(nil)

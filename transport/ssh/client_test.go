@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -723,7 +724,7 @@ func TestSFTPReopensAfterBreak(t *testing.T) {
 	if err := c.Put(testCtx(t), filepath.Join(dir, "a"), strings.NewReader("a"), transport.Attrs{Mode: 0o644}); err != nil {
 		t.Fatal(err)
 	}
-	dead := c.sftpDead
+	dead := c.sftp.dead
 	f.srv.killSFTP()
 	waitFor(t, "the SFTP client to notice", func() bool {
 		select {
@@ -739,6 +740,89 @@ func TestSFTPReopensAfterBreak(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "b")); string(b) != "b" {
 		t.Errorf("b = %q", b)
 	}
+}
+
+// tripwire reads n bytes, runs trip, then reads on.
+type tripwire struct {
+	r    io.Reader
+	n    int
+	trip func()
+}
+
+func (t *tripwire) Read(p []byte) (int, error) {
+	if t.n <= 0 && t.trip != nil {
+		t.trip()
+		t.trip = nil
+	}
+	if t.n > 0 && len(p) > t.n {
+		p = p[:t.n]
+	}
+	n, err := t.r.Read(p)
+	t.n -= n
+	return n, err
+}
+
+// Finding 9 of issue 8: an SFTP transfer to a server that stops answering
+// ends within its pace (it used to wait forever), leaves no temp file, and
+// the next transfer opens a new session.
+func TestSFTPTransferTooSlow(t *testing.T) {
+	f := newFixture(t)
+	o := f.options()
+	o.Transfer = transport.Pace{Floor: 300 * time.Millisecond, MinRate: 8 << 20}
+	c := dial(t, o)
+	dir := t.TempDir()
+	target := filepath.Join(dir, "image.bin")
+	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := &tripwire{r: bytes.NewReader(make([]byte, 16<<20)), n: 2 << 20, trip: func() { f.srv.stallSFTP.Store(true) }}
+	start := time.Now()
+	err := c.Put(testCtx(t), target, src, transport.Attrs{Mode: 0o644})
+	var slow *transport.TooSlowError
+	if !errors.As(err, &slow) || !strings.HasPrefix(err.Error(), "put "+target+": transfer too slow: ") {
+		t.Fatalf("Put to a stalled server: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the stalled Put took %s", took)
+	}
+	f.srv.stallSFTP.Store(false)
+	if b, _ := os.ReadFile(target); string(b) != "old" {
+		t.Errorf("target changed: %q", b)
+	}
+	waitFor(t, "the temp file to be removed", func() bool {
+		entries, _ := os.ReadDir(dir)
+		return len(entries) == 1
+	})
+	if err := c.Put(testCtx(t), target, strings.NewReader("new"), transport.Attrs{Mode: 0o644}); err != nil {
+		t.Fatalf("Put after the stalled one: %v", err)
+	}
+
+	// Get: the same bound on the way back.
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, make([]byte, 16<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := &tripwriter{n: 2 << 20, trip: func() { f.srv.stallSFTP.Store(true) }}
+	err = c.Get(testCtx(t), big, w)
+	f.srv.stallSFTP.Store(false)
+	if !errors.As(err, &slow) {
+		t.Fatalf("Get from a stalled server: %v", err)
+	}
+}
+
+// tripwriter accepts n bytes, runs trip, then accepts everything.
+type tripwriter struct {
+	n    int
+	trip func()
+}
+
+func (t *tripwriter) Write(p []byte) (int, error) {
+	t.n -= len(p)
+	if t.n <= 0 && t.trip != nil {
+		t.trip()
+		t.trip = nil
+	}
+	return len(p), nil
 }
 
 // waitFor polls cond; it fails the test only when cond never holds.

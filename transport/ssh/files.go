@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/phoenix-hv/phoenix/transport"
 )
@@ -22,7 +23,8 @@ import (
 // never through a planted symlink), given its owner and mode through its
 // handle before any byte is written, then renamed over path (a symlink at
 // path is replaced, not followed). On any error the temp file is removed and
-// path is left as it was.
+// path is left as it was. The transfer is streamed and ends with a
+// *transport.TooSlowError when it falls behind Options.Transfer.
 func (c *Client) Put(ctx context.Context, p string, r io.Reader, a transport.Attrs) error {
 	if err := c.put(ctx, p, r, a); err != nil {
 		return fmt.Errorf("put %s: %w", p, err)
@@ -38,24 +40,28 @@ func (c *Client) put(ctx context.Context, p string, r io.Reader, a transport.Att
 			return err
 		}
 	}
+	tr := c.o.Transfer.Watch(ctx)
+	defer tr.Stop()
+	ctx = tr.Context()
 	sc, done, err := c.sftpClient(ctx)
 	if err != nil {
-		return err
+		return tr.Err(err)
 	}
 	defer done()
+	stop := c.abortWhenTooSlow(tr, sc)
+	defer stop()
 	tmp, err := transport.TempName(p, nil)
 	if err != nil {
 		return err
 	}
 	f, err := sc.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
-		return c.connErr(err)
+		return tr.Err(c.connErr(err))
 	}
 	committed := false
 	defer func() {
 		if !committed {
-			f.Close()
-			sc.Remove(tmp)
+			c.removeTemp(sc, f, tmp)
 		}
 	}()
 	if uid >= 0 {
@@ -74,14 +80,14 @@ func (c *Client) put(ctx context.Context, p string, r io.Reader, a transport.Att
 	if err := f.Chmod(a.Mode); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmp, c.connErr(err))
 	}
-	if _, err := f.ReadFrom(ctxReader{ctx, r}); err != nil {
-		return c.connErr(err)
+	if _, err := f.ReadFrom(sizeless{tr.Reader(r)}); err != nil {
+		return tr.Err(c.connErr(err))
 	}
 	if err := f.Close(); err != nil {
-		return c.connErr(err)
+		return tr.Err(c.connErr(err))
 	}
 	if err := rename(sc, tmp, p); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, c.connErr(err))
+		return fmt.Errorf("rename %s: %w", tmp, tr.Err(c.connErr(err)))
 	}
 	committed = true
 	// Someone who can write the directory could have swapped the temp name
@@ -127,7 +133,7 @@ func (c *Client) ids(ctx context.Context, owner string) (uid, gid int, err error
 
 // rename moves tmp over p, atomically where the server has the OpenSSH
 // posix-rename extension; plain SFTP rename refuses to replace a file.
-func rename(sc *sftp.Client, tmp, p string) error {
+func rename(sc *sftpSession, tmp, p string) error {
 	if _, ok := sc.HasExtension("posix-rename@openssh.com"); ok {
 		return sc.PosixRename(tmp, p)
 	}
@@ -147,29 +153,74 @@ func (c *Client) Get(ctx context.Context, p string, w io.Writer) error {
 }
 
 func (c *Client) get(ctx context.Context, p string, w io.Writer) error {
-	sc, done, err := c.sftpClient(ctx)
+	tr := c.o.Transfer.Watch(ctx)
+	defer tr.Stop()
+	sc, done, err := c.sftpClient(tr.Context())
 	if err != nil {
-		return err
+		return tr.Err(err)
 	}
 	defer done()
+	stop := c.abortWhenTooSlow(tr, sc)
+	defer stop()
 	f, err := sc.Open(p)
 	if err != nil {
-		return c.connErr(err)
+		return tr.Err(c.connErr(err))
 	}
 	defer f.Close()
-	if _, err := f.WriteTo(ctxWriter{ctx, w}); err != nil {
-		return c.connErr(err)
+	if _, err := f.WriteTo(tr.Writer(w)); err != nil {
+		return tr.Err(c.connErr(err))
 	}
 	return nil
 }
+
+// abortWhenTooSlow closes sc when the transfer falls behind its pace:
+// pkg/sftp has no context, and a request to a server that stopped
+// answering waits forever. The connection's SFTP session serves every
+// transfer, so they all fail then, and the next one opens a new session.
+// A caller's cancellation only stops feeding the transfer.
+func (c *Client) abortWhenTooSlow(tr *transport.Transfer, sc *sftpSession) (stop func() bool) {
+	return context.AfterFunc(tr.Context(), func() {
+		var slow *transport.TooSlowError
+		if errors.As(context.Cause(tr.Context()), &slow) {
+			sc.kill()
+		}
+	})
+}
+
+// removeTemp closes and removes the temp file of a failed Put. When the
+// SFTP session is gone (a transfer too slow, a killed sftp-server), it is
+// removed with rm over a new session, bounded: the error in hand matters.
+func (c *Client) removeTemp(sc *sftpSession, f *sftp.File, tmp string) {
+	f.Close()
+	if err := sc.Remove(tmp); err == nil || errors.Is(err, fs.ErrNotExist) || c.closed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	c.Run(ctx, transport.Cmd{Line: transport.Command("rm", "-f", "--", tmp)})
+}
+
+// cleanupTimeout bounds removing the temp file of a failed Put.
+const cleanupTimeout = 15 * time.Second
+
+// sftpSession is an SFTP client and the SSH session it talks through.
+type sftpSession struct {
+	*sftp.Client
+	sess *ssh.Session
+	dead chan struct{} // closed once the client has ended and its session slot is free
+}
+
+// kill ends the session, which fails every request still waiting for an
+// answer (closing only the client would wait for a server that hung).
+func (s *sftpSession) kill() { s.sess.Close() }
 
 // sftpClient returns the connection's SFTP client, opening it on first use
 // or after it broke; done is called when the transfer ends. An open SFTP
 // session holds one session slot. With MaxSessions 1 a kept one would starve
 // Run, so then each transfer opens its own and done closes it.
-func (c *Client) sftpClient(ctx context.Context) (sc *sftp.Client, done func(), err error) {
+func (c *Client) sftpClient(ctx context.Context) (sc *sftpSession, done func(), err error) {
 	if c.o.MaxSessions < 2 {
-		sc, _, err := c.openSFTP(ctx)
+		sc, err := c.openSFTP(ctx)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -183,36 +234,35 @@ func (c *Client) sftpClient(ctx context.Context) (sc *sftp.Client, done func(), 
 	}
 	if c.sftp != nil {
 		select {
-		case <-c.sftpDead:
+		case <-c.sftp.dead:
 			c.sftp = nil
 		default:
 			return c.sftp, func() {}, nil
 		}
 	}
-	sc, dead, err := c.openSFTP(ctx)
+	sc, err = c.openSFTP(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	c.sftp, c.sftpDead = sc, dead
+	c.sftp = sc
 	return sc, func() {}, nil
 }
 
-// openSFTP starts the sftp subsystem in a new session. dead is closed once
-// the client has ended and its session slot is free again.
-func (c *Client) openSFTP(ctx context.Context) (sc *sftp.Client, dead chan struct{}, err error) {
+// openSFTP starts the sftp subsystem in a new session.
+func (c *Client) openSFTP(ctx context.Context) (*sftpSession, error) {
 	release, err := c.acquire(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	sess, err := c.conn.NewSession()
 	if err != nil {
 		release()
-		return nil, nil, fmt.Errorf("sftp: %w", c.connErr(err))
+		return nil, fmt.Errorf("sftp: %w", c.connErr(err))
 	}
-	fail := func(err error) (*sftp.Client, chan struct{}, error) {
+	fail := func(err error) (*sftpSession, error) {
 		sess.Close()
 		release()
-		return nil, nil, fmt.Errorf("sftp: %w", c.connErr(err))
+		return nil, fmt.Errorf("sftp: %w", c.connErr(err))
 	}
 	w, err := sess.StdinPipe()
 	if err != nil {
@@ -227,7 +277,7 @@ func (c *Client) openSFTP(ctx context.Context) (sc *sftp.Client, dead chan struc
 	}
 	// The SFTP handshake has no context: closing the session stops it.
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
-	sc, err = sftp.NewClientPipe(r, w, sftp.UseConcurrentWrites(true))
+	sc, err := sftp.NewClientPipe(r, w, sftp.UseConcurrentWrites(true))
 	if !stop() {
 		if sc != nil {
 			sc.Close()
@@ -237,41 +287,19 @@ func (c *Client) openSFTP(ctx context.Context) (sc *sftp.Client, dead chan struc
 	if err != nil {
 		return fail(err)
 	}
-	dead = make(chan struct{})
+	s := &sftpSession{Client: sc, sess: sess, dead: make(chan struct{})}
 	go func() {
 		sc.Wait()
 		sess.Close()
 		release()
-		close(dead)
+		close(s.dead)
 	}()
-	return sc, dead, nil
+	return s, nil
 }
 
-// ctxReader ends a transfer once ctx is done. Its Size of -1 tells
-// sftp.File.ReadFrom the length is unknown so it still writes concurrently
-// (it looks at Len/Size/Stat only to size its pool of requests).
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
+// sizeless hides the reader's size: sftp.File.ReadFrom looks at
+// Len/Size/Stat only to size its pool of requests, and with a size of -1 it
+// still writes concurrently.
+type sizeless struct{ io.Reader }
 
-func (r ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
-}
-
-func (ctxReader) Size() int64 { return -1 }
-
-type ctxWriter struct {
-	ctx context.Context
-	w   io.Writer
-}
-
-func (w ctxWriter) Write(p []byte) (int, error) {
-	if err := w.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return w.w.Write(p)
-}
+func (sizeless) Size() int64 { return -1 }

@@ -8,6 +8,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"time"
+
+	"github.com/phoenix-hv/phoenix/transport"
 )
 
 // HostKeyPolicy says what to do with a host key not yet in known_hosts.
@@ -40,6 +42,9 @@ type Options struct {
 	// Grace is how long a cancelled command has between SIGTERM and SIGKILL
 	// to end and clean up (qm clone removes its half-made VM); default 10s.
 	Grace time.Duration
+	// Transfer bounds each SFTP transfer by its size (zero: the default
+	// 60 s + 1 s per MiB, see transport.Pace).
+	Transfer transport.Pace
 }
 
 // withDefaults fills the zero fields and rejects what cannot work.

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -33,6 +34,7 @@ type testServer struct {
 	ln   net.Listener
 
 	ignoreKeepalive atomic.Bool // leave keepalives unanswered, like a dead peer
+	stallSFTP       atomic.Bool // sftp servers stop reading requests, like a hung disk
 	keepalives      atomic.Int32
 
 	mu       sync.Mutex
@@ -133,6 +135,19 @@ func (s *testServer) dropAll() {
 	}
 }
 
+// stallable is a channel whose reads wait while stall is set.
+type stallable struct {
+	ssh.Channel
+	stall *atomic.Bool
+}
+
+func (s stallable) Read(p []byte) (int, error) {
+	for s.stall.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return s.Channel.Read(p)
+}
+
 // killSFTP ends every sftp subsystem session, keeping the connections.
 func (s *testServer) killSFTP() {
 	s.mu.Lock()
@@ -181,7 +196,7 @@ func (s *testServer) session(nch ssh.NewChannel) {
 			s.sftps = append(s.sftps, ch)
 			s.mu.Unlock()
 			go func() {
-				srv, err := sftp.NewServer(ch)
+				srv, err := sftp.NewServer(stallable{ch, &s.stallSFTP})
 				if err == nil {
 					srv.Serve()
 				}

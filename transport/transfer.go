@@ -1,0 +1,159 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Pace is how slow a file transfer may be: n bytes may take
+// Floor + n/MinRate, a deadline that grows with the size. The zero Pace is
+// DefaultFloor and DefaultMinRate; tests set small ones.
+type Pace struct {
+	Floor   time.Duration
+	MinRate int64 // bytes per second
+}
+
+// The floor covers what does not depend on the size (opening an SFTP
+// session or a sudo shell, a few qm round trips on a busy node, the sha256
+// and rename of a big file on a slow disk); the rate is the slowest link
+// phoenix accepts: a node reached over a 10 Mbit/s WAN moves about
+// 1.2 MiB/s, a LAN or the node's own bridge 10 to 100 times more, and the
+// agent (1 MiB per qm guest exec) about 2 to 10 MiB/s. A 200 MiB file
+// gets 60 s + 200 s.
+const (
+	DefaultFloor   = 60 * time.Second
+	DefaultMinRate = 1 << 20
+)
+
+func (p Pace) orDefault() Pace {
+	if p.Floor <= 0 {
+		p.Floor = DefaultFloor
+	}
+	if p.MinRate <= 0 {
+		p.MinRate = DefaultMinRate
+	}
+	return p
+}
+
+// Limit is how long a transfer of n bytes may take.
+func (p Pace) Limit(n int64) time.Duration {
+	p = p.orDefault()
+	return p.Floor + time.Duration(float64(n)/float64(p.MinRate)*float64(time.Second))
+}
+
+// TooSlowError ends a transfer that fell behind its Pace.
+type TooSlowError struct {
+	Bytes int64
+	After time.Duration
+	Pace  Pace
+}
+
+func (e *TooSlowError) Error() string {
+	return fmt.Sprintf("transfer too slow: %d bytes in %s, under the minimum of %d KiB/s after %s",
+		e.Bytes, e.After.Round(time.Millisecond), e.Pace.MinRate>>10, e.Pace.Floor)
+}
+
+// Is makes a too slow transfer a context.DeadlineExceeded too.
+func (e *TooSlowError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// Transfer watches one streamed transfer of unknown size: its context ends
+// with a *TooSlowError (context.Cause) as soon as the bytes counted so far
+// took longer than the Pace allows them. Count the bytes with Reader or
+// Writer; Stop releases it.
+type Transfer struct {
+	pace   Pace
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	start  time.Time
+	moved  atomic.Int64
+	mu     sync.Mutex
+	timer  *time.Timer
+}
+
+// Watch starts watching a transfer made under ctx.
+func (p Pace) Watch(ctx context.Context) *Transfer {
+	t := &Transfer{pace: p.orDefault(), start: time.Now()}
+	t.ctx, t.cancel = context.WithCancelCause(ctx)
+	t.mu.Lock()
+	t.timer = time.AfterFunc(t.pace.Floor, t.check)
+	t.mu.Unlock()
+	return t
+}
+
+// Context ends when the caller's does or the transfer falls behind.
+func (t *Transfer) Context() context.Context { return t.ctx }
+
+// check runs when the deadline of the bytes counted at the last check has
+// come: it ends the transfer, or moves the deadline by what moved since.
+func (t *Transfer) check() {
+	n := t.moved.Load()
+	left := time.Until(t.start.Add(t.pace.Limit(n)))
+	if left <= 0 {
+		t.cancel(&TooSlowError{Bytes: n, After: time.Since(t.start), Pace: t.pace})
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ctx.Err() == nil {
+		t.timer.Reset(left)
+	}
+}
+
+// Err is err, or the *TooSlowError that caused it.
+func (t *Transfer) Err(err error) error {
+	if err == nil {
+		return nil
+	}
+	if cause := context.Cause(t.ctx); cause != nil && cause != t.ctx.Err() {
+		return cause
+	}
+	return err
+}
+
+// Stop ends the watch; Context is done afterwards.
+func (t *Transfer) Stop() {
+	t.mu.Lock()
+	t.timer.Stop()
+	t.mu.Unlock()
+	t.cancel(nil)
+}
+
+// Reader counts what is read from r. It also stops reading once the
+// transfer's context is done.
+func (t *Transfer) Reader(r io.Reader) io.Reader { return &countedReader{t: t, r: r} }
+
+// Writer counts what is written to w. It also stops writing once the
+// transfer's context is done.
+func (t *Transfer) Writer(w io.Writer) io.Writer { return &countedWriter{t: t, w: w} }
+
+type countedReader struct {
+	t *Transfer
+	r io.Reader
+}
+
+func (c *countedReader) Read(p []byte) (int, error) {
+	if err := c.t.ctx.Err(); err != nil {
+		return 0, c.t.Err(err)
+	}
+	n, err := c.r.Read(p)
+	c.t.moved.Add(int64(n))
+	return n, err
+}
+
+type countedWriter struct {
+	t *Transfer
+	w io.Writer
+}
+
+func (c *countedWriter) Write(p []byte) (int, error) {
+	if err := c.t.ctx.Err(); err != nil {
+		return 0, c.t.Err(err)
+	}
+	n, err := c.w.Write(p)
+	c.t.moved.Add(int64(n))
+	return n, err
+}
