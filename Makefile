@@ -7,11 +7,14 @@ FUZZTIME ?= 20s
 LAB      := go run ./test/rig/cmd/lab
 PHOENIX  := ./bin/phoenix
 LABARGS  := --config .lab/phoenix_vm_configs.json --inventory .lab/inventory.yml
+# phoenix version prints the commit it was built from: the Go toolchain
+# stamps it in a git checkout, unless a Go env file turned that off.
+BUILDVCS := -buildvcs=auto
 
 .PHONY: build test lint bench bench-compare fuzz lab-up lab-down demo prereqs-demo prereqs-test
 
 build:
-	CGO_ENABLED=0 $(GO) build -o bin/phoenix ./cmd/phoenix
+	CGO_ENABLED=0 GOFLAGS="$(BUILDVCS)" $(GO) build -o bin/phoenix ./cmd/phoenix
 
 # A fresh machine (Go and Docker only) gets what the rig needs first.
 prereqs-demo:

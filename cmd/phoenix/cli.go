@@ -23,26 +23,28 @@ import (
 type CLI struct {
 	Globals
 
-	Run      RunCmd      `cmd:"" help:"Run a playbook (built-in name or file) on VMs.\n\nExample: phoenix run playbooks/create.yml --vmid 8101"`
-	Create   CreateCmd   `cmd:"" help:"Create VMs from the config with the built-in create playbook.\n\nExample: phoenix create 8101"`
-	Delete   DeleteCmd   `cmd:"" help:"Stop and destroy VMs and forget their pinned host keys.\n\nExample: phoenix delete 8101"`
-	Start    StartCmd    `cmd:"" help:"Start VMs and wait for their guests.\n\nExample: phoenix start 8101"`
-	Stop     StopCmd     `cmd:"" help:"Shut VMs down (stop after a timeout).\n\nExample: phoenix stop 8101"`
-	Plan     PlanCmd     `cmd:"" help:"Show what create would change, with diffs; changes nothing.\n\nExample: phoenix plan 8101"`
-	Render   RenderCmd   `cmd:"" help:"Print the task list a playbook turns into for one VM (secrets masked).\n\nExample: phoenix render playbooks/create.yml --vmid 8101"`
-	Validate ValidateCmd `cmd:"" help:"Check the config (and the inventory, if present); print warnings.\n\nExample: phoenix validate --config phoenix_vm_configs.json"`
-	Exec     ExecCmd     `cmd:"" help:"Run a command in a guest over the agent or SSH; exits with its code.\n\nExample: phoenix exec 8101 -- cloud-init status --long"`
-	Version  VersionCmd  `cmd:"" help:"Print the version.\n\nExample: phoenix version"`
+	Run        RunCmd        `cmd:"" help:"Run a playbook (built-in name or YAML file) on VMs."`
+	Create     CreateCmd     `cmd:"" help:"Create VMs from the config: clone, configure, start, mount shares, inject files, run features, snapshot."`
+	Delete     DeleteCmd     `cmd:"" help:"Stop and destroy VMs with their disks, and forget their pinned host keys."`
+	Start      StartCmd      `cmd:"" help:"Start VMs and wait for their guests."`
+	Stop       StopCmd       `cmd:"" help:"Shut VMs down (a hard stop after a timeout)."`
+	Plan       PlanCmd       `cmd:"" help:"Show what create would change, with diffs; changes nothing."`
+	Status     StatusCmd     `cmd:"" help:"Show the config's VMs as their nodes see them; with --check, what create would change."`
+	Render     RenderCmd     `cmd:"" help:"Print the task list a playbook turns into for one VM (secrets masked)."`
+	Validate   ValidateCmd   `cmd:"" help:"Check the config (and the inventory, if present); print warnings."`
+	Exec       ExecCmd       `cmd:"" help:"Run a command in a guest over the agent or SSH; exits with its code."`
+	Version    VersionCmd    `cmd:"" help:"Print the version and the commit phoenix was built from."`
+	Completion CompletionCmd `cmd:"" help:"Print the shell code for tab completion (commands, flags, the config's vmids, playbooks)."`
 }
 
 // Globals are the flags every command takes.
 type Globals struct {
-	Config    string `help:"VM config file." default:"./phoenix_vm_configs.json" env:"PHOENIX_CONFIG" placeholder:"FILE"`
-	Inventory string `help:"Inventory: Proxmox nodes and guest access." default:"./inventory.yml" env:"PHOENIX_INVENTORY" placeholder:"FILE"`
+	Config    string `help:"VM config file." default:"./phoenix_vm_configs.json" env:"PHOENIX_CONFIG" placeholder:"FILE" predictor:"file"`
+	Inventory string `help:"Inventory: Proxmox nodes and guest access." default:"./inventory.yml" env:"PHOENIX_INVENTORY" placeholder:"FILE" predictor:"file"`
 	Output    string `help:"Output format: text or json (JSON Lines events)." enum:"text,json" default:"text"`
 	Verbose   int    `short:"v" type:"counter" help:"More output: -v live output and details, -vv commands."`
 	HostKeys  string `help:"Unknown node host keys: strict refuses them, accept-new pins them. Changed keys are always refused." enum:"strict,accept-new" default:"strict"`
-	SSHConfig string `name:"ssh-config" help:"ssh_config file for node aliases." default:"~/.ssh/config" placeholder:"FILE"`
+	SSHConfig string `name:"ssh-config" help:"ssh_config file for node aliases." default:"~/.ssh/config" placeholder:"FILE" predictor:"file"`
 	NoColor   bool   `name:"no-color" help:"No colours on a terminal (NO_COLOR set in the environment does the same)."`
 }
 
@@ -83,6 +85,7 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) (
 		fmt.Fprintf(stderr, "phoenix: %v\n", err)
 		return 1
 	}
+	completeIfAsked(parser)
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "phoenix: %v (see phoenix --help)\n", err)
@@ -100,7 +103,8 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) (
 func newParser(cli *CLI, stdout, stderr io.Writer, exit func(int)) (*kong.Kong, error) {
 	return kong.New(cli,
 		kong.Name("phoenix"),
-		kong.Description("phoenix provisions QEMU VMs on Proxmox VE from phoenix_vm_configs.json, agentless over SSH."),
+		kong.Description("phoenix provisions QEMU VMs on Proxmox VE from phoenix_vm_configs.json, agentless over SSH.\n\n"+
+			"Examples:\n  phoenix plan 8101\n  phoenix create 8101\n  phoenix status --check\n\nEach command's --help has more."),
 		kong.Writers(stdout, stderr),
 		kong.Exit(exit),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),

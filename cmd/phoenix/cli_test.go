@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +47,15 @@ func TestParse(t *testing.T) {
 		{[]string{"delete", "8101"}, "delete <vmid>", func(c *CLI) any { return c.Delete.VMIDs }, []int{8101}},
 		{[]string{"start", "8101", "--forks", "2"}, "start <vmid>", func(c *CLI) any { return c.Start.Forks }, 2},
 		{[]string{"stop", "8101", "--dry-run"}, "stop <vmid>", func(c *CLI) any { return c.Stop.DryRun }, true},
-		{[]string{"plan", "8101", "--detailed-exitcode"}, "plan <vmid>", func(c *CLI) any { return c.Plan }, PlanCmd{VMIDs: []int{8101}, DetailedExitcode: true, Forks: 5}},
+		{[]string{"plan", "8101", "--detailed-exitcode"}, "plan <vmid>", func(c *CLI) any { return c.Plan },
+			PlanCmd{selection: selection{VMIDs: []int{8101}}, DetailedExitcode: true, Forks: 5}},
+		{[]string{"plan", "8101", "--diff"}, "plan <vmid>", func(c *CLI) any { return c.Plan },
+			PlanCmd{selection: selection{VMIDs: []int{8101}}, Diff: true, Forks: 5}},
+		{[]string{"plan", "--all"}, "plan", func(c *CLI) any { return c.Plan.selection }, selection{All: true}},
+		{[]string{"create", "--all"}, "create", func(c *CLI) any { return c.Create.selection }, selection{All: true}},
+		{[]string{"delete", "--all", "--dry-run"}, "delete", func(c *CLI) any { return []any{c.Delete.All, c.Delete.DryRun} }, []any{true, true}},
+		{[]string{"start", "--all"}, "start", func(c *CLI) any { return c.Start.All }, true},
+		{[]string{"stop", "--all"}, "stop", func(c *CLI) any { return c.Stop.All }, true},
 		{[]string{"render", "create", "--vmid", "8101"}, "render <playbook>", func(c *CLI) any { return c.Render }, RenderCmd{Playbook: "create", VMID: 8101}},
 		{[]string{"validate", "--print-schema"}, "validate", func(c *CLI) any { return c.Validate.PrintSchema }, true},
 		{[]string{"exec", "8101", "--", "ls", "-la", "/"}, "exec <vmid> <command>", func(c *CLI) any { argv, _ := c.Exec.argv(); return argv }, []string{"ls", "-la", "/"}},
@@ -92,6 +103,9 @@ func TestParseErrors(t *testing.T) {
 		{"run", "create"},                         // neither --vmid nor --all
 		{"run", "create", "--vmid", "1", "--all"}, // both
 		{"create"},                        // no vmid
+		{"create", "8101", "--all"},       // both
+		{"plan"},                          // neither
+		{"delete", "--all", "8101"},       // both
 		{"create", "web01"},               // not a number
 		{"--output", "xml", "version"},    // bad enum
 		{"--host-keys", "yes", "version"}, // bad enum
@@ -107,18 +121,30 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestHelpHasExamples(t *testing.T) {
-	for _, cmd := range []string{"run", "create", "delete", "start", "stop", "plan", "render", "validate", "exec", "version"} {
+	var c CLI
+	p, err := newParser(&c, io.Discard, io.Discard, func(int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range p.Model.Children {
+		cmd := node.Name
 		var out, errb bytes.Buffer
 		if code := Main([]string{cmd, "--help"}, &out, &errb); code != 0 {
 			t.Errorf("%s --help: exit %d, stderr %s", cmd, code, errb.String())
 		}
-		if !strings.Contains(out.String(), "Example: phoenix "+cmd) {
-			t.Errorf("%s --help has no example:\n%s", cmd, out.String())
+		n := 0
+		for _, l := range strings.Split(out.String(), "\n") {
+			if l = strings.TrimSpace(l); strings.HasPrefix(l, "phoenix "+cmd) || strings.Contains(l, "<(phoenix "+cmd) {
+				n++
+			}
+		}
+		if want := min(2, len(examples[cmd])); !strings.Contains(out.String(), "Examples:") || n < want || want == 0 {
+			t.Errorf("%s --help has %d examples, want %d at least:\n%s", cmd, n, max(want, 1), out.String())
 		}
 	}
 	var out bytes.Buffer
 	Main([]string{"--help"}, &out, io.Discard)
-	if !strings.Contains(out.String(), "Example: phoenix create 8101") {
+	if !strings.Contains(out.String(), "  phoenix create 8101\n") {
 		t.Errorf("phoenix --help lacks the create example:\n%s", out.String())
 	}
 }
@@ -279,5 +305,89 @@ func TestVersion(t *testing.T) {
 	code, out, _ := run("version")
 	if code != 0 || !strings.HasPrefix(out, "phoenix ") {
 		t.Errorf("exit %d: %q", code, out)
+	}
+}
+
+func TestVersionLine(t *testing.T) {
+	bi := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/phoenix-hv/phoenix", Version: "v0.3.0"},
+		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.time", Value: "2026-11-30T10:00:00Z"}, {Key: "vcs.modified", Value: "true"}}}
+	for _, tc := range []struct {
+		bi   *debug.BuildInfo
+		want string
+	}{
+		{bi, "phoenix v0.3.0 (rev 0123456789ab, 2026-11-30T10:00:00Z, modified; go1.26.8)"},
+		{&debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}}, "phoenix (devel) (go1.26.8)"},
+		{nil, "phoenix (unknown version: built without module information)"},
+	} {
+		if got := versionLine(tc.bi); got != tc.want {
+			t.Errorf("versionLine = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+// TestVersionNamesTheRevision builds phoenix from a clone of this commit, as
+// `make build` does, and runs `phoenix version`: it names the commit.
+func TestVersionNamesTheRevision(t *testing.T) {
+	git := func(dir string, args ...string) string {
+		t.Helper()
+		out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	top := git(".", "rev-parse", "--show-toplevel")
+	head := git(top, "rev-parse", "HEAD")
+	clone := filepath.Join(t.TempDir(), "phoenix")
+	git(top, "clone", "--quiet", "--no-checkout", top, clone)
+	git(clone, "checkout", "--quiet", head)
+	bin := filepath.Join(t.TempDir(), "phoenix")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/phoenix")
+	build.Dir = clone
+	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=auto", "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	// The toolchain also derives a pseudo-version from the commit.
+	if want := "(rev " + head[:12] + ", "; err != nil || !strings.HasPrefix(string(out), "phoenix v") ||
+		!strings.Contains(string(out), want) || strings.Contains(string(out), "modified") {
+		t.Errorf("phoenix version: %q, %v; want a pseudo-version and %q, unmodified", out, err, want)
+	}
+}
+
+func TestCreateAll(t *testing.T) {
+	// The node refuses: the run ends at once, but on every VM of the config.
+	code, out, _ := run(append(files(t, testConfig), "create", "--all")...)
+	if code != 1 || !strings.HasPrefix(out, "create on vm 9000, 8101\n") || !strings.Contains(out, "9000: ok=0 changed=0 failed=1") {
+		t.Errorf("create --all: exit %d\n%s", code, out)
+	}
+}
+
+// phoenix status without a reachable node: every VM is there, its status
+// unknown and why; the error is printed once, for the node.
+func TestStatusNodeUnreachable(t *testing.T) {
+	flags := files(t, testConfig)
+	code, out, errs := run(append(flags, "status")...)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 1 || len(lines) != 3 || !regexp.MustCompile(`^VMID\s+NAME\s+NODE\s+STATUS\s+TEMPLATE\s+NOTE$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^9000\s+tmpl\s+pve1\s+unknown\s+yes\s+node pve1: `).MatchString(lines[1]) ||
+		!regexp.MustCompile(`^8101\s+web01\s+pve1\s+unknown\s+no\s+node pve1: `).MatchString(lines[2]) {
+		t.Errorf("status: exit %d\n%s", code, out)
+	}
+	if !strings.HasPrefix(errs, "phoenix: node pve1: ") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("stderr: %q", errs)
+	}
+	code, out, _ = run(append(flags, "--output", "json", "status", "8101", "--check")...)
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || code != 1 || len(rows) != 1 {
+		t.Fatalf("json: exit %d, %v:\n%s", code, err, out)
+	}
+	if r := rows[0]; r["vmid"] != 8101.0 || r["node"] != "pve1" || r["status"] != "unknown" || r["exists"] != false ||
+		r["pending"] != nil || !strings.HasPrefix(r["error"].(string), "node pve1: ") {
+		t.Errorf("json row %v", r)
+	}
+	if code, _, errs = run(append(flags, "status", "7777")...); code != 1 || !strings.Contains(errs, "vm 7777 is not defined") {
+		t.Errorf("unknown vmid: exit %d, %q", code, errs)
 	}
 }

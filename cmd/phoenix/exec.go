@@ -11,7 +11,7 @@ import (
 
 // ExecCmd runs one command in a guest over whichever channel answers.
 type ExecCmd struct {
-	VMID    int           `arg:"" help:"The VM."`
+	VMID    int           `arg:"" help:"The VM." predictor:"vmid"`
 	Timeout time.Duration `help:"Bound for the command (the wait for the guest is bounded by agent_timeout_seconds)." default:"1h"`
 	Command []string      `arg:"" passthrough:"" help:"The command and its arguments (after --); each word is quoted, so use sh -c '…' for shell syntax."`
 }

@@ -11,8 +11,8 @@ import (
 
 // RenderCmd prints a playbook resolved for one VM.
 type RenderCmd struct {
-	Playbook string `arg:"" help:"Built-in playbook (create, delete, start, stop) or a YAML file."`
-	VMID     int    `name:"vmid" required:"" help:"The VM to render for."`
+	Playbook string `arg:"" help:"Built-in playbook (create, delete, start, stop) or a YAML file." predictor:"playbook"`
+	VMID     int    `name:"vmid" required:"" help:"The VM to render for." predictor:"vmid"`
 }
 
 func (c *RenderCmd) Run(a *App) error {

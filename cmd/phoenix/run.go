@@ -13,7 +13,7 @@ type RunFlags struct {
 	Diff             bool     `help:"Show the diff of each change."`
 	DetailedExitcode bool     `help:"With --dry-run: exit 2 when changes are pending."`
 	Forks            int      `help:"VMs worked on in parallel." default:"5"`
-	FeatureDir       []string `help:"Directory with feature scripts NAME.sh, searched before the built-in ones (repeatable)." type:"existingdir" placeholder:"DIR"`
+	FeatureDir       []string `help:"Directory with feature scripts NAME.sh, searched before the built-in ones (repeatable)." type:"existingdir" placeholder:"DIR" predictor:"dir"`
 }
 
 // BuildFlags are the flags of the commands that create VMs.
@@ -24,8 +24,8 @@ type BuildFlags struct {
 
 // RunCmd runs any playbook.
 type RunCmd struct {
-	Playbook string `arg:"" help:"Built-in playbook (create, delete, start, stop) or a YAML file."`
-	VMID     []int  `name:"vmid" help:"VM to run on (repeatable)." xor:"select" required:""`
+	Playbook string `arg:"" help:"Built-in playbook (create, delete, start, stop) or a YAML file." predictor:"playbook"`
+	VMID     []int  `name:"vmid" help:"VM to run on (repeatable)." xor:"select" required:"" predictor:"vmid"`
 	All      bool   `help:"Run on every VM of the config." xor:"select" required:""`
 	RunFlags
 	BuildFlags
@@ -35,9 +35,27 @@ func (c *RunCmd) Run(a *App) error {
 	return a.runPlaybook(c.Playbook, c.VMID, c.All, c.RunFlags, c.BuildFlags)
 }
 
-// vmids is the positional VMID list of the built-in verbs.
+// selection is the VMs a built-in verb works on: VMIDs, or --all.
+type selection struct {
+	VMIDs []int `arg:"" optional:"" name:"vmid" help:"VMs to work on." predictor:"vmid"`
+	All   bool  `help:"Every VM of the config, in dependency order."`
+}
+
+// Validate is kong's check after parsing: exactly one way of choosing.
+func (s *selection) Validate() error {
+	switch {
+	case s.All && len(s.VMIDs) > 0:
+		return errors.New("give VMIDs or --all, not both")
+	case !s.All && len(s.VMIDs) == 0:
+		return errors.New("no VM given: name them (8101 8102) or use --all")
+	}
+	return nil
+}
+
+// vmids is the arguments and flags of the built-in verbs that run a
+// playbook.
 type vmids struct {
-	VMIDs []int `arg:"" name:"vmid" help:"VMs to work on."`
+	selection
 	RunFlags
 }
 
@@ -50,29 +68,30 @@ type StartCmd struct{ vmids }
 type StopCmd struct{ vmids }
 
 func (c *CreateCmd) Run(a *App) error {
-	return a.runPlaybook("create", c.VMIDs, false, c.RunFlags, c.BuildFlags)
+	return a.runPlaybook("create", c.VMIDs, c.All, c.RunFlags, c.BuildFlags)
 }
 func (c *DeleteCmd) Run(a *App) error {
-	return a.runPlaybook("delete", c.VMIDs, false, c.RunFlags, BuildFlags{})
+	return a.runPlaybook("delete", c.VMIDs, c.All, c.RunFlags, BuildFlags{})
 }
 func (c *StartCmd) Run(a *App) error {
-	return a.runPlaybook("start", c.VMIDs, false, c.RunFlags, BuildFlags{})
+	return a.runPlaybook("start", c.VMIDs, c.All, c.RunFlags, BuildFlags{})
 }
 func (c *StopCmd) Run(a *App) error {
-	return a.runPlaybook("stop", c.VMIDs, false, c.RunFlags, BuildFlags{})
+	return a.runPlaybook("stop", c.VMIDs, c.All, c.RunFlags, BuildFlags{})
 }
 
 // PlanCmd is create with --dry-run --diff.
 type PlanCmd struct {
-	VMIDs            []int    `arg:"" name:"vmid" help:"VMs to plan."`
+	selection
+	Diff             bool     `help:"Show the diff of each change (always on: plan shows them anyway)."`
 	DetailedExitcode bool     `help:"Exit 2 when changes are pending."`
 	Forks            int      `help:"VMs checked in parallel." default:"5"`
-	FeatureDir       []string `help:"Directory with feature scripts NAME.sh (repeatable)." type:"existingdir" placeholder:"DIR"`
+	FeatureDir       []string `help:"Directory with feature scripts NAME.sh (repeatable)." type:"existingdir" placeholder:"DIR" predictor:"dir"`
 	BuildFlags
 }
 
 func (c *PlanCmd) Run(a *App) error {
-	return a.runPlaybook("create", c.VMIDs, false, RunFlags{
+	return a.runPlaybook("create", c.VMIDs, c.All, RunFlags{
 		DryRun: true, Diff: true, DetailedExitcode: c.DetailedExitcode, Forks: c.Forks, FeatureDir: c.FeatureDir,
 	}, c.BuildFlags)
 }

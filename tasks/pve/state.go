@@ -60,6 +60,36 @@ func readState(ctx context.Context, node transport.Runner, vmid int) (*State, er
 	if err != nil {
 		return nil, fmt.Errorf("read state of vm %d: %w", vmid, err)
 	}
+	return parseState(vmid, lines, res)
+}
+
+// ReadStates reads the state of several VMs of one node in one round trip
+// (phoenix status). A VM whose state cannot be read has its error in errs.
+func ReadStates(ctx context.Context, node transport.Runner, vmids []int) (states map[int]*State, errs map[int]error, err error) {
+	ctx, cancel := context.WithTimeout(ctx, tasks.ProbeTimeout)
+	defer cancel()
+	var lines []string
+	for _, id := range vmids {
+		lines = append(lines, stateLines(id)...)
+	}
+	res, err := transport.Batch(ctx, node, lines)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the state of vm %v: %w", vmids, err)
+	}
+	states, errs = map[int]*State{}, map[int]error{}
+	n := len(lines) / max(len(vmids), 1) // lines per VM
+	for i, id := range vmids {
+		if st, err := parseState(id, lines[i*n:(i+1)*n], res[i*n:(i+1)*n]); err != nil {
+			errs[id] = err
+		} else {
+			states[id] = st
+		}
+	}
+	return states, errs, nil
+}
+
+// parseState reads the results of stateLines(vmid).
+func parseState(vmid int, lines []string, res []transport.Result) (*State, error) {
 	st := &State{VMID: vmid}
 	if err := res[0].Err(lines[0]); err != nil {
 		if IsNotExist(err) {

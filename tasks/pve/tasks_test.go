@@ -605,3 +605,35 @@ func TestStateReadIsBounded(t *testing.T) {
 		t.Error("state read without a deadline")
 	}
 }
+
+// TestReadStates reads three VMs in one round trip: one running template,
+// one stopped, one missing; a VM whose status fails has its own error.
+func TestReadStates(t *testing.T) {
+	lines := append(append(append(stateLines(9000), stateLines(8101)...), stateLines(8102)...), stateLines(8103)...)
+	gone := fmt.Sprintf(notExist, 8102)
+	node := fake.New(t, fake.Batch(lines,
+		fake.Out(render(template9000)), fake.Out("status: stopped\n"), fake.Out(noSnapshots),
+		fake.Out(render(resized)), fake.Out("status: running\n"), fake.Out(finalForm),
+		fake.Fail(2, gone), fake.Fail(2, gone), fake.Fail(2, gone),
+		fake.Out(render(resized)), fake.Fail(255, "VM 8103 qmp command 'query-status' failed - got timeout\n"), fake.Out(noSnapshots),
+	))
+	states, errs, err := ReadStates(context.Background(), node, []int{9000, 8101, 8102, 8103})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := states[9000]; st == nil || !st.Exists || !st.Template() || st.Status != "stopped" {
+		t.Errorf("9000: %+v", st)
+	}
+	if st := states[8101]; st == nil || !st.Exists || st.Template() || st.Status != "running" || !st.HasSnapshot("final-form") {
+		t.Errorf("8101: %+v", st)
+	}
+	if st := states[8102]; st == nil || st.Exists {
+		t.Errorf("8102: %+v, want missing", st)
+	}
+	if err := errs[8103]; err == nil || !strings.Contains(err.Error(), "read state of vm 8103") || states[8103] != nil {
+		t.Errorf("8103: %v, %+v", err, states[8103])
+	}
+	if len(node.Lines) != 1 {
+		t.Errorf("%d round trips, want 1", len(node.Lines))
+	}
+}

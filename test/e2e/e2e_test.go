@@ -218,7 +218,33 @@ func (l *lab) phoenix(t *testing.T, args ...string) result {
 	if strings.Contains(stdout.String(), password) || strings.Contains(stderr.String(), password) {
 		t.Errorf("phoenix %v printed the VM's password", args)
 	}
+	noReferences(t, args, stdout.String()+stderr.String())
 	return res
+}
+
+// noReferences fails the test when out, what phoenix printed for a person
+// or a program, shows playbook syntax (`${…}`) instead of words.
+func noReferences(t *testing.T, args []string, out string) {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "${") {
+			t.Errorf("phoenix %v printed a line with ${: %q", args, line)
+		}
+	}
+}
+
+// tenses fails the test unless every changed step of r is worded in the
+// future when r is a dry run ("will …") and in the past when it is not.
+func tenses(t *testing.T, r result, dryRun bool) {
+	t.Helper()
+	for _, e := range r.ends() {
+		if e.Status != "changed" {
+			continue
+		}
+		if future := strings.Contains(e.Summary, "will "); future != dryRun {
+			t.Errorf("step %q (dry run %v): %q", e.Task, dryRun, e.Summary)
+		}
+	}
 }
 
 // exec runs `phoenix exec VMID -- argv…` and returns its stdout and exit code.
@@ -354,6 +380,7 @@ func TestCreate8101(t *testing.T) {
 	if after := l.fingerprint(t); after != before {
 		t.Fatalf("dry run changed the VM:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
+	tenses(t, plan, true)
 	planned := map[string]bool{}
 	for _, e := range plan.ends() {
 		if e.Status == "changed" {
@@ -374,6 +401,7 @@ func TestCreate8101(t *testing.T) {
 			t.Errorf("create changed %q, which the dry run did not list", e.Task)
 		}
 	}
+	tenses(t, first, false)
 	l.assertBuilt(t)
 
 	// A second run changes nothing, and the VM's state is identical.
