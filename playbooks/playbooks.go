@@ -200,7 +200,7 @@ func Feature(name string, dirs []string) ([]byte, error) {
 		if len(dirs) > 0 {
 			where = strings.Join(dirs, ", ") + " or " + where
 		}
-		return nil, fmt.Errorf("no %s in %s", file, where)
+		return nil, fmt.Errorf("no %s in %s (--feature-dir DIR adds a directory of NAME.sh scripts)", file, where)
 	}
 	return bytes.Clone(b), nil
 }

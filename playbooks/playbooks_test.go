@@ -134,7 +134,7 @@ func TestFeature(t *testing.T) {
 		}
 	}
 	_, err = Feature("nope", []string{first})
-	if err == nil || err.Error() != "no nope.sh in "+first+" or the built-in features" {
+	if err == nil || err.Error() != "no nope.sh in "+first+" or the built-in features (--feature-dir DIR adds a directory of NAME.sh scripts)" {
 		t.Errorf("missing feature: %v", err)
 	}
 }

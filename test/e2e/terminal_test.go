@@ -129,7 +129,7 @@ func TestTerminalOutput(t *testing.T) {
 		}
 	}
 	// A plan in words, on a terminal without colours.
-	out, code = l.text(t, true, []string{"TERM=xterm-256color", "NO_COLOR=1"}, "plan", fmt.Sprint(vmid), "--diff")
+	out, code = l.text(t, true, []string{"TERM=xterm-256color", "NO_COLOR=1"}, "plan", fmt.Sprint(vmid), "--diff", "--feature-dir", l.features)
 	if code != 0 || strings.Contains(out, "\x1b[33m") || !strings.Contains(out, "dry run: 0 to change") {
 		t.Errorf("plan --diff with NO_COLOR: exit %d:\n%q", code, out)
 	}
