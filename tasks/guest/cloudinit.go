@@ -67,7 +67,8 @@ func (t *cloudInit) wait(ctx context.Context, env *tasks.Env) (tasks.Change, err
 		case st.status == "":
 			return tasks.Change{}, fmt.Errorf("cloud-init status: no status line in %q", transport.Tail(res.Stdout, 3))
 		case st.error():
-			return tasks.Change{}, errors.New("cloud-init failed:\n" + strings.TrimSpace(string(res.Stdout)) + t.logTail(ctx, env))
+			return tasks.Change{}, errors.New("cloud-init failed (what failed is below; once fixed, `cloud-init clean --logs --reboot` in the guest runs it again, or recreate the VM):\n" +
+				strings.TrimSpace(string(res.Stdout)) + t.logTail(ctx, env))
 		case !st.running():
 			if last != "" {
 				// cloud-init changed the guest while this step waited (users,

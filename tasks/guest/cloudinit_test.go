@@ -71,7 +71,7 @@ func TestCloudInit(t *testing.T) {
 			name:    "error with detail and log tail",
 			probe:   exit(1, ciError, ""),
 			polls:   []fake.Call{{Line: ciTail, Result: exit(0, "Cloud-init v. 22.4.2 running 'modules:config'\nlocale-gen: not found\n", "")}},
-			wantErr: []string{"cloud-init failed:\nstatus: error", "('locale', ProcessExecutionError", "/var/log/cloud-init-output.log (last 25 lines):\nCloud-init v. 22.4.2 running 'modules:config'\nlocale-gen: not found"},
+			wantErr: []string{"cloud-init failed (", "cloud-init clean --logs --reboot", "):\nstatus: error", "('locale', ProcessExecutionError", "/var/log/cloud-init-output.log (last 25 lines):\nCloud-init v. 22.4.2 running 'modules:config'\nlocale-gen: not found"},
 		},
 		{
 			name:  "error found while polling (24.x format)",

@@ -2,11 +2,17 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/transport"
 )
+
+// unreachableHint is what to look at when a guest answers on no channel.
+const unreachableHint = "the guest needs qemu-guest-agent running (phoenix sets agent: enabled=1), " +
+	"or SSH reachable from here (guest.via in the inventory): see the VM's console; agent_timeout_seconds sets the wait"
 
 // waitGuest is guest_wait: it waits until the guest answers and says over
 // which channel. It changes nothing.
@@ -44,6 +50,9 @@ func (t *waitGuest) wait(ctx context.Context, env *tasks.Env) (tasks.Change, err
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	g, err := env.Guest(ctx)
+	if errors.Is(err, transport.ErrUnreachable) {
+		return tasks.Change{}, fmt.Errorf("%w (%s)", err, unreachableHint)
+	}
 	if err != nil {
 		return tasks.Change{}, err // the chooser says what it tried and for how long
 	}

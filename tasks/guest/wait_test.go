@@ -28,6 +28,8 @@ func TestGuestWait(t *testing.T) {
 			wantAction: tasks.None, wantSummary: "guest answers over agent vm 8101", wantWait: 300 * time.Second},
 		{name: "no answer", status: "running", params: map[string]any{"timeout_seconds": 5},
 			guestErr: transport.ErrAgentUnavailable, wantErr: "guest agent unavailable"},
+		{name: "nothing answers: what to look at", status: "running", params: map[string]any{"timeout_seconds": 5},
+			guestErr: transport.ErrUnreachable, wantErr: transport.ErrUnreachable.Error() + " (" + unreachableHint + ")"},
 		{name: "stopped", status: "stopped", params: map[string]any{"timeout_seconds": 5},
 			wantAction: tasks.Unknown, wantSummary: "will wait up to 5s for the guest"},
 		{name: "missing", status: "", params: map[string]any{},
