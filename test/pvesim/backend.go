@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +29,21 @@ type Backend interface {
 	Kill(ctx context.Context, name string) error
 	// Remove deletes the guest's container; a missing one is no error.
 	Remove(ctx context.Context, name string) error
+
+	// A VM disk's content is an image (named by diskRef); a running or
+	// stopped guest's container holds the writes since it was made.
+
+	// ImportDisk makes ref from a disk image file in pvesim's format.
+	ImportDisk(ctx context.Context, ref, path string) error
+	// CommitDisk stores the file system of container (made from a disk
+	// with Guest.Disk) as ref; false when there is no such container.
+	CommitDisk(ctx context.Context, container, ref string) (bool, error)
+	// CopyDisk makes to a copy of from; false when from does not exist.
+	CopyDisk(ctx context.Context, from, to string) (bool, error)
+	// RemoveDisk deletes ref; a missing one is no error.
+	RemoveDisk(ctx context.Context, ref string) error
+	// HasDisk reports whether ref exists.
+	HasDisk(ctx context.Context, ref string) (bool, error)
 }
 
 // ErrShutdownTimeout: the guest did not stop within the shutdown timeout.
@@ -44,6 +60,10 @@ type Guest struct {
 	Binds    []string          // host:container bind mounts
 	Env      []string          // KEY=VALUE
 	Labels   map[string]string // for finding pvesim's containers
+	// Disk: Image is the VM's boot disk (a file system without image
+	// config): the backend boots it with the guest init, and keeps the
+	// container's writes in it when the container has to be made anew.
+	Disk bool
 }
 
 // GuestState is the state of a guest container.
@@ -103,7 +123,7 @@ func (c *call) guestSpec(vmid int, conf map[string]string) (Guest, error) {
 	if c.HostDir == "" {
 		return Guest{}, errors.New("PVESIM_HOST_DIR is not set")
 	}
-	image, err := c.guestImage(vmid)
+	image, disk, err := c.bootImage(conf)
 	if err != nil {
 		return Guest{}, err
 	}
@@ -120,6 +140,7 @@ func (c *call) guestSpec(vmid int, conf map[string]string) (Guest, error) {
 		},
 		Env:    []string{"VMID=" + strconv.Itoa(vmid)},
 		Labels: map[string]string{"pvesim.rig": c.RigID, "pvesim.vmid": strconv.Itoa(vmid)},
+		Disk:   disk,
 	}
 	if net0, ok := conf["net0"]; ok {
 		g.MAC = strings.ToLower(netMAC(net0))
@@ -133,42 +154,36 @@ func (c *call) guestSpec(vmid int, conf map[string]string) (Guest, error) {
 	if err != nil {
 		return Guest{}, err
 	}
+	if !disk && !slices.Contains(faults, noBootFault) {
+		faults = append(faults, noBootFault)
+		sort.Strings(faults)
+	}
 	g.Env = append(g.Env, faults...)
 	return g, nil
 }
 
-// guestImage is the image of a VM: /etc/pvesim/images/<template vmid> for
-// clones of that template (or the VM itself), else PVESIM_GUEST_IMAGE.
-func (c *call) guestImage(vmid int) (string, error) {
-	ids := []int{vmid}
-	if origin, ok := c.origin(vmid); ok {
-		ids = append([]int{origin}, ids...)
-	}
-	for _, id := range ids {
-		raw, err := os.ReadFile(c.path("etc/pvesim/images", strconv.Itoa(id)))
-		if err == nil && strings.TrimSpace(string(raw)) != "" {
-			return strings.TrimSpace(string(raw)), nil
+// noBootFault: a VM without a bootable disk runs and shows nothing, like a
+// machine stuck at "No bootable device": the guest image's init hangs.
+const noBootFault = "PHOENIX_FAULT_BOOT_HANG=1"
+
+// bootImage is what the VM boots: the content of its boot disk, or, when
+// that disk holds no root file system (a blank or raw disk), the guest
+// image with noBootFault.
+func (c *call) bootImage(conf map[string]string) (image string, disk bool, err error) {
+	if d := bootDrive(conf); d != nil {
+		ref := c.diskRef(d.volid())
+		ok, err := c.Backend.HasDisk(c.ctx, ref)
+		if err != nil {
+			return "", false, err
+		}
+		if ok {
+			return ref, true, nil
 		}
 	}
 	if c.GuestImage == "" {
-		return "", errors.New("PVESIM_GUEST_IMAGE is not set")
+		return "", false, errors.New("PVESIM_GUEST_IMAGE is not set")
 	}
-	return c.GuestImage, nil
-}
-
-// origin returns the template a VM was cloned from (pvesim's own record:
-// /etc/pvesim/origin/VMID, so qm config stays clean).
-func (c *call) origin(vmid int) (int, bool) {
-	raw, err := os.ReadFile(c.originFile(vmid))
-	if err != nil {
-		return 0, false
-	}
-	id, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	return id, err == nil
-}
-
-func (c *call) originFile(vmid int) string {
-	return c.path("etc/pvesim/origin", strconv.Itoa(vmid))
+	return c.GuestImage, false, nil
 }
 
 // faultEnv turns /etc/pvesim/faults/VMID/<name> files into

@@ -300,31 +300,6 @@ func (s *Sim) snippet(volid string) (string, error) {
 	return string(raw), nil
 }
 
-// storagePath is the path of a directory storage from /etc/pve/storage.cfg
-// ("local" is /var/lib/vz when the file does not say otherwise).
-func (s *Sim) storagePath(storage string) string {
-	if f, err := os.Open(s.path("etc/pve/storage.cfg")); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		cur := ""
-		for sc.Scan() {
-			line := sc.Text()
-			if typ, id, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "\t") {
-				cur = ""
-				if strings.TrimSpace(typ) != "" {
-					cur = strings.TrimSpace(id)
-				}
-				continue
-			}
-			fields := strings.Fields(line)
-			if cur == storage && len(fields) == 2 && fields[0] == "path" {
-				return fields[1]
-			}
-		}
-	}
-	return "/var/lib/vz"
-}
-
 // seed is the NoCloud data of one VM start.
 type seed struct{ user, network, meta, vendor string }
 

@@ -7,9 +7,23 @@
 // VM configs in /etc/pve/qemu-server/VMID.conf in Proxmox's format
 // (description as leading # lines, [PENDING], [special:cloudinit] and
 // snapshot sections), flocks in /var/lock/qemu-server/lock-VMID.conf,
-// agent sockets in /var/run/qemu-server/VMID.qga, pid files next to them.
-// pvesim's own records: /etc/pvesim/origin/VMID (the template a clone came
-// from), /var/lib/pvesim/volumes (sizes of imported disks).
+// agent sockets in /var/run/qemu-server/VMID.qga, pid files next to them,
+// storages in /etc/pve/storage.cfg (a missing "local" is the built-in dir
+// storage at /var/lib/vz), downloaded images below the storage's path
+// (import/, template/iso/), task logs in /var/log/pve/tasks/X/UPID.
+// pvesim's own record: /var/lib/pvesim/volumes (sizes of disks).
+//
+// Disks are real. A VM disk's content is a Docker image,
+// phoenix-rig-<rig>-disk:<volume id>; pvesim's disk image format (what
+// stands for qcow2) is a tar archive of a root file system, optionally
+// gzip-compressed, and any other file is raw data, which imports but
+// boots nothing. import-from and qm disk import `docker import` the file
+// (cached by its sha256 as phoenix-rig-import:<sum>); qm template stores
+// the template's container (what its guest wrote) as the base volume
+// (docker commit); clones copy the image (docker tag: copy-on-write, as a
+// linked clone is), a full clone of a VM that ran takes its writes too;
+// destroy and deleting an unused volume remove the image. download-url
+// fetches with Go's HTTP client (wget's log lines without its progress).
 //
 // Settings come from the environment or /etc/pvesim/env (KEY=VALUE lines;
 // the environment wins): PVESIM_NODE, PVESIM_HOST_DIR, PVESIM_NETWORK,
@@ -22,20 +36,23 @@
 //
 // A VM start renders the NoCloud seed (user-data, network-config,
 // meta-data, vendor-data; cicustom snippets replace generated parts) into
-// /rig/seed/VMID and starts container phoenix-rig-<rig>-vm-<vmid> from the
-// guest image (or /etc/pvesim/images/<template vmid>), privileged, on the
-// rig network at the address of ipconfig0 with net0's MAC. stop kills the
-// container and keeps it; the next start starts the same container again,
-// so guest state survives a stop/start unless the VM's container spec
-// (image, address, MAC, hostname, fault switches) changed, which recreates
-// it. shutdown sends SIGTERM to the guest's init and waits the timeout.
+// /rig/seed/VMID and starts container phoenix-rig-<rig>-vm-<vmid> from its
+// boot disk's image (run with the guest image's init), privileged, on the
+// rig network at the address of ipconfig0 with net0's MAC. A VM whose boot
+// disk holds no root file system starts the guest image hung before boot
+// (PHOENIX_FAULT_BOOT_HANG), like a machine without a bootable disk. stop
+// kills the container and keeps it; the next start starts the same
+// container again, so guest state survives a stop/start; a changed
+// container spec (address, MAC, hostname, fault switches) makes a new
+// container after the old one's writes were stored in the disk. shutdown
+// sends SIGTERM to the guest's init and waits the timeout.
 // The guest agent is the real qemu-ga in the guest, spoken to over its
 // socket with the QGA protocol.
 //
-// Not simulated: storage (volumes are names in the config; resize,
-// snapshots and linked clones change only the config, a snapshot rollback
-// does not restore guest files, the container's filesystem is the VM's
-// only disk), QMP and QEMU itself (no monitor, no live migration, no
+// Not simulated: storage beyond that (resize and snapshots change only the
+// config, a snapshot rollback does not restore guest files, only the boot
+// disk is mounted, storage tools print nothing, download-url does not
+// decompress), QMP and QEMU itself (no monitor, no live migration, no
 // hotplug beyond the config rules, no VM state in snapshots, qm status
 // shows running/stopped only), HA, clusters and quorum (one node, no
 // proxying to other nodes), permissions, pools, firewall, backups, and

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -39,11 +41,22 @@ func NewDocker(unprivileged bool) (*Docker, error) {
 // container is reused only while the VM's spec is unchanged.
 const specLabel = "pvesim.spec"
 
+// diskLabel marks a container made from a VM disk and names that disk.
+const diskLabel = "pvesim.disk"
+
+// A disk image has no image config (docker import keeps only files): its
+// container runs what the rig's guest image runs (test/images/guest).
+var (
+	diskEntrypoint = []string{"/usr/bin/tini", "--"}
+	diskCmd        = []string{"/usr/local/sbin/phoenix-guest-init"}
+)
+
 func specHash(g Guest) string {
 	raw, _ := json.Marshal(struct {
 		Image, Hostname, Network, IP, MAC string
 		Binds, Env                        []string
-	}{g.Image, g.Hostname, g.Network, g.IP, g.MAC, g.Binds, g.Env})
+		Disk                              bool
+	}{g.Image, g.Hostname, g.Network, g.IP, g.MAC, g.Binds, g.Env, g.Disk})
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:8])
 }
@@ -65,6 +78,10 @@ func (d *Docker) Start(ctx context.Context, g Guest) error {
 		return fmt.Errorf("inspect %s: %w", g.Name, err)
 	}
 	if ct != nil && ct.Config != nil && ct.Config.Labels[specLabel] != hash {
+		// The VM's disk keeps what the guest wrote, whatever else changed.
+		if _, err := d.CommitDisk(ctx, g.Name, ct.Config.Labels[diskLabel]); err != nil {
+			return err
+		}
 		if err := d.Remove(ctx, g.Name); err != nil {
 			return err
 		}
@@ -110,10 +127,17 @@ func (d *Docker) create(ctx context.Context, g Guest, hash string, privileged bo
 	for k, v := range g.Labels {
 		labels[k] = v
 	}
+	var entrypoint, cmd []string
+	if g.Disk {
+		labels[diskLabel] = g.Image
+		entrypoint, cmd = diskEntrypoint, diskCmd
+	}
 	opts := docker.CreateContainerOptions{
 		Name: g.Name,
 		Config: &docker.Config{
 			Image:      g.Image,
+			Entrypoint: entrypoint,
+			Cmd:        cmd,
 			Hostname:   g.Hostname,
 			Env:        g.Env,
 			Labels:     labels,
@@ -208,4 +232,95 @@ func (d *Docker) Remove(ctx context.Context, name string) error {
 		return nil
 	}
 	return fmt.Errorf("remove %s: %w", name, err)
+}
+
+// splitRef cuts "repo:tag".
+func splitRef(ref string) (repo, tag string) {
+	i := strings.LastIndex(ref, ":")
+	if i < 0 {
+		return ref, "latest"
+	}
+	return ref[:i], ref[i+1:]
+}
+
+// importCacheRef names the imported image of a file by its sha256, kept
+// across rigs: the same bytes give the same file system, and a second
+// import of a cloud image costs a tag instead of seconds.
+func importCacheRef(sha256Hex string) string { return "phoenix-rig-import:" + sha256Hex[:32] }
+
+// ImportDisk implements Backend: docker import of the file (cached by its
+// sha256), tagged ref.
+func (d *Docker) ImportDisk(ctx context.Context, ref, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return err
+	}
+	cached := importCacheRef(hex.EncodeToString(h.Sum(nil)))
+	if ok, err := d.HasDisk(ctx, cached); err != nil {
+		return err
+	} else if !ok {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		repo, tag := splitRef(cached)
+		err := d.Client.ImportImage(docker.ImportImageOptions{
+			Repository: repo, Tag: tag, Source: "-", InputStream: f, OutputStream: io.Discard, Context: ctx,
+		})
+		if err != nil {
+			return fmt.Errorf("docker import %s: %w", path, err)
+		}
+	}
+	return d.tag(ctx, cached, ref)
+}
+
+func (d *Docker) tag(ctx context.Context, from, to string) error {
+	repo, tag := splitRef(to)
+	if err := d.Client.TagImage(from, docker.TagImageOptions{Repo: repo, Tag: tag, Force: true, Context: ctx}); err != nil {
+		return fmt.Errorf("docker tag %s %s: %w", from, to, err)
+	}
+	return nil
+}
+
+// CommitDisk implements Backend.
+func (d *Docker) CommitDisk(ctx context.Context, container, ref string) (bool, error) {
+	ct, err := d.inspect(ctx, container)
+	if err != nil || ct == nil || ct.Config == nil || ct.Config.Labels[diskLabel] == "" || ref == "" {
+		return false, err
+	}
+	repo, tag := splitRef(ref)
+	if _, err := d.Client.CommitContainer(docker.CommitContainerOptions{Container: container, Repository: repo, Tag: tag, Context: ctx}); err != nil {
+		return false, fmt.Errorf("docker commit %s %s: %w", container, ref, err)
+	}
+	return true, nil
+}
+
+// CopyDisk implements Backend.
+func (d *Docker) CopyDisk(ctx context.Context, from, to string) (bool, error) {
+	if ok, err := d.HasDisk(ctx, from); err != nil || !ok {
+		return false, err
+	}
+	return true, d.tag(ctx, from, to)
+}
+
+// RemoveDisk implements Backend: the tag goes; the image goes with its last tag.
+func (d *Docker) RemoveDisk(ctx context.Context, ref string) error {
+	err := d.Client.RemoveImageExtended(ref, docker.RemoveImageOptions{Force: true, Context: ctx})
+	if err == nil || errors.Is(err, docker.ErrNoSuchImage) {
+		return nil
+	}
+	return fmt.Errorf("docker rmi %s: %w", ref, err)
+}
+
+// HasDisk implements Backend.
+func (d *Docker) HasDisk(ctx context.Context, ref string) (bool, error) {
+	_, err := d.Client.InspectImage(ref)
+	if errors.Is(err, docker.ErrNoSuchImage) {
+		return false, nil
+	}
+	return err == nil, err
 }

@@ -3,7 +3,10 @@ package pvesim
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -152,11 +155,10 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// buildInitImage builds FROM scratch + testdata/guestinit.
-func buildInitImage(t *testing.T, cl *docker.Client) string {
+// buildGuestInit builds testdata/guestinit as a static binary.
+func buildGuestInit(t *testing.T) []byte {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "init")
+	bin := filepath.Join(t.TempDir(), "init")
 	build := exec.Command("go", "build", "-o", bin, "./testdata/guestinit")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -166,6 +168,13 @@ func buildInitImage(t *testing.T, cl *docker.Client) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return initBin
+}
+
+// buildInitImage builds FROM scratch + testdata/guestinit.
+func buildInitImage(t *testing.T, cl *docker.Client) string {
+	t.Helper()
+	initBin := buildGuestInit(t)
 	var ctxTar bytes.Buffer
 	tw := tar.NewWriter(&ctxTar)
 	for _, f := range []struct {
@@ -206,4 +215,146 @@ func createTestNetwork(t *testing.T, cl *docker.Client) (name, prefix string) {
 	}
 	t.Fatalf("create network: %v", lastErr)
 	return "", ""
+}
+
+// TestDockerDisks drives the disk side of the backend: a disk imported
+// from a file boots, keeps what the guest wrote when its container is made
+// anew, and is stored with those writes by CommitDisk.
+func TestDockerDisks(t *testing.T) {
+	d, err := NewDocker(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := d.Client.PingWithContext(ctx); err != nil {
+		t.Fatalf("docker ping (this test needs a running Docker engine; .ci/run starts one): %v", err)
+	}
+	initBin := buildGuestInit(t)
+	var img bytes.Buffer
+	zw := gzip.NewWriter(&img)
+	tw := tar.NewWriter(zw)
+	for _, f := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{{"usr/bin/tini", 0o755, initBin}, {"etc/disk-marker", 0o644, []byte("from the image file\n")}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(f.data)
+	}
+	tw.Close()
+	zw.Close()
+	path := filepath.Join(t.TempDir(), "disk.qcow2")
+	if err := os.WriteFile(path, img.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := inspectImage(path); err != nil || !info.bootable() {
+		t.Fatalf("inspectImage: %+v, %v", info, err)
+	}
+	sum := sha256.Sum256(img.Bytes())
+	refs := []string{importCacheRef(hex.EncodeToString(sum[:]))}
+	ref := func(n string) string {
+		r := fmt.Sprintf("pvesim-test-%d-disk:%s", os.Getpid(), n)
+		refs = append(refs, r)
+		return r
+	}
+	name := fmt.Sprintf("pvesim-test-%d-vm-9000", os.Getpid())
+	t.Cleanup(func() {
+		d.Remove(context.Background(), name)
+		for _, r := range refs {
+			d.RemoveDisk(context.Background(), r)
+		}
+	})
+	disk, copied, stored := ref("vm-9000-disk-0"), ref("copy"), ref("stored")
+
+	if err := d.ImportDisk(ctx, disk, path); err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	if ok, err := d.HasDisk(ctx, disk); err != nil || !ok {
+		t.Fatalf("HasDisk after import: %v, %v", ok, err)
+	}
+	if ok, err := d.CopyDisk(ctx, disk, copied); err != nil || !ok {
+		t.Fatalf("CopyDisk: %v, %v", ok, err)
+	}
+	if ok, err := d.CopyDisk(ctx, ref("missing"), ref("nothing")); err != nil || ok {
+		t.Fatalf("CopyDisk of a missing disk: %v, %v", ok, err)
+	}
+
+	g := Guest{Name: name, Image: disk, Disk: true, Env: []string{"VMID=9000"}}
+	if err := d.Start(ctx, g); err != nil {
+		t.Fatalf("boot the disk: %v", err)
+	}
+	waitReady(t, d, name)
+	if got := readFile(t, d, name, "/etc/disk-marker"); got != "from the image file\n" {
+		t.Fatalf("the guest sees %q in /etc/disk-marker", got)
+	}
+	// The guest writes; a new spec makes a new container from the disk.
+	if err := d.Client.UploadToContainer(name, docker.UploadToContainerOptions{InputStream: tarOf(t, "written", "by the guest\n"), Path: "/"}); err != nil {
+		t.Fatal(err)
+	}
+	ct, _ := d.Client.InspectContainerWithContext(name, ctx)
+	g.Env = append(g.Env, "PHOENIX_FAULT_SSH_OFF=1")
+	if err := d.Start(ctx, g); err != nil {
+		t.Fatalf("start with a new spec: %v", err)
+	}
+	if ct2, _ := d.Client.InspectContainerWithContext(name, ctx); ct2 == nil || ct2.ID == ct.ID {
+		t.Fatal("a new spec kept the old container")
+	}
+	if got := readFile(t, d, name, "/written"); got != "by the guest\n" {
+		t.Fatalf("after the container was made anew the guest's file holds %q", got)
+	}
+	if ok, err := d.CommitDisk(ctx, name, stored); err != nil || !ok {
+		t.Fatalf("CommitDisk: %v, %v", ok, err)
+	}
+	if ok, err := d.CommitDisk(ctx, name+"-gone", ref("none")); err != nil || ok {
+		t.Fatalf("CommitDisk of a missing container: %v, %v", ok, err)
+	}
+	if err := d.Remove(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx, Guest{Name: name, Image: stored, Disk: true}); err != nil {
+		t.Fatalf("boot the stored disk: %v", err)
+	}
+	if got := readFile(t, d, name, "/written"); got != "by the guest\n" {
+		t.Fatalf("the stored disk holds %q in /written", got)
+	}
+	for _, r := range []string{disk, copied} {
+		if err := d.RemoveDisk(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := d.HasDisk(ctx, r); err != nil || ok {
+			t.Fatalf("HasDisk after RemoveDisk: %v, %v", ok, err)
+		}
+	}
+	if err := d.RemoveDisk(ctx, disk); err != nil {
+		t.Fatalf("RemoveDisk of a missing disk: %v", err)
+	}
+}
+
+// readFile reads a file from a container (docker cp).
+func readFile(t *testing.T, d *Docker, name, path string) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := d.Client.DownloadFromContainer(name, docker.DownloadFromContainerOptions{Path: path, OutputStream: &out}); err != nil {
+		t.Fatalf("read %s from %s: %v", path, name, err)
+	}
+	tr := tar.NewReader(&out)
+	if _, err := tr.Next(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(tr)
+	return string(b)
+}
+
+func tarOf(t *testing.T, name, content string) io.Reader {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content))}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte(content))
+	tw.Close()
+	return &buf
 }

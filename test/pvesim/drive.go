@@ -87,9 +87,9 @@ func formatSize(b int64) string {
 	return strconv.FormatInt(b, 10)
 }
 
-// bootDiskSize is the size of the first boot disk, like qm list's
-// BOOTDISK column: the first disk of boot "order=", else "bootdisk".
-func bootDiskSize(conf map[string]string) int64 {
+// bootOrder lists the devices a VM boots from: "boot: order=", then the
+// legacy "bootdisk".
+func bootOrder(conf map[string]string) []string {
 	var order []string
 	if b := conf["boot"]; b != "" {
 		if o := parsePropString(b, "legacy").get("order"); o != "" {
@@ -99,7 +99,13 @@ func bootDiskSize(conf map[string]string) int64 {
 	if bd := conf["bootdisk"]; bd != "" {
 		order = append(order, bd)
 	}
-	for _, k := range order {
+	return order
+}
+
+// bootDiskSize is the size of the first boot disk, like qm list's
+// BOOTDISK column.
+func bootDiskSize(conf map[string]string) int64 {
+	for _, k := range bootOrder(conf) {
 		v, ok := conf[k]
 		if !ok {
 			continue

@@ -23,9 +23,12 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 type fakeBackend struct {
 	mu       sync.Mutex
 	guests   map[string]*fakeGuest
+	disks    map[string]string // ref -> content (a description of where it came from)
 	nextPID  int
 	calls    []string
 	hangStop bool // Shutdown times out (the guest ignores SIGTERM)
+	// importing, when set, holds every ImportDisk until it is closed.
+	importing chan struct{}
 }
 
 type fakeGuest struct {
@@ -36,7 +39,7 @@ type fakeGuest struct {
 }
 
 func newFakeBackend() *fakeBackend {
-	return &fakeBackend{guests: map[string]*fakeGuest{}, nextPID: 30000}
+	return &fakeBackend{guests: map[string]*fakeGuest{}, disks: map[string]string{}, nextPID: 30000}
 }
 
 func (b *fakeBackend) record(format string, a ...any) {
@@ -97,6 +100,73 @@ func (b *fakeBackend) Remove(_ context.Context, name string) error {
 	b.record("remove %s", name)
 	delete(b.guests, name)
 	return nil
+}
+
+func (b *fakeBackend) ImportDisk(_ context.Context, ref, path string) error {
+	if b.importing != nil {
+		<-b.importing
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.record("import %s < %s", ref, filepath.Base(path))
+	b.disks[ref] = fmt.Sprintf("file %s (%d bytes)", filepath.Base(path), len(raw))
+	return nil
+}
+
+func (b *fakeBackend) CommitDisk(_ context.Context, container, ref string) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	fg, ok := b.guests[container]
+	if !ok || !fg.spec.Disk {
+		return false, nil
+	}
+	b.record("commit %s > %s", container, ref)
+	b.disks[ref] = b.disks[fg.spec.Image] + " + writes of " + container
+	return true, nil
+}
+
+func (b *fakeBackend) CopyDisk(_ context.Context, from, to string) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	content, ok := b.disks[from]
+	if !ok {
+		return false, nil
+	}
+	b.record("copy %s > %s", from, to)
+	b.disks[to] = content
+	return true, nil
+}
+
+func (b *fakeBackend) RemoveDisk(_ context.Context, ref string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.disks[ref]; ok {
+		b.record("rmdisk %s", ref)
+		delete(b.disks, ref)
+	}
+	return nil
+}
+
+func (b *fakeBackend) HasDisk(_ context.Context, ref string) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.disks[ref]
+	return ok, nil
+}
+
+// diskList renders the disks for a transcript.
+func (b *fakeBackend) diskList() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var lines []string
+	for _, ref := range sortedKeys(b.disks) {
+		lines = append(lines, ref+": "+b.disks[ref])
+	}
+	return strings.Join(lines, "\n")
 }
 
 // crash makes a guest's container die behind qm's back.
@@ -161,10 +231,24 @@ func newHarness(t *testing.T) *harness {
 		Root: root, Node: "pve", HostDir: "/srv/rig", Network: "phoenix-rig-t1", GuestImage: "phoenix-rig-guest:abc",
 		RigID: "t1", Backend: be, Now: func() time.Time { return testNow }, Location: time.UTC,
 		Rand: &detRand{}, LockWait: 300 * time.Millisecond, PingTimeout: 300 * time.Millisecond,
-		AgentTimeout: 2 * time.Second, PollInterval: 20 * time.Millisecond,
+		AgentTimeout: 2 * time.Second, PollInterval: 20 * time.Millisecond, PID: 4242, PStart: 123456,
 	}
-	return &harness{t: t, sim: s, backend: be}
+	h := &harness{t: t, sim: s, backend: be}
+	h.write("etc/pve/storage.cfg", testStorageCfg)
+	return h
 }
+
+// testStorageCfg: local as an installer without LVM makes it (images on
+// it too), local-lvm as the rig's.
+const testStorageCfg = `dir: local
+	path /var/lib/vz
+	content iso,vztmpl,backup,snippets,import,images,rootdir
+
+lvmthin: local-lvm
+	thinpool data
+	vgname pve
+	content rootdir,images
+`
 
 // write creates a file below the node's root.
 func (h *harness) write(path, content string) {
@@ -198,6 +282,7 @@ func (h *harness) run(stdin string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
+	h.sim.PID++ // every command is a process of its own
 	code := h.sim.Run(ctx, args[0], args[1:], strings.NewReader(stdin), &out, &errb)
 	return result{stdout: out.String(), stderr: errb.String(), code: code}
 }
@@ -242,10 +327,11 @@ func (h *harness) backendCalls() {
 	fmt.Fprintf(&h.log, "=== backend\n%s\n\n", strings.Join(calls, "\n"))
 }
 
-// golden compares the transcript with testdata/<name>.golden.
-func (h *harness) golden(name string) {
+// golden compares the transcript with testdata/<name>.golden; oldnew are
+// replacements (as for strings.NewReplacer) for what differs between runs.
+func (h *harness) golden(name string, oldnew ...string) {
 	h.t.Helper()
-	checkGolden(h.t, name, h.log.String())
+	checkGolden(h.t, name, strings.NewReplacer(oldnew...).Replace(h.log.String()))
 }
 
 func checkGolden(t *testing.T, name, got string) {
@@ -312,12 +398,19 @@ sshkeys: ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAIOuTestKey%20me%40laptop%0A
 vmgenid: 0b6e1a2c-3d4e-4f50-8a6b-7c8d9e0f1a2b
 `
 
-// withVMs writes the fixture configs (and 8101's origin record).
+// withVMs writes the fixture configs, and the disks of 9000 and 8101 (a
+// linked clone of it) as if 9000 had been built from an image.
 func (h *harness) withVMs() *harness {
 	h.write("etc/pve/qemu-server/9000.conf", conf9000)
 	h.write("etc/pve/qemu-server/8101.conf", conf8101)
-	h.write("etc/pvesim/origin/8101", "9000\n")
+	h.backend.disks[h.sim.diskRef("local-lvm:base-9000-disk-0")] = "cloud image"
+	h.backend.disks[h.sim.diskRef("local-lvm:base-9000-disk-0/vm-8101-disk-0")] = "cloud image"
 	return h
+}
+
+// disks adds the backend's disks to the transcript.
+func (h *harness) disks() {
+	fmt.Fprintf(&h.log, "=== disks\n%s\n\n", h.backend.diskList())
 }
 
 // startWithAgent starts VM vmid and serves a fake agent on its socket.

@@ -28,6 +28,11 @@ type Sim struct {
 
 	Backend Backend // where VMs run
 
+	// PID and PStart (start time in clock ticks since boot) of this
+	// process, for task ids and temporary file names.
+	PID    int
+	PStart int64
+
 	Now          func() time.Time
 	Location     *time.Location // for snapshot times; local time on a node
 	Rand         io.Reader      // MACs, UUIDs, salts, sync ids
@@ -81,6 +86,8 @@ func FromEnv(env []string) *Sim {
 		GuestImage:   get("PVESIM_GUEST_IMAGE", ""),
 		RigID:        get("PVESIM_RIG_ID", "0"),
 		Unprivileged: func() bool { b, ok := parseBool(get("PVESIM_PRIVILEGED", "1")); return ok && b == "0" }(),
+		PID:          os.Getpid(),
+		PStart:       processStart(),
 		Now:          time.Now,
 		Location:     time.Local,
 		Rand:         rand.Reader,
@@ -198,4 +205,20 @@ func (c *call) holdLock(args []string) error {
 	defer l.unlock()
 	fmt.Fprintf(c.stdout, "holding lock-%d.conf for %ds\n", vmid, secs)
 	return sleep(c.ctx, time.Duration(secs)*time.Second)
+}
+
+// processStart is field 22 of /proc/self/stat (0 where there is none).
+func processStart() int64 {
+	raw, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; fields count after it.
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 20 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[19], 10, 64)
+	return n
 }

@@ -45,6 +45,9 @@ func endpoints() []endpoint {
 		{"create", re(vmPath + `/agent/exec$`), []prop{{name: "command", array: true, required: true},
 			{name: "input-data", maxLen: 65536}}, (*call).apiExec},
 		{"create", re(vmPath + `/agent/(` + strings.Join(agentPosts, "|") + `)$`), nil, (*call).apiAgentCommand},
+		{"create", re(`^/nodes/([^/]+)/storage/([^/]+)/download-url$`), downloadURLProps(), (*call).apiDownloadURL},
+		{"get", re(`^/nodes/([^/]+)/tasks/([^/]+)/status$`), nil, (*call).apiTaskStatus},
+		{"get", re(`^/nodes/([^/]+)/tasks/([^/]+)/log$`), []prop{intProp("start", 0), intProp("limit", 0), boolProp("download")}, (*call).apiTaskLog},
 	}
 }
 

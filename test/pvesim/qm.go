@@ -205,7 +205,8 @@ func (c *call) runQM(qc *qmCommand, args []string) int {
 	if errors.As(err, &pe) && pe.usage == "" {
 		pe.usage = qc.usage
 	}
-	if err == nil || pe != nil || qc.kind == direct {
+	var pf *preFork
+	if err == nil || pe != nil || qc.kind == direct || errors.As(err, &pf) {
 		return report(c.stderr, err)
 	}
 	// A failed worker task: one folded line on stderr.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 )
 
@@ -78,7 +77,7 @@ func (c *call) qmClone(p *params) error {
 	return nil
 }
 
-func (c *call) cloneInto(p *params, vmid, newid int, src *vmConfig, base map[string]string, full bool) error {
+func (c *call) cloneInto(p *params, vmid, newid int, src *vmConfig, base map[string]string, full bool) (err error) {
 	if len(src.pending) > 0 && p.get("snapname") == "" {
 		fmt.Fprintf(c.stdout, "found pending changes for '%s', discarding for clone\n", strings.Join(sortedKeys(src.pending), ","))
 	}
@@ -116,6 +115,11 @@ func (c *call) cloneInto(p *params, vmid, newid int, src *vmConfig, base map[str
 		return err
 	}
 	vols := newVolumes(newid, nil)
+	defer func() {
+		if err != nil { // clone_vm frees the new disks of a failed clone
+			c.freeDisks(newid, conf.main)
+		}
+	}()
 	for _, d := range drives(conf.main) {
 		if d.isCdrom() && !d.isCloudinit() {
 			continue
@@ -134,21 +138,20 @@ func (c *call) cloneInto(p *params, vmid, newid int, src *vmConfig, base map[str
 			fmt.Fprintf(c.stdout, "create full clone of drive %s (%s)\n", d.key, old)
 			size, _ := parseSize(d.ps.get("size"))
 			fmt.Fprintf(c.stdout, "transferred 0.0 B of %s (0.00%%)\n", renderBytes(size))
-			fmt.Fprintf(c.stdout, "transferred %s of %s (100.00%%)\n", renderBytes(size), renderBytes(size))
 			nv = vols.disk(storage, p.get("format"))
+			if err := c.cloneDisk(vmid, base, d, nv, true); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "transferred %s of %s (100.00%%)\n", renderBytes(size), renderBytes(size))
 		default:
 			fmt.Fprintf(c.stdout, "create linked clone of drive %s (%s)\n", d.key, old)
 			nv = vols.linked(old)
+			if err := c.cloneDisk(vmid, base, d, nv, false); err != nil {
+				return err
+			}
 		}
 		d.ps.vals["file"] = nv
 		conf.main[d.key] = d.String()
-	}
-	origin, ok := c.origin(vmid)
-	if !ok {
-		origin = vmid
-	}
-	if err := writeFileAtomic(c.originFile(newid), []byte(strconv.Itoa(origin)+"\n"), 0o644); err != nil {
-		return err
 	}
 	return c.writeConfig(newid, conf)
 }
@@ -185,8 +188,11 @@ func (c *call) qmDestroy(p *params) error {
 		if err := c.Backend.Remove(c.ctx, c.containerName(vmid)); err != nil {
 			return err
 		}
+		if err := c.freeDisks(vmid, conf.main); err != nil {
+			return err
+		}
 		// Fault switches stay: a test may set them before the VM exists.
-		for _, path := range []string{c.seedDir(vmid), c.originFile(vmid), c.pidFile(vmid)} {
+		for _, path := range []string{c.seedDir(vmid), c.pidFile(vmid)} {
 			if err := os.RemoveAll(path); err != nil {
 				return err
 			}

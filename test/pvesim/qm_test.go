@@ -1,6 +1,9 @@
 package pvesim
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"fmt"
 	"os"
 	"strings"
@@ -65,10 +68,11 @@ func TestClone(t *testing.T) {
 	h := newHarness(t).withVMs()
 	h.step("", "qm", "clone", "9000", "8102", "--name", "web02")
 	h.file("etc/pve/qemu-server/8102.conf")
-	h.file("etc/pvesim/origin/8102")
+	h.step("", "qm", "start", "8102")
 	h.step("", "qm", "clone", "8102", "8103", "--full", "--storage", "local", "--format", "qcow2")
 	h.file("etc/pve/qemu-server/8103.conf")
-	h.file("etc/pvesim/origin/8103")
+	h.backendCalls()
+	h.disks()
 	h.step("", "qm", "clone", "999", "8104")
 	h.step("", "qm", "clone", "9000", "8101")
 	h.step("", "qm", "clone", "8101", "8104", "--full", "0")
@@ -231,7 +235,8 @@ func TestDestroy(t *testing.T) {
 	h.step("", "qm", "destroy", "9000")
 	h.step("", "qm", "list")
 	h.backendCalls()
-	for _, gone := range []string{"etc/pvesim/origin/8101", "rig/seed/8101", "var/run/qemu-server/8101.pid"} {
+	h.disks()
+	for _, gone := range []string{"rig/seed/8101", "var/run/qemu-server/8101.pid"} {
 		if _, err := os.Stat(h.sim.path(gone)); !os.IsNotExist(err) {
 			t.Errorf("%s still exists after destroy", gone)
 		}
@@ -390,4 +395,154 @@ func TestFromEnv(t *testing.T) {
 	if d := FromEnv(nil); d.Root != "/" || d.Node != "pve" || d.Unprivileged {
 		t.Errorf("defaults: root %q node %q unprivileged %v", d.Root, d.Node, d.Unprivileged)
 	}
+}
+
+// rigStorageCfg is the rig node's storage.cfg: local holds no VM images.
+const rigStorageCfg = `dir: local
+	path /var/lib/vz
+	content iso,vztmpl,backup,snippets,import
+
+lvmthin: local-lvm
+	thinpool data
+	vgname pve
+	content rootdir,images
+`
+
+// cloudImage is a small disk image in pvesim's format: a gzip'ed tar of
+// a root file system with one file.
+func cloudImage(t *testing.T) string {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	body := []byte("built from a served cloud image\n")
+	for _, h := range []*tar.Header{
+		{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "etc/cloud-image-marker", Mode: 0o644, Size: int64(len(body))},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw.Write(body)
+	tw.Close()
+	zw.Close()
+	return buf.String()
+}
+
+func TestImportFromAndTemplate(t *testing.T) {
+	h := newHarness(t)
+	h.write("etc/pve/storage.cfg", rigStorageCfg)
+	h.write("var/lib/vz/import/cloud.qcow2", cloudImage(t))
+	h.write("var/lib/vz/import/broken.qcow2", "not an image\n")
+	h.write("var/lib/vz/template/iso/cloud.img", cloudImage(t))
+	h.step("", "qm", "create", "9000", "--name", "tpl", "--memory", "2048", "--cores", "2", "--net0", "virtio,bridge=vmbr0",
+		"--scsihw", "virtio-scsi-pci", "--scsi0", "local-lvm:0,import-from=/var/lib/vz/import/cloud.qcow2",
+		"--ide2", "local-lvm:cloudinit", "--boot", "order=scsi0", "--serial0", "socket", "--vga", "serial0",
+		"--agent", "enabled=1", "--ipconfig0", "ip=dhcp", "--ciuser", "phoenix")
+	h.file("etc/pve/qemu-server/9000.conf")
+	h.step("", "qm", "create", "9001", "--scsi0", "local-lvm:0,import-from=local:import/cloud.qcow2")
+	h.step("", "qm", "config", "9001")
+	h.backendCalls()
+
+	// Refused before anything is written, then in the task (config removed).
+	h.step("", "qm", "create", "9002", "--scsi0", "local-lvm:4,import-from=/var/lib/vz/import/cloud.qcow2")
+	h.step("", "qm", "create", "9002", "--scsi0", "local-lvm:0,import-from=local:iso/cloud.img")
+	h.step("", "qm", "create", "9002", "--scsi0", "local:0,import-from=/var/lib/vz/import/cloud.qcow2")
+	h.step("", "qm", "create", "9002", "--scsi0", "nosuch:0,import-from=/var/lib/vz/import/cloud.qcow2")
+	h.step("", "qm", "create", "9002", "--scsi0", "local-lvm:0,import-from=/var/lib/vz/import/gone.qcow2")
+	h.step("", "qm", "create", "9002", "--scsi0", "local-lvm:0,import-from=local:import/broken.qcow2")
+	h.step("", "qm", "config", "9002")
+	// The documented form: qm set on an existing VM; an .img (iso content)
+	// by its path.
+	h.step("", "qm", "create", "9003", "--memory", "512")
+	h.step("", "qm", "set", "9003", "--scsi0", "local-lvm:0,import-from=/var/lib/vz/template/iso/cloud.img", "--boot", "order=scsi0")
+	h.step("", "qm", "config", "9003")
+
+	// The template build: boot, the guest writes, stop, qm template.
+	h.step("", "qm", "start", "9000")
+	h.step("", "qm", "template", "9000")
+	h.step("", "qm", "stop", "9000")
+	h.step("", "qm", "template", "9000")
+	h.step("", "qm", "config", "9000")
+	h.step("", "qm", "clone", "9000", "8101", "--name", "web01")
+	h.step("", "qm", "clone", "9000", "8102", "--name", "web02", "--full", "1")
+	h.step("", "qm", "start", "8101")
+	h.backendCalls()
+	fmt.Fprintf(&h.log, "=== guest spec of 8101\n%s\n\n", specJSON(h.backend.guest("phoenix-rig-t1-vm-8101").spec))
+	h.disks()
+	h.step("", "qm", "destroy", "9000")
+
+	// A disk without a root file system boots nothing.
+	h.step("", "qm", "create", "9100", "--scsi0", "local-lvm:4", "--boot", "order=scsi0")
+	h.step("", "qm", "start", "9100")
+	fmt.Fprintf(&h.log, "=== guest spec of 9100\n%s\n\n", specJSON(h.backend.guest("phoenix-rig-t1-vm-9100").spec))
+	h.golden("import_template")
+}
+
+// A create task holds "lock: create" and the flock until its disks are
+// imported: other commands wait for the flock; once the task is gone (as
+// when it was killed) they see the VM locked.
+func TestCreateLockedWhileImporting(t *testing.T) {
+	h := newHarness(t)
+	h.write("var/lib/vz/import/cloud.qcow2", cloudImage(t))
+	h.backend.importing = make(chan struct{})
+	done := make(chan result)
+	go func() {
+		done <- h.run("", "qm", "create", "9000", "--scsi0", "local-lvm:0,import-from=/var/lib/vz/import/cloud.qcow2")
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		raw, _ := os.ReadFile(h.sim.confPath(9000))
+		if string(raw) == "lock: create\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("config while importing: %q, want \"lock: create\\n\"", raw)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.step("", "qm", "config", "9000")
+	h.step("", "qm", "start", "9000")
+	h.step("", "qm", "create", "9000", "--memory", "512")
+	close(h.backend.importing)
+	r := <-done
+	if r.code != 0 {
+		t.Fatalf("create: %+v", r)
+	}
+	h.step("", "qm", "config", "9000", "--current", "1")
+	// A create task that was killed leaves its "lock: create" config.
+	h.write("etc/pve/qemu-server/9001.conf", "lock: create\n")
+	h.step("", "qm", "start", "9001")
+	h.step("", "qm", "create", "9001", "--memory", "512")
+	h.step("", "qm", "destroy", "9001")
+	h.step("", "qm", "unlock", "9001")
+	h.step("", "qm", "destroy", "9001")
+	h.golden("create_locked")
+}
+
+func TestDiskImport(t *testing.T) {
+	h := newHarness(t)
+	h.write("etc/pve/storage.cfg", rigStorageCfg)
+	h.write("var/lib/vz/import/cloud.qcow2", cloudImage(t))
+	h.write("etc/pve/qemu-server/9000.conf", "memory: 2048\nname: tpl\n")
+	h.step("", "qm", "disk", "import", "9000", "/var/lib/vz/import/cloud.qcow2", "local-lvm")
+	h.step("", "qm", "importdisk", "9000", "/var/lib/vz/import/cloud.qcow2", "local-lvm", "--target-disk", "scsi0")
+	h.step("", "qm", "disk", "import", "9000", "/var/lib/vz/import/cloud.qcow2", "local-lvm", "--target-disk", "scsi0")
+	h.step("", "qm", "resize", "9000", "scsi0", "+1G")
+	h.step("", "qm", "config", "9000")
+	h.step("", "qm", "set", "9000", "--delete", "unused0")
+	h.step("", "qm", "disk", "import", "9000", "/var/lib/vz/import/gone.qcow2", "local-lvm")
+	h.step("", "qm", "disk", "import", "9000", "/var/lib/vz/import", "local-lvm")
+	h.step("", "qm", "disk", "import", "9000", "/var/lib/vz/import/cloud.qcow2", "local")
+	h.step("", "qm", "disk", "import", "9000", "/var/lib/vz/import/cloud.qcow2", "nosuch")
+	h.step("", "qm", "disk", "import", "404", "/var/lib/vz/import/cloud.qcow2", "local-lvm")
+	h.step("", "qm", "template", "9000")
+	h.step("", "qm", "disk", "import", "9000", "/var/lib/vz/import/cloud.qcow2", "local-lvm", "--target-disk", "scsi1")
+	h.step("", "qm", "config", "9000")
+	h.write("etc/pve/qemu-server/9001.conf", "memory: 512\nlock: backup\n")
+	h.step("", "qm", "disk", "import", "9001", "/var/lib/vz/import/cloud.qcow2", "local-lvm")
+	h.backendCalls()
+	h.disks()
+	h.golden("disk_import")
 }

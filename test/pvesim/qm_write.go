@@ -109,118 +109,6 @@ func (c *call) prepareSecrets(params map[string]string, ostype string) error {
 	return nil
 }
 
-var (
-	allocRE     = regexp.MustCompile(`^([a-zA-Z][\w.-]*):(\d+(?:\.\d+)?)$`)
-	cloudinitVR = regexp.MustCompile(`^([a-zA-Z][\w.-]*):cloudinit$`)
-)
-
-// prepareValue completes a config value the way create/set do: new disks
-// are allocated (printing the storage line), NICs get a MAC.
-func (c *call) prepareValue(key, value string, vols *volumes, out io.Writer) (string, error) {
-	if netKeyRE.MatchString(key) && netMAC(value) == "" {
-		mac, err := c.randomMAC()
-		if err != nil {
-			return "", err
-		}
-		return withMAC(value, mac), nil
-	}
-	if !driveKeyRE.MatchString(key) {
-		return value, nil
-	}
-	d := parseDrive(key, value)
-	file := d.volid()
-	var size int64
-	var volid string
-	switch {
-	case cloudinitVR.MatchString(file):
-		volid = vols.cloudinit(cloudinitVR.FindStringSubmatch(file)[1])
-		d.ps.set("media", "cdrom")
-	case allocRE.MatchString(file):
-		m := allocRE.FindStringSubmatch(file)
-		gib, _ := strconv.ParseFloat(m[2], 64)
-		size = int64(gib * (1 << 30))
-		if src := d.ps.get("import-from"); src != "" {
-			st, err := os.Stat(c.path(src))
-			if err != nil {
-				return "", fmt.Errorf("%s: import-from: '%s' does not exist", key, src)
-			}
-			size = st.Size()
-			fmt.Fprintf(out, "transferred %s of %s (100.00%%)\n", renderBytes(size), renderBytes(size))
-			delete(d.ps.vals, "import-from")
-		}
-		volid = vols.disk(m[1], d.ps.get("format"))
-		delete(d.ps.vals, "format")
-		d.ps.vals["size"] = formatSize(size)
-	default:
-		if d.ps.get("size") == "" {
-			if sz, ok := c.volumeSize(file); ok {
-				d.ps.vals["size"] = formatSize(sz)
-			}
-		}
-		return printDrive(file, d.ps), nil
-	}
-	res := printDrive(volid, d.ps)
-	fmt.Fprintf(out, "%s: successfully created disk '%s'\n", key, res)
-	return res, nil
-}
-
-// printDrive is print_drive: the volume first, then the options sorted.
-func printDrive(volid string, ps *propString) string {
-	parts := []string{volid}
-	for _, k := range sortedKeys(ps.vals) {
-		if k != "file" {
-			parts = append(parts, k+"="+ps.vals[k])
-		}
-	}
-	return strings.Join(parts, ",")
-}
-
-// renderBytes is PVE's render_bytes: "2.2 GiB".
-func renderBytes(n int64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	f := float64(n)
-	i := 0
-	for f >= 1024 && i < len(units)-1 {
-		f /= 1024
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", f, units[i])
-}
-
-// Volume sizes pvesim knows of (imported disks), for attaching them later.
-
-func (s *Sim) volumeSizesFile() string { return s.path("var/lib/pvesim/volumes") }
-
-func (s *Sim) volumeSize(volid string) (int64, bool) {
-	raw, err := os.ReadFile(s.volumeSizesFile())
-	if err != nil {
-		return 0, false
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if id, size, ok := strings.Cut(line, " "); ok && id == volid {
-			n, err := strconv.ParseInt(size, 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
-}
-
-func (s *Sim) recordVolumeSize(volid string, size int64) error {
-	f, err := os.OpenFile(s.volumeSizesFile(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(s.path("var/lib/pvesim"), 0o755); err != nil {
-			return err
-		}
-		f, err = os.OpenFile(s.volumeSizesFile(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = fmt.Fprintf(f, "%s %d\n", volid, size)
-	return err
-}
-
 func (c *call) qmSet(p *params) error {
 	vmid := vmidOf(p, "vmid")
 	params := configParams(p)
@@ -233,6 +121,9 @@ func (c *call) qmSet(p *params) error {
 		if _, ok := params[k]; ok {
 			return badParam("delete", fmt.Sprintf("you can't use '-%s' and -delete %s' at the same time", k, k))
 		}
+	}
+	if err := c.checkDriveParams(params); err != nil {
+		return err
 	}
 	return c.withLock(vmid, c.stderr, func() error {
 		conf, err := c.loadConfig(vmid)
@@ -323,11 +214,13 @@ func (c *call) applySet(vmid int, conf *vmConfig, params map[string]string, dele
 			continue
 		}
 		remember(k)
-		c.deleteKey(conf, k, vols)
+		if err := c.deleteKey(vmid, conf, k); err != nil {
+			return err
+		}
 	}
 	conf.setPendingDeletes(pendingDel)
 	for _, k := range sortedKeys(params) {
-		v, err := c.prepareValue(k, params[k], vols, c.stdout)
+		v, err := c.prepareValue(k, params[k], vols, conf.main["template"] == "1", c.stdout)
 		if err != nil {
 			return err
 		}
@@ -342,29 +235,35 @@ func (c *call) applySet(vmid int, conf *vmConfig, params map[string]string, dele
 	}
 	if !running {
 		for _, k := range conf.pendingDeletes() {
-			c.deleteKey(conf, k, vols)
+			if err := c.deleteKey(vmid, conf, k); err != nil {
+				return err
+			}
 		}
 		conf.applyPending()
 	}
 	return nil
 }
 
-// deleteKey removes an option; a deleted disk becomes an unused volume.
-func (c *call) deleteKey(conf *vmConfig, k string, vols *volumes) {
+// deleteKey removes an option; a deleted disk becomes an unused volume,
+// a deleted unused volume is freed.
+func (c *call) deleteKey(vmid int, conf *vmConfig, k string) error {
 	v, ok := conf.main[k]
 	delete(conf.main, k)
+	if ok && strings.HasPrefix(k, "unused") {
+		return c.freeDisks(vmid, map[string]string{k: v})
+	}
 	if !ok || !driveKeyRE.MatchString(k) {
-		return
+		return nil
 	}
 	d := parseDrive(k, v)
 	if !d.isDisk() {
-		return
+		return nil
 	}
 	for i := 0; ; i++ {
 		key := fmt.Sprintf("unused%d", i)
 		if _, used := conf.main[key]; !used {
 			conf.main[key] = d.volid()
-			return
+			return nil
 		}
 	}
 }
@@ -377,51 +276,6 @@ func without(list []string, k string) []string {
 		}
 	}
 	return out
-}
-
-func (c *call) qmCreate(p *params) error {
-	vmid := vmidOf(p, "vmid")
-	if _, err := os.Stat(c.confPath(vmid)); err == nil {
-		return errorf("unable to create VM %d - VM %d already exists on node '%s'", vmid, vmid, c.Node)
-	}
-	l, err := c.lock(vmid, c.LockWait/2, c.stdout)
-	if err != nil {
-		return fmt.Errorf("unable to create VM %d - %w", vmid, err)
-	}
-	err = func() error {
-		defer l.unlock()
-		if _, err := os.Stat(c.confPath(vmid)); err == nil {
-			return errorf("unable to create VM %d - VM %d already exists on node '%s'", vmid, vmid, c.Node)
-		}
-		params := configParams(p)
-		if err := c.prepareSecrets(params, params["ostype"]); err != nil {
-			return fmt.Errorf("unable to create VM %d - %w", vmid, err)
-		}
-		conf := newConfig()
-		vols := newVolumes(vmid, nil)
-		for _, k := range sortedKeys(params) {
-			v, err := c.prepareValue(k, params[k], vols, c.stdout)
-			if err != nil {
-				return fmt.Errorf("unable to create VM %d - %w", vmid, err)
-			}
-			conf.main[k] = v
-		}
-		if err := c.addIdentity(conf.main, true); err != nil {
-			return err
-		}
-		if _, ok := conf.main["boot"]; !ok {
-			if order := defaultBootOrder(conf.main); order != "" {
-				conf.main["boot"] = "order=" + order
-			}
-		}
-		conf.main["meta"] = fmt.Sprintf("creation-qemu=9.0.2,ctime=%d", c.Now().Unix())
-		return c.writeConfig(vmid, conf)
-	}()
-	if err != nil || !p.flag("start", false) {
-		return err
-	}
-	fmt.Fprintln(c.stdout, "Execute autostart")
-	return c.withLock(vmid, c.stdout, func() error { return c.startLocked(vmid, false) })
 }
 
 // addIdentity gives a new VM its own smbios1 uuid and vmgenid.
@@ -499,7 +353,10 @@ func (c *call) qmResize(p *params) error {
 		if d.isCdrom() || d.isCloudinit() {
 			return errorf("you can't resize a cdrom")
 		}
-		cur, _ := parseSize(d.ps.get("size"))
+		cur, ok := parseSize(d.ps.get("size"))
+		if !ok { // an imported disk attached without its size
+			cur, _ = c.volumeSize(d.volid())
+		}
 		spec := p.get("size")
 		delta, grow := strings.CutPrefix(spec, "+")
 		n, _ := parseSize(delta)
@@ -528,73 +385,6 @@ func (c *call) qmUnlock(p *params) error {
 		}
 		delete(conf.main, "lock")
 		delete(conf.pending, "lock")
-		return c.writeConfig(vmid, conf)
-	})
-}
-
-func (c *call) qmTemplate(p *params) error {
-	vmid := vmidOf(p, "vmid")
-	return c.withLock(vmid, c.stdout, func() error {
-		conf, err := c.loadUnlocked(vmid, false)
-		if err != nil {
-			return err
-		}
-		if conf.main["template"] == "1" {
-			return errorf("you can't convert a template to a template")
-		}
-		if running, err := c.isRunning(vmid); err != nil {
-			return err
-		} else if running {
-			return errorf("you can't convert a VM to template if VM is running")
-		}
-		if len(conf.snaps) > 0 {
-			return errorf("unable to create template, because VM contains snapshots")
-		}
-		only := p.get("disk")
-		for _, d := range drives(conf.main) {
-			if !d.isDisk() || only != "" && d.key != only {
-				continue
-			}
-			d.ps.vals["file"] = baseName(d.volid())
-			conf.main[d.key] = d.String()
-		}
-		conf.main["template"] = "1"
-		return c.writeConfig(vmid, conf)
-	})
-}
-
-func (c *call) qmImportDisk(p *params) error {
-	vmid := vmidOf(p, "vmid")
-	src, storage := p.get("source"), p.get("storage")
-	st, err := os.Stat(c.path(src))
-	if err != nil || !st.Mode().IsRegular() {
-		return errorf("source '%s' does not exist", src)
-	}
-	return c.withLock(vmid, c.stderr, func() error {
-		conf, err := c.loadUnlocked(vmid, false)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(c.stdout, "importing disk '%s' to VM %d ...\n", src, vmid)
-		volid := newVolumes(vmid, conf.main).disk(storage, p.get("format"))
-		fmt.Fprintf(c.stdout, "transferred %s of %s (100.00%%)\n", renderBytes(st.Size()), renderBytes(st.Size()))
-		key := p.get("target-disk")
-		value := volid
-		if key == "" {
-			for i := 0; ; i++ {
-				key = fmt.Sprintf("unused%d", i)
-				if _, used := conf.main[key]; !used {
-					break
-				}
-			}
-		} else {
-			value = volid + ",size=" + formatSize(st.Size())
-		}
-		conf.main[key] = value
-		if err := c.recordVolumeSize(volid, st.Size()); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.stdout, "Successfully imported disk as '%s:%s'\n", key, value)
 		return c.writeConfig(vmid, conf)
 	})
 }
