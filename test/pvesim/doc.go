@@ -25,6 +25,15 @@
 // destroy and deleting an unused volume remove the image. download-url
 // fetches with Go's HTTP client (wget's log lines without its progress).
 //
+// The firewall's state lives where Proxmox keeps it: /etc/pve/firewall/
+// VMID.fw and cluster.fw, read and written as pve-firewall does, with the
+// pvesh endpoints of a VM's options and rules (list, get, create, update,
+// move, delete; digests, the firewall-VMID lock, PVE's verification
+// against the node's /etc/protocols and /etc/services) and the
+// datacenter's options (get). qm clone copies a VM's .fw, qm destroy
+// removes it, net0's firewall=1 is a config key like any other. pvesim
+// filters no packets: there is no pve-firewall daemon.
+//
 // Settings come from the environment or /etc/pvesim/env (KEY=VALUE lines;
 // the environment wins): PVESIM_NODE, PVESIM_HOST_DIR, PVESIM_NETWORK,
 // PVESIM_GUEST_IMAGE, PVESIM_RIG_ID, PVESIM_PRIVILEGED (false: the engine
@@ -52,10 +61,11 @@
 // Not simulated: storage beyond that (resize and snapshots change only the
 // config, a snapshot rollback does not restore guest files, only the boot
 // disk is mounted, storage tools print nothing, download-url does not
-// decompress), QMP and QEMU itself (no monitor, no live migration, no
+// decompress, import-from takes a file, not another VM's disk), QMP and QEMU itself (no monitor, no live migration, no
 // hotplug beyond the config rules, no VM state in snapshots, qm status
 // shows running/stopped only), HA, clusters and quorum (one node, no
-// proxying to other nodes), permissions, pools, firewall, backups, and
+// proxying to other nodes), permissions, pools, packet filtering (the
+// firewall's aliases, IP sets and macros are kept, not expanded), backups, and
 // pvesh's "text" tables (structured results print as JSON). The cloud-init
 // seed is always NoCloud, even for citype configdrive2 (qm cloudinit dump
 // still prints the configdrive2 format).

@@ -31,12 +31,13 @@ var (
 	vztmplNameRE       = regexp.MustCompile(`^[^/]+\.tar\.(?:gz|xz|zst|bz2)$`)
 	uploadImportRE     = regexp.MustCompile(`^[a-zA-Z0-9\-.+=_]+\.(ova|qcow2|raw|vmdk)$`)
 	unsafeFileCharRE   = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
+	httpURLRE          = regexp.MustCompile(`^https?://.*$`)
 )
 
 func downloadURLProps() []prop {
 	return []prop{
 		{name: "url", required: true, format: func(v string) string {
-			if !regexp.MustCompile(`^https?://.*$`).MatchString(v) {
+			if !httpURLRE.MatchString(v) {
 				return "value does not match the regex pattern"
 			}
 			return ""

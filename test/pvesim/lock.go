@@ -91,3 +91,10 @@ func (c *call) withLock(vmid int, progress io.Writer, fn func() error) error {
 	defer l.unlock()
 	return fn()
 }
+
+// tryFlock takes an exclusive flock on f without waiting.
+func tryFlock(f *os.File) bool {
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
+}
+
+func unlockFile(f *os.File) { syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }

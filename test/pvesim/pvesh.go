@@ -15,10 +15,13 @@ import (
 // simulated (pvesh draws tables): it prints pretty JSON instead.
 
 type endpoint struct {
-	method  string // get, create
+	method  string // get, create, set, delete
 	pattern *regexp.Regexp
 	props   []prop
 	run     func(c *call, m []string, p *params) (any, error)
+	// anyNode: the handler has no proxyto and runs here whatever node the
+	// path names (VM firewall rules).
+	anyNode bool
 }
 
 var (
@@ -31,24 +34,24 @@ var (
 
 func endpoints() []endpoint {
 	re := regexp.MustCompile
-	return []endpoint{
-		{"get", re(`^/cluster/nextid$`), []prop{{name: "vmid", typ: tInt, format: formatVMID}}, (*call).apiNextID},
-		{"get", re(`^/nodes/([^/]+)/qemu$`), []prop{boolProp("full")}, (*call).apiVMList},
-		{"get", re(vmPath + `/status/current$`), nil, (*call).apiStatus},
-		{"get", re(vmPath + `/config$`), []prop{boolProp("current"), {name: "snapshot", format: formatConfigID}}, (*call).apiConfig},
-		{"get", re(vmPath + `/snapshot$`), nil, (*call).apiSnapshots},
-		{"get", re(vmPath + `/agent/file-read$`), []prop{{name: "file", required: true}}, (*call).apiFileRead},
-		{"get", re(vmPath + `/agent/exec-status$`), []prop{{name: "pid", typ: tInt, required: true}}, (*call).apiExecStatus},
-		{"get", re(vmPath + `/agent/(` + strings.Join(agentGets, "|") + `)$`), nil, (*call).apiAgentCommand},
+	return append([]endpoint{
+		{"get", re(`^/cluster/nextid$`), []prop{{name: "vmid", typ: tInt, format: formatVMID}}, (*call).apiNextID, false},
+		{"get", re(`^/nodes/([^/]+)/qemu$`), []prop{boolProp("full")}, (*call).apiVMList, false},
+		{"get", re(vmPath + `/status/current$`), nil, (*call).apiStatus, false},
+		{"get", re(vmPath + `/config$`), []prop{boolProp("current"), {name: "snapshot", format: formatConfigID}}, (*call).apiConfig, false},
+		{"get", re(vmPath + `/snapshot$`), nil, (*call).apiSnapshots, false},
+		{"get", re(vmPath + `/agent/file-read$`), []prop{{name: "file", required: true}}, (*call).apiFileRead, false},
+		{"get", re(vmPath + `/agent/exec-status$`), []prop{{name: "pid", typ: tInt, required: true}}, (*call).apiExecStatus, false},
+		{"get", re(vmPath + `/agent/(` + strings.Join(agentGets, "|") + `)$`), nil, (*call).apiAgentCommand, false},
 		{"create", re(vmPath + `/agent/file-write$`), []prop{{name: "file", required: true},
-			{name: "content", required: true, maxLen: 61440}, boolProp("encode")}, (*call).apiFileWrite},
+			{name: "content", required: true, maxLen: 61440}, boolProp("encode")}, (*call).apiFileWrite, false},
 		{"create", re(vmPath + `/agent/exec$`), []prop{{name: "command", array: true, required: true},
-			{name: "input-data", maxLen: 65536}}, (*call).apiExec},
-		{"create", re(vmPath + `/agent/(` + strings.Join(agentPosts, "|") + `)$`), nil, (*call).apiAgentCommand},
-		{"create", re(`^/nodes/([^/]+)/storage/([^/]+)/download-url$`), downloadURLProps(), (*call).apiDownloadURL},
-		{"get", re(`^/nodes/([^/]+)/tasks/([^/]+)/status$`), nil, (*call).apiTaskStatus},
-		{"get", re(`^/nodes/([^/]+)/tasks/([^/]+)/log$`), []prop{intProp("start", 0), intProp("limit", 0), boolProp("download")}, (*call).apiTaskLog},
-	}
+			{name: "input-data", maxLen: 65536}}, (*call).apiExec, false},
+		{"create", re(vmPath + `/agent/(` + strings.Join(agentPosts, "|") + `)$`), nil, (*call).apiAgentCommand, false},
+		{"create", re(`^/nodes/([^/]+)/storage/([^/]+)/download-url$`), downloadURLProps(), (*call).apiDownloadURL, false},
+		{"get", re(`^/nodes/([^/]+)/tasks/([^/]+)/status$`), nil, (*call).apiTaskStatus, false},
+		{"get", re(`^/nodes/([^/]+)/tasks/([^/]+)/log$`), []prop{intProp("start", 0), intProp("limit", 0), boolProp("download")}, (*call).apiTaskLog, false},
+	}, firewallEndpoints()...)
 }
 
 var pveshMethods = map[string]bool{"get": true, "create": true, "set": true, "delete": true}
@@ -73,7 +76,7 @@ func (c *call) pvesh(args []string) int {
 		if err != nil {
 			return report(c.stderr, err)
 		}
-		if len(m) > 1 && m[1] != c.Node && m[1] != "localhost" {
+		if len(m) > 1 && !ep.anyNode && m[1] != c.Node && m[1] != "localhost" {
 			return report(c.stderr, errorf("hostname lookup '%s' failed - failed to get address info for: %s: Name or service not known", m[1], m[1]))
 		}
 		res, err := ep.run(c, m, p)

@@ -70,11 +70,34 @@ func (c *call) qmClone(p *params) error {
 	}
 	fmt.Fprint(f, "# qmclone temporary file\nlock: clone\n")
 	f.Close()
-	if err := c.cloneInto(p, vmid, newid, src, base, full); err != nil {
+	err = c.cloneFirewall(vmid, newid)
+	if err == nil {
+		err = c.cloneInto(p, vmid, newid, src, base, full)
+	}
+	if err != nil {
+		os.Remove(c.firewallFile(fmt.Sprintf("%d.fw", newid)))
 		os.Remove(c.confPath(newid))
 		return fmt.Errorf("clone failed: %w", err)
 	}
 	return nil
+}
+
+// cloneFirewall is clone_vmfw_conf: the new VM gets the source's firewall.
+func (c *call) cloneFirewall(vmid, newid int) error {
+	return c.lockFirewall(newid, func() error {
+		dst := c.firewallFile(fmt.Sprintf("%d.fw", newid))
+		if err := os.Remove(dst); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		raw, err := os.ReadFile(c.firewallFile(fmt.Sprintf("%d.fw", vmid)))
+		if os.IsNotExist(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return writeFileAtomic(dst, raw, 0o640)
+	})
 }
 
 func (c *call) cloneInto(p *params, vmid, newid int, src *vmConfig, base map[string]string, full bool) (err error) {
@@ -192,7 +215,7 @@ func (c *call) qmDestroy(p *params) error {
 			return err
 		}
 		// Fault switches stay: a test may set them before the VM exists.
-		for _, path := range []string{c.seedDir(vmid), c.pidFile(vmid)} {
+		for _, path := range []string{c.seedDir(vmid), c.pidFile(vmid), c.firewallFile(fmt.Sprintf("%d.fw", vmid))} {
 			if err := os.RemoveAll(path); err != nil {
 				return err
 			}
