@@ -29,10 +29,11 @@ type Backend interface {
 	Kill(ctx context.Context, name string) error
 	// Remove deletes the guest's container; a missing one is no error.
 	Remove(ctx context.Context, name string) error
+}
 
-	// A VM disk's content is an image (named by diskRef); a running or
-	// stopped guest's container holds the writes since it was made.
-
+// Disks keeps the VMs' disks: a disk's content is an image (named by
+// diskRef); a guest's container holds the writes since it was made.
+type Disks interface {
 	// ImportDisk makes ref from a disk image file in pvesim's format.
 	ImportDisk(ctx context.Context, ref, path string) error
 	// CommitDisk stores the file system of container (made from a disk
@@ -154,7 +155,7 @@ func (c *call) guestSpec(vmid int, conf map[string]string) (Guest, error) {
 	if err != nil {
 		return Guest{}, err
 	}
-	if !disk && !slices.Contains(faults, noBootFault) {
+	if !disk && c.Disks != nil && !slices.Contains(faults, noBootFault) {
 		faults = append(faults, noBootFault)
 		sort.Strings(faults)
 	}
@@ -168,11 +169,12 @@ const noBootFault = "PHOENIX_FAULT_BOOT_HANG=1"
 
 // bootImage is what the VM boots: the content of its boot disk, or, when
 // that disk holds no root file system (a blank or raw disk), the guest
-// image with noBootFault.
+// image with noBootFault. Without a disk store every VM boots the guest
+// image.
 func (c *call) bootImage(conf map[string]string) (image string, disk bool, err error) {
-	if d := bootDrive(conf); d != nil {
+	if d := bootDrive(conf); d != nil && c.Disks != nil {
 		ref := c.diskRef(d.volid())
-		ok, err := c.Backend.HasDisk(c.ctx, ref)
+		ok, err := c.Disks.HasDisk(c.ctx, ref)
 		if err != nil {
 			return "", false, err
 		}

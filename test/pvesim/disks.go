@@ -1,6 +1,7 @@
 package pvesim
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strings"
@@ -16,6 +17,22 @@ import (
 // that is no root file system) boots nothing.
 
 var unsafeTagRE = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+// disks is the disk store; without one, disks hold nothing.
+func (c *call) disks() Disks {
+	if c.Disks == nil {
+		return noDisks{}
+	}
+	return c.Disks
+}
+
+type noDisks struct{}
+
+func (noDisks) ImportDisk(context.Context, string, string) error         { return nil }
+func (noDisks) CommitDisk(context.Context, string, string) (bool, error) { return false, nil }
+func (noDisks) CopyDisk(context.Context, string, string) (bool, error)   { return false, nil }
+func (noDisks) RemoveDisk(context.Context, string) error                 { return nil }
+func (noDisks) HasDisk(context.Context, string) (bool, error)            { return false, nil }
 
 // diskRef names the image of volume volid: phoenix-rig-<rig>-disk:<volid
 // with every character a tag cannot hold replaced by "_">.
@@ -68,16 +85,16 @@ func (c *call) convertToBase(vmid int, conf map[string]string, disks []*drive) e
 		stored := false
 		if boot != nil && boot.key == d.key {
 			var err error
-			if stored, err = c.Backend.CommitDisk(c.ctx, c.containerName(vmid), to); err != nil {
+			if stored, err = c.disks().CommitDisk(c.ctx, c.containerName(vmid), to); err != nil {
 				return err
 			}
 		}
 		if !stored {
-			if _, err := c.Backend.CopyDisk(c.ctx, from, to); err != nil {
+			if _, err := c.disks().CopyDisk(c.ctx, from, to); err != nil {
 				return err
 			}
 		}
-		if err := c.Backend.RemoveDisk(c.ctx, from); err != nil {
+		if err := c.disks().RemoveDisk(c.ctx, from); err != nil {
 			return err
 		}
 	}
@@ -88,12 +105,12 @@ func (c *call) convertToBase(vmid int, conf map[string]string, disks []*drive) e
 // boot disk of a VM that is not a template takes the guest's writes too.
 func (c *call) cloneDisk(vmid int, src map[string]string, d *drive, to string, full bool) error {
 	if boot := bootDrive(src); full && src["template"] != "1" && boot != nil && boot.key == d.key {
-		stored, err := c.Backend.CommitDisk(c.ctx, c.containerName(vmid), c.diskRef(to))
+		stored, err := c.disks().CommitDisk(c.ctx, c.containerName(vmid), c.diskRef(to))
 		if err != nil || stored {
 			return err
 		}
 	}
-	_, err := c.Backend.CopyDisk(c.ctx, c.diskRef(d.volid()), c.diskRef(to))
+	_, err := c.disks().CopyDisk(c.ctx, c.diskRef(d.volid()), c.diskRef(to))
 	return err
 }
 
@@ -108,7 +125,7 @@ func (c *call) freeDisks(vmid int, conf map[string]string) error {
 		if !d.isDisk() || !ownsVolume(vmid, d.volid()) {
 			continue
 		}
-		if err := c.Backend.RemoveDisk(c.ctx, c.diskRef(d.volid())); err != nil {
+		if err := c.disks().RemoveDisk(c.ctx, c.diskRef(d.volid())); err != nil {
 			return err
 		}
 	}

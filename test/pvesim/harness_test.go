@@ -229,7 +229,7 @@ func newHarness(t *testing.T) *harness {
 	be := newFakeBackend()
 	s := &Sim{
 		Root: root, Node: "pve", HostDir: "/srv/rig", Network: "phoenix-rig-t1", GuestImage: "phoenix-rig-guest:abc",
-		RigID: "t1", Backend: be, Now: func() time.Time { return testNow }, Location: time.UTC,
+		RigID: "t1", Backend: be, Disks: be, Now: func() time.Time { return testNow }, Location: time.UTC,
 		Rand: &detRand{}, LockWait: 300 * time.Millisecond, PingTimeout: 300 * time.Millisecond,
 		AgentTimeout: 2 * time.Second, PollInterval: 20 * time.Millisecond, PID: 4242, PStart: 123456,
 	}

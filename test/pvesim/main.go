@@ -27,6 +27,9 @@ type Sim struct {
 	Unprivileged bool
 
 	Backend Backend // where VMs run
+	// Disks keeps the VMs' disks; nil: disks hold nothing and every VM
+	// boots PVESIM_GUEST_IMAGE (a node used only for agent tests).
+	Disks Disks
 
 	// PID and PStart (start time in clock ticks since boot) of this
 	// process, for task ids and temporary file names.
@@ -50,7 +53,7 @@ func Main(ctx context.Context, argv0 string, args []string, stdin io.Reader, std
 	if err != nil {
 		return report(stderr, err)
 	}
-	s.Backend = d
+	s.Backend, s.Disks = d, d
 	return s.Run(ctx, argv0, args, stdin, stdout, stderr)
 }
 

@@ -142,7 +142,7 @@ func (c *call) fillDisk(volid, path string, info imageInfo) error {
 	if !info.bootable() {
 		return nil
 	}
-	return c.Backend.ImportDisk(c.ctx, c.diskRef(volid), path)
+	return c.disks().ImportDisk(c.ctx, c.diskRef(volid), path)
 }
 
 // importSource resolves import-from to a file on the node: an absolute
@@ -419,7 +419,7 @@ func (c *call) qmImportDisk(p *params) error {
 			err = errorf("cowardly refusing to overwrite existing entry: %s", key)
 		}
 		if err != nil {
-			c.Backend.RemoveDisk(c.ctx, c.diskRef(volid))
+			c.disks().RemoveDisk(c.ctx, c.diskRef(volid))
 			return err
 		}
 		if key == "" {
