@@ -87,6 +87,8 @@ type ConfigVM struct {
 	VMID                int                       `json:"vmid"`
 	Name                string                    `json:"name"`
 	IsTemplate          bool                      `json:"is_template,omitempty"`
+	TemplateImage       string                    `json:"template_image,omitempty"`
+	TemplateImageSHA256 string                    `json:"template_image_sha256,omitempty"`
 	CloneFromVMID       int                       `json:"clone_from_vmid,omitempty"`
 	Cores               int                       `json:"cores,omitempty"`
 	MemoryMB            int                       `json:"memory_mb,omitempty"`
@@ -96,9 +98,28 @@ type ConfigVM struct {
 	NFSShares           []inventory.NFSShare      `json:"nfs_shares,omitempty"`
 	FileInjections      []inventory.FileInjection `json:"file_injections,omitempty"`
 	AgentTimeoutSeconds int                       `json:"agent_timeout_seconds,omitempty"`
+	Firewall            *ConfigFirewall           `json:"firewall,omitempty"`
 	// FinalSnapshot is the final snapshot's name; nil keeps phoenix's default,
 	// false (json) disables it.
 	FinalSnapshot any `json:"final_snapshot,omitempty"`
+}
+
+// ConfigFirewall is firewall: the VM's Proxmox firewall.
+type ConfigFirewall struct {
+	Enabled bool         `json:"enabled"`
+	Rules   []ConfigRule `json:"rules,omitempty"`
+}
+
+// ConfigRule is one firewall rule.
+type ConfigRule struct {
+	Type    string `json:"type"`
+	Action  string `json:"action"`
+	Proto   string `json:"proto,omitempty"`
+	Dport   string `json:"dport,omitempty"`
+	Sport   string `json:"sport,omitempty"`
+	Source  string `json:"source,omitempty"`
+	Dest    string `json:"dest,omitempty"`
+	Comment string `json:"comment,omitempty"`
 }
 
 // ConfigUser is user_config.
@@ -108,16 +129,18 @@ type ConfigUser struct {
 	Password          string   `json:"password,omitempty"`
 }
 
-// VMConfig returns the rig's phoenix_vm_configs.json: template 9000 (it
-// exists on the node) and VM 8101 cloned from it at GuestIP(1), user
-// phoenix with the guest key, one NFS share of the node's /export/data at
-// /mnt/data, and the injection of InjectSource to /etc/motd.
+// VMConfig returns the rig's phoenix_vm_configs.json: template 9000 built
+// from the mirror's cloud image (template_image is its URL, with its
+// sha256), and VM 8101 cloned from it at GuestIP(1), user phoenix with the
+// guest key, one NFS share of the node's /export/data at /mnt/data, and
+// the injection of InjectSource to /etc/motd.
 func (r *Rig) VMConfig() ConfigFile {
 	return ConfigFile{
 		VMDefaults: ConfigDefaults{Template: "debian-12-cloud", Cores: 1, MemoryMB: 1024, DiskSizeGB: 32, StoragePool: "local-lvm", NetworkBridge: "vmbr0"},
 		VMs: []ConfigVM{
 			{
 				VMID: TemplateVMID, Name: "debian-12-cloud", IsTemplate: true,
+				TemplateImage: r.CloudImageURL, TemplateImageSHA256: r.CloudImageSHA256,
 				NetworkConfig: inventory.NetworkConfig{IP: "dhcp"},
 				UserConfig:    ConfigUser{Username: GuestUser},
 				FinalSnapshot: false,
@@ -138,6 +161,22 @@ func (r *Rig) VMConfig() ConfigFile {
 			},
 		},
 	}
+}
+
+// LabConfig is VMConfig with the firewall of VM 8101 on: SSH from the rig
+// network and ping (icmp) in. pvesim keeps firewall state, it filters no
+// packets.
+func (r *Rig) LabConfig() ConfigFile {
+	c := r.VMConfig()
+	for i := range c.VMs {
+		if c.VMs[i].VMID == TestVMID {
+			c.VMs[i].Firewall = &ConfigFirewall{Enabled: true, Rules: []ConfigRule{
+				{Type: "in", Action: "ACCEPT", Proto: "tcp", Dport: "22", Source: r.Subnet.String(), Comment: "ssh from the rig network"},
+				{Type: "in", Action: "ACCEPT", Proto: "icmp", Comment: "ping"},
+			}}
+		}
+	}
+	return c
 }
 
 // Write writes the document as indented JSON.

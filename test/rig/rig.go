@@ -43,7 +43,8 @@ const (
 // PVENode is the simulated node's Proxmox name (its hostname).
 const PVENode = "pve"
 
-// TemplateVMID is the template the harness creates on the node.
+// TemplateVMID is the template the harness builds on the node (unless
+// Options.BareNode) and the rig's config defines.
 const TemplateVMID = 9000
 
 // Options say how to start a rig.
@@ -58,6 +59,11 @@ type Options struct {
 	MaxLifetime time.Duration
 	// Log receives progress lines (image builds and their durations).
 	Log func(format string, args ...any)
+	// BareNode leaves the node as the Proxmox installer does: no VMs. By
+	// default the harness builds template TemplateVMID from the served cloud
+	// image through pvesim (download-url, qm create with import-from, qm
+	// template), for tests that are not about building it.
+	BareNode bool
 }
 
 // Rig is one running rig. Its exported fields are what the lab saves in
@@ -79,6 +85,10 @@ type Rig struct {
 	// KnownHosts pins the node's host keys; GuestKnownHosts starts empty.
 	KnownHosts      string `json:"known_hosts"`
 	GuestKnownHosts string `json:"guest_known_hosts"`
+	// CloudImageURL is the cloud image on the rig's mirror (MirrorIP), and
+	// CloudImageSHA256 its checksum.
+	CloudImageURL    string `json:"cloud_image_url"`
+	CloudImageSHA256 string `json:"cloud_image_sha256"`
 	// Privileged says whether the engine runs privileged containers. Some
 	// refuse (a bounding set without CAP_SYS_RESOURCE: "unable to apply
 	// caps"); the rig's containers then get CAP_SYS_ADMIN, all that bind
@@ -90,8 +100,9 @@ type Rig struct {
 	closeErr  error
 }
 
-// Start builds what is missing (pvesim, images) and brings a rig up: network,
-// node container, keys, known_hosts, template 9000. On error nothing is left.
+// Start builds what is missing (pvesim, images, the cloud image) and brings a
+// rig up: network, node container, image mirror, keys, known_hosts, and
+// template 9000 unless o.BareNode. On error nothing is left.
 func Start(ctx context.Context, o Options) (_ *Rig, err error) {
 	logf := o.Log
 	if logf == nil {
@@ -144,9 +155,14 @@ func Start(ctx context.Context, o Options) (_ *Rig, err error) {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	var cloud CloudImage
 	g.Go(func() error {
 		im, err := EnsureImages(gctx, pool, logf)
 		r.Images = im
+		if err != nil {
+			return err
+		}
+		cloud, err = EnsureCloudImage(gctx, pool, im.Guest, logf)
 		return err
 	})
 	g.Go(func() error { return buildPvesim(gctx, filepath.Join(dir, "bin", "pvesim")) })
@@ -186,11 +202,21 @@ func Start(ctx context.Context, o Options) (_ *Rig, err error) {
 		}
 		_ = node.Expire(uint(life.Seconds()))
 	}
+	if err := r.startMirror(ctx, cloud, labels); err != nil {
+		return nil, err
+	}
 	if err := r.setUpNode(ctx, nodePub); err != nil {
 		return nil, err
 	}
 	if err := r.waitSSH(); err != nil {
 		return nil, err
+	}
+	if !o.BareNode {
+		start := time.Now()
+		if err := r.buildTemplate(ctx); err != nil {
+			return nil, err
+		}
+		logf("rig: built template %d from %s in %s", TemplateVMID, r.CloudImageURL, time.Since(start).Round(100*time.Millisecond))
 	}
 	return r, nil
 }
@@ -388,7 +414,7 @@ func (r *Rig) setUpNode(ctx context.Context, nodePub string) error {
 	}{
 		{"/etc/pvesim/env", env, 0o644},
 		{"/root/.ssh/authorized_keys", nodePub + "\n", 0o600},
-		{fmt.Sprintf("/etc/pve/qemu-server/%d.conf", TemplateVMID), templateConfig(), 0o640},
+		{"/etc/pve/storage.cfg", storageConfig, 0o640},
 		{InjectSource, r.InjectContent(), 0o644},
 	}
 	for _, f := range files {
@@ -476,29 +502,18 @@ func probePrivileged(ctx context.Context, pool *dockertest.Pool, image, name str
 	}
 }
 
-// templateConfig is VM 9000 as Proxmox stores a cloud-init template.
-func templateConfig() string {
-	return strings.Join([]string{
-		"agent: enabled=1",
-		"boot: order=scsi0",
-		"ciupgrade: 0",
-		"cores: 2",
-		"ide2: local-lvm:vm-9000-cloudinit,media=cdrom",
-		"memory: 2048",
-		"meta: creation-qemu=8.1.5,ctime=1717000000",
-		"name: debian-12-cloud",
-		"net0: virtio=BC:24:11:90:00:01,bridge=vmbr0",
-		"ostype: l26",
-		"scsi0: local-lvm:base-9000-disk-0,size=32G",
-		"scsihw: virtio-scsi-pci",
-		"serial0: socket",
-		"smbios1: uuid=5b0e8f1c-7d3a-4c55-9a41-2f6de0b90000",
-		"template: 1",
-		"vga: serial0",
-		"vmgenid: 0b6e3c2a-1f4d-4e8b-9c7a-5d2e1f909000",
-		"",
-	}, "\n")
-}
+// storageConfig is the node's /etc/pve/storage.cfg: the installer's two
+// storages, with snippets (cicustom) and import (download-url of disk
+// images, PVE 8.4) enabled on local.
+const storageConfig = `dir: local
+	path /var/lib/vz
+	content iso,vztmpl,backup,snippets,import
+
+lvmthin: local-lvm
+	thinpool data
+	vgname pve
+	content rootdir,images
+`
 
 // createNetwork makes the rig's bridge on a free /24 of 10.210.0.0/16 with
 // the gateway at .1, trying other /24s when Docker reports an overlap.

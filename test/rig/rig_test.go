@@ -68,7 +68,8 @@ func TestRigWritesWhatPhoenixReads(t *testing.T) {
 	if err != nil || res.ExitCode != 0 {
 		t.Fatalf("node: %v %v", err, res.Err())
 	}
-	for _, want := range []string{r.InjectContent(), "exported by the rig node\n", "template: 1\n", "agent: enabled=1\n", "ide2: local-lvm:vm-9000-cloudinit,media=cdrom\n"} {
+	for _, want := range []string{r.InjectContent(), "exported by the rig node\n", "template: 1\n", "agent: enabled=1\n",
+		"ide2: local-lvm:vm-9000-cloudinit,media=cdrom\n", "scsi0: local-lvm:base-9000-disk-0,size=32G\n"} {
 		if !strings.Contains(res.Stdout, want) {
 			t.Errorf("node lacks %q:\n%s", want, res.Stdout)
 		}
@@ -132,8 +133,8 @@ func TestCloseRemovesEverything(t *testing.T) {
 	}
 	runGuest(t, r, 8199, 99)
 	left, err := r.Leftovers(ctx)
-	if err != nil || len(left) != 3 {
-		t.Errorf("a running rig with one guest: Leftovers = %q, %v; want node, guest and network", left, err)
+	if err != nil || len(left) != 5 {
+		t.Errorf("a running rig with one guest: Leftovers = %q, %v; want node, mirror, guest, template 9000's disk and network", left, err)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatalf("close: %v", err)

@@ -14,9 +14,10 @@ import (
 	dc "github.com/ory/dockertest/v3/docker"
 )
 
-// teardown removes the containers named phoenix-rig-<id>-* (node and guests),
-// the network phoenix-rig-<id> and dir. It goes on after an error so that one
-// stuck piece does not leave the rest behind.
+// teardown removes the containers named phoenix-rig-<id>-* (node, mirror and
+// guests), pvesim's VM disks (images phoenix-rig-<id>-disk:*), the network
+// phoenix-rig-<id> and dir. It goes on after an error so that one stuck
+// piece does not leave the rest behind.
 func teardown(ctx context.Context, pool *dockertest.Pool, id, dir string) error {
 	if pool == nil || id == "" {
 		return errors.New("rig not started")
@@ -26,6 +27,17 @@ func teardown(ctx context.Context, pool *dockertest.Pool, id, dir string) error 
 		err := pool.Client.RemoveContainer(dc.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true, Context: ctx})
 		if err != nil && !isNoSuch(err) {
 			errs = append(errs, fmt.Errorf("remove container %s: %w", strings.Join(c.Names, ","), err))
+		}
+	}
+	disks, err := diskImages(ctx, pool, id)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, ref := range disks {
+		// The tag goes; an image also cached under another name stays.
+		err := pool.Client.RemoveImageExtended(ref, dc.RemoveImageOptions{Force: true, Context: ctx})
+		if err != nil && !errors.Is(err, dc.ErrNoSuchImage) {
+			errs = append(errs, fmt.Errorf("remove image %s: %w", ref, err))
 		}
 	}
 	for _, n := range nets {
@@ -69,13 +81,38 @@ func find(ctx context.Context, pool *dockertest.Pool, id string) ([]dc.APIContai
 	return mine, mineNets, errs
 }
 
-// Leftovers names what Docker still holds of the rig: its containers and
-// its network. Empty after Close.
+// diskImages lists the tags of pvesim's VM disks of rig id.
+func diskImages(ctx context.Context, pool *dockertest.Pool, id string) ([]string, error) {
+	repo := "phoenix-rig-" + id + "-disk"
+	ims, err := pool.Client.ListImages(dc.ListImagesOptions{Filters: map[string][]string{"reference": {repo}}, Context: ctx})
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	var refs []string
+	for _, im := range ims {
+		for _, t := range im.RepoTags {
+			if strings.HasPrefix(t, repo+":") {
+				refs = append(refs, t)
+			}
+		}
+	}
+	return refs, nil
+}
+
+// Leftovers names what Docker still holds of the rig: its containers, VM
+// disk images and network. Empty after Close.
 func (r *Rig) Leftovers(ctx context.Context) ([]string, error) {
 	cs, nets, errs := find(ctx, r.pool, r.ID)
 	var left []string
 	for _, c := range cs {
 		left = append(left, "container "+strings.TrimPrefix(c.Names[0], "/"))
+	}
+	disks, err := diskImages(ctx, r.pool, r.ID)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, ref := range disks {
+		left = append(left, "image "+ref)
 	}
 	for _, n := range nets {
 		left = append(left, "network "+n.Name)

@@ -14,14 +14,26 @@ import (
 	dc "github.com/ory/dockertest/v3/docker"
 )
 
-// New starts a rig for a test and removes it when the test ends, also when
-// it fails or the test binary is interrupted. Without Docker the test fails
-// (it never skips: an integration test that did not run did not pass).
+// New starts a rig with template 9000 built for a test and removes it when
+// the test ends, also when it fails or the test binary is interrupted.
+// Without Docker the test fails (it never skips: an integration test that
+// did not run did not pass).
 func New(t testing.TB) *Rig {
+	t.Helper()
+	return start(t, Options{Log: t.Logf})
+}
+
+// NewBare is New with a bare node: no VMs (Options.BareNode).
+func NewBare(t testing.TB) *Rig {
+	t.Helper()
+	return start(t, Options{Log: t.Logf, BareNode: true})
+}
+
+func start(t testing.TB, o Options) *Rig {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	r, err := Start(ctx, Options{Log: t.Logf})
+	r, err := Start(ctx, o)
 	if err != nil {
 		t.Fatalf("start rig: %v", err)
 	}

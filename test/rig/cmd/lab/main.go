@@ -1,6 +1,8 @@
 // Command lab starts the phoenix test rig for a person and keeps it running
-// until `lab down`: a simulated Proxmox node (template 9000 on it) reachable
-// over SSH on 127.0.0.1, with an inventory and a VM config for VM 8101.
+// until `lab down`: a bare simulated Proxmox node reachable over SSH on
+// 127.0.0.1, an image mirror on the rig network serving a cloud image, an
+// inventory, and a VM config for template 9000 (built from that image) and
+// VM 8101 cloned from it.
 //
 //	go run ./test/rig/cmd/lab up     # or: make lab-up
 //	go run ./test/rig/cmd/lab info
@@ -78,6 +80,7 @@ func up(ctx context.Context, w io.Writer, dir string) error {
 	r, err := rig.Start(ctx, rig.Options{
 		Dir:        dir,
 		Persistent: true,
+		BareNode:   true,
 		Log:        func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) },
 	})
 	if err != nil {
@@ -95,7 +98,7 @@ func write(r *rig.Rig, dir string) error {
 	if err := r.WriteInventory(filepath.Join(dir, "inventory.yml")); err != nil {
 		return err
 	}
-	if err := r.VMConfig().Write(filepath.Join(dir, "phoenix_vm_configs.json")); err != nil {
+	if err := r.LabConfig().Write(filepath.Join(dir, "phoenix_vm_configs.json")); err != nil {
 		return err
 	}
 	return r.Save(statePath(dir))
@@ -113,17 +116,18 @@ func info(ctx context.Context, w io.Writer, dir string) error {
 func printNext(w io.Writer, r *rig.Rig) error {
 	vm := fmt.Sprint(rig.TestVMID)
 	_, err := fmt.Fprintf(w, `
-Template %d exists on the node; VM %s is defined in %s (NFS share, file injection), not created yet.
+The node has no VMs. %s defines template %d, built from the cloud image
+%s (sha256 %s), and VM %s cloned from it (NFS share, file injection, firewall).
 Next:
-  ./bin/phoenix run playbooks/create.yml --vmid %s --config .lab/phoenix_vm_configs.json --inventory .lab/inventory.yml
+  ./bin/phoenix run playbooks/create.yml --all --config .lab/phoenix_vm_configs.json --inventory .lab/inventory.yml
 Look inside:
   ./bin/phoenix exec %s --config .lab/phoenix_vm_configs.json --inventory .lab/inventory.yml -- findmnt
   docker exec -it %s bash
   ssh -i %s -o UserKnownHostsFile=%s -p %d root@%s qm list
 Remove it all:
   make lab-down
-`, rig.TemplateVMID, vm, ".lab/phoenix_vm_configs.json", vm, vm, r.GuestContainer(rig.TestVMID),
-		rel(r.NodeKey), rel(r.KnownHosts), r.NodePort, r.NodeHost)
+`, ".lab/phoenix_vm_configs.json", rig.TemplateVMID, r.CloudImageURL, r.CloudImageSHA256, vm, vm,
+		r.GuestContainer(rig.TestVMID), rel(r.NodeKey), rel(r.KnownHosts), r.NodePort, r.NodeHost)
 	return err
 }
 

@@ -25,7 +25,7 @@ func TestLabUpInfoDown(t *testing.T) {
 		t.Fatalf("lab up left no usable rig.json: %v", err)
 	}
 	t.Cleanup(func() { _ = r.Close() }) // in case down fails
-	if !strings.Contains(out.String(), "./bin/phoenix run playbooks/create.yml --vmid 8101 --config .lab/phoenix_vm_configs.json --inventory .lab/inventory.yml") {
+	if !strings.Contains(out.String(), "./bin/phoenix run playbooks/create.yml --all --config .lab/phoenix_vm_configs.json --inventory .lab/inventory.yml") {
 		t.Errorf("lab up does not print the next command:\n%s", out.String())
 	}
 	for _, f := range []string{"inventory.yml", "phoenix_vm_configs.json", "known_hosts", "node_ed25519", "guest_ed25519"} {
@@ -36,8 +36,25 @@ func TestLabUpInfoDown(t *testing.T) {
 	if _, err := inventory.LoadInventory(filepath.Join(dir, "inventory.yml"), filepath.Join(dir, "no-ssh-config")); err != nil {
 		t.Errorf("inventory: %v", err)
 	}
-	if _, err := inventory.LoadConfig(filepath.Join(dir, "phoenix_vm_configs.json")); err != nil {
-		t.Errorf("config: %v", err)
+	cfg, err := inventory.LoadConfig(filepath.Join(dir, "phoenix_vm_configs.json"))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	// The lab's node is bare; the config builds 9000 from the served image
+	// and gives 8101 its firewall.
+	if res, err := r.NodeExec(ctx, "qm", "list"); err != nil || res.ExitCode != 0 || res.Stdout != "" {
+		t.Errorf("qm list on the lab's node: %q, %v %v (want no VMs)", res.Stdout, err, res.Err())
+	}
+	tpl, vm := cfg.Lookup(rig.TemplateVMID), cfg.Lookup(rig.TestVMID)
+	if tpl == nil || !tpl.IsTemplate || tpl.TemplateImage != r.CloudImageURL || r.CloudImageURL == "" || tpl.TemplateImageSHA256 != r.CloudImageSHA256 {
+		t.Errorf("template %d in the lab config: %+v", rig.TemplateVMID, tpl)
+	}
+	if vm == nil || vm.Firewall == nil || !vm.Firewall.Enabled || len(vm.Firewall.Rules) != 2 || vm.Firewall.Rules[1].Proto != "icmp" {
+		t.Errorf("firewall of %d in the lab config: %+v", rig.TestVMID, vm)
+	}
+	// The image the config names is served on the rig network with that checksum.
+	if res, err := r.NodeExec(ctx, "sh", "-c", "wget -q -O - "+r.CloudImageURL+" | sha256sum"); err != nil || !strings.HasPrefix(res.Stdout, r.CloudImageSHA256+" ") {
+		t.Errorf("sha256 of %s fetched on the node: %q, %v; want %s", r.CloudImageURL, res.Stdout, err, r.CloudImageSHA256)
 	}
 	// The injection source the config names is on the node.
 	if res, err := r.NodeExec(ctx, "cat", rig.InjectSource); err != nil || res.Stdout != r.InjectContent() {
@@ -53,8 +70,8 @@ func TestLabUpInfoDown(t *testing.T) {
 		t.Errorf("lab info: %v\n%s", err, out.String())
 	}
 
-	if left, err := r.Leftovers(ctx); err != nil || len(left) != 2 {
-		t.Errorf("a lab that is up: Leftovers = %q, %v; want its node and network", left, err)
+	if left, err := r.Leftovers(ctx); err != nil || len(left) != 3 {
+		t.Errorf("a lab that is up: Leftovers = %q, %v; want its node, mirror and network", left, err)
 	}
 	out.Reset()
 	if err := down(ctx, &out, dir); err != nil {
