@@ -112,8 +112,9 @@ func (l *Live) OnEvent(e runner.Event) {
 		}
 		lines = l.stepLines(e, width)
 	case runner.EventLog:
-		l.vm(e.VMID).last = Clean(e.Text)
-		lines = append(lines, l.p.Dim(Truncate(fmt.Sprintf("%d  | %s", e.VMID, Clean(e.Text)), width-1)))
+		text := Clean(runner.LogText(e))
+		l.vm(e.VMID).last = text
+		lines = append(lines, l.p.Dim(Truncate(fmt.Sprintf("%d  | %s", e.VMID, text), width-1)))
 	case runner.EventOutput:
 		l.vm(e.VMID).last = Clean(e.Text)
 		if l.verbose >= 1 { // asked for: kept whole

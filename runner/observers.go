@@ -54,7 +54,7 @@ func (t *Text) OnEvent(e Event) {
 	case EventTaskEnd:
 		t.taskEnd(e)
 	case EventLog:
-		fmt.Fprintf(t.W, "%d  | %s\n", e.VMID, e.Text)
+		fmt.Fprintf(t.W, "%d  | %s\n", e.VMID, LogText(e))
 	case EventOutput:
 		if t.Verbose >= 1 {
 			fmt.Fprintf(t.W, "%d  > %s\n", e.VMID, e.Text)
@@ -120,6 +120,13 @@ func SummaryNote(e Event) string {
 		note += "; interrupted: steps were stopped, run again to finish"
 	}
 	return note
+}
+
+// LogText is a log event's text under its VM's number: without the
+// "vm 8101: " the transports start their lines with, which the line's
+// prefix says already.
+func LogText(e Event) string {
+	return strings.TrimPrefix(e.Text, fmt.Sprintf("vm %d: ", e.VMID))
 }
 
 // StatusWord is a task_end's status as a person reads it: in a dry run a

@@ -24,7 +24,7 @@ func textEvents(dryRun bool) []Event {
 			Change: tasks.Change{Summary: "no clone_from_vmid configured"}, DryRun: dryRun},
 		{Type: EventTaskEnd, VMID: 8101, Task: "core config", Kind: "vm_config", Status: StatusChanged, Transport: "node", Duration: 120 * ms,
 			Change: tasks.Change{Action: tasks.Update, Summary: "set cores", Diff: diff, Commands: []string{"qm set 8101 --cores 2"}}, DryRun: dryRun},
-		{Type: EventLog, VMID: 8101, Task: "wait for guest", Text: "waiting for the guest agent"},
+		{Type: EventLog, VMID: 8101, Task: "wait for guest", Text: "vm 8101: waiting for the guest agent"}, // the prefix goes: the line says the VM
 		{Type: EventTaskEnd, VMID: 8101, Task: "cloud-init", Kind: "cloud_init", Status: StatusOK, Transport: "agent", Duration: 2300 * ms,
 			Change: tasks.Change{Action: tasks.None, Summary: "cloud-init done", Details: "status: done\n"}, DryRun: dryRun},
 		{Type: EventOutput, VMID: 8101, Task: "feature docker", Stream: "stdout", Text: "docker: installing docker.io"},
