@@ -165,3 +165,27 @@ func TestTruncate(t *testing.T) {
 		}
 	}
 }
+
+// More running VMs than the terminal has lines for: the first ones, then
+// how many more, then the footer.
+func TestLiveFitsTheHeight(t *testing.T) {
+	scr := &screen{t: t}
+	l := NewLive(Terminal{Out: scr, Profile: termenv.Ascii, Size: func() (int, int) { return 80, 6 }}, Options{Interval: time.Hour})
+	defer l.Close()
+	ids := []int{8101, 8102, 8103, 8104, 8105, 8106, 8107, 8108, 8109, 8110}
+	l.OnEvent(runner.Event{Type: runner.EventRunStart, Playbook: "start", VMIDs: ids, Forks: 10})
+	for _, id := range ids {
+		l.OnEvent(runner.Event{Type: runner.EventVMStart, VMID: id})
+		l.OnEvent(runner.Event{Type: runner.EventTaskStart, VMID: id, Task: "start"})
+	}
+	want := `start on vm 8101, 8102, 8103, 8104, 8105, 8106, 8107, 8108, 8109, 8110
+8101  start    0.0s
+8102  start    0.0s
+8103  start    0.0s
+… and 7 more running
+start: 0 of 10 VMs done, 10 running, 0.0s
+`
+	if got := scr.text(); got != want {
+		t.Errorf("screen:\n%s\nwant:\n%s", got, want)
+	}
+}
