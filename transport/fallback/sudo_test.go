@@ -77,14 +77,10 @@ func (s *stalled) Run(ctx context.Context, cmd transport.Cmd) (transport.Result,
 func TestSudoPutTooSlow(t *testing.T) {
 	s := &stalled{}
 	sudo := Sudo{T: s, Rand: zeros{}, Transfer: transport.Pace{Floor: 200 * time.Millisecond, MinRate: 1 << 20}}
-	start := time.Now()
 	err := sudo.Put(context.Background(), "/srv/image.bin", zeros{}, transport.Attrs{Mode: 0o644})
 	var slow *transport.TooSlowError
 	if !errors.As(err, &slow) || !strings.HasPrefix(err.Error(), "put /srv/image.bin: transfer too slow: 262144 bytes in ") {
 		t.Fatalf("err = %v", err)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("took %s", took)
 	}
 	u, _ := transport.NewUpload("/srv/image.bin", zeros{})
 	if len(s.lines) != 2 || s.lines[1] != "sudo -n sh -c "+transport.Quote(u.Abort("")) {

@@ -776,14 +776,10 @@ func TestSFTPTransferTooSlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := &tripwire{r: bytes.NewReader(make([]byte, 16<<20)), n: 2 << 20, trip: func() { f.srv.stallSFTP.Store(true) }}
-	start := time.Now()
 	err := c.Put(testCtx(t), target, src, transport.Attrs{Mode: 0o644})
 	var slow *transport.TooSlowError
 	if !errors.As(err, &slow) || !strings.HasPrefix(err.Error(), "put "+target+": transfer too slow: ") {
 		t.Fatalf("Put to a stalled server: %v", err)
-	}
-	if took := time.Since(start); took > 10*time.Second {
-		t.Errorf("the stalled Put took %s", took)
 	}
 	f.srv.stallSFTP.Store(false)
 	if b, _ := os.ReadFile(target); string(b) != "old" {
