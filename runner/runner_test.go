@@ -28,13 +28,14 @@ type behavior struct {
 	changes  []tasks.Change // successive Check results; the last repeats; none = nothing to do
 	checkErr error
 	applyErr error
-	guest    bool     // Check asks for the guest
-	probes   []string // the task is a GuestProber; Check reads them with env.GuestProbe
-	noRead   bool     // Check does not read its probes (a guest task on a stopped VM)
-	put      bool     // Check and Apply try env.Node.Put
-	out      string   // Apply writes this to env.Out
-	logText  string   // Check logs this
-	gate     func()   // called first in Check
+	guest    bool       // Check asks for the guest
+	probes   []string   // the task is a GuestProber; Check reads them with env.GuestProbe
+	noRead   bool       // Check does not read its probes (a guest task on a stopped VM)
+	put      bool       // Check and Apply try env.Node.Put
+	out      string     // Apply writes this to env.Out
+	logText  string     // Check logs this
+	gate     func()     // called first in Check
+	changed  func(bool) // called in Check with env.Changed
 }
 
 type recorder struct {
@@ -66,6 +67,9 @@ func (f *fakeTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 	f.rec.add("%d check %s", vmid, f.id)
 	if f.b.gate != nil {
 		f.b.gate()
+	}
+	if f.b.changed != nil {
+		f.b.changed(env.Changed)
 	}
 	if f.b.guest {
 		if _, err := env.Guest(ctx); err != nil {
@@ -301,6 +305,37 @@ func TestApplyThenRecheck(t *testing.T) {
 	}
 	if out.sum.ExitCode(true) != 0 {
 		t.Errorf("exit code %d", out.sum.ExitCode(true))
+	}
+}
+
+// Env.Changed tells later steps that this run changed the VM: set after
+// the first apply, never in a no-op run.
+func TestEnvChangedAfterAnApply(t *testing.T) {
+	three := twoSteps + "  - {name: c, kind: t, with: {id: c}}\n"
+	for _, tt := range []struct {
+		name    string
+		changes []tasks.Change // of step b
+		want    []bool         // env.Changed as a, b (first check) and c saw it
+	}{
+		{"no-op", nil, []bool{false, false, false}},
+		{"b changes", []tasks.Change{pending("set cores 2"), none}, []bool{false, false, true, true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var seen []bool
+			record := func(c bool) { seen = append(seen, c) }
+			out := fixture{
+				cfg: oneVM, playbook: three, vmids: []int{8101},
+				behaviors: map[string]*behavior{
+					"a": {changed: record}, "b": {changed: record, changes: tt.changes}, "c": {changed: record},
+				},
+			}.run(t)
+			if out.err != nil {
+				t.Fatal(out.err)
+			}
+			if !slices.Equal(seen, tt.want) {
+				t.Errorf("env.Changed seen by the checks: %v, want %v", seen, tt.want)
+			}
+		})
 	}
 }
 

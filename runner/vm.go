@@ -161,6 +161,7 @@ func (v *vmRun) do(ctx context.Context, i int) (tasks.Change, Status, error) {
 		return change, StatusChanged, nil
 	}
 	err = st.Task.Apply(ctx, v.env, change)
+	v.env.Changed = true
 	// Whatever Apply did, node and guest facts read before are stale now.
 	v.env.Forget("pve:")
 	v.env.Forget("guest")

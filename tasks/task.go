@@ -113,6 +113,11 @@ type Env struct {
 	// RebuildTemplates allows rebuilding a template whose image changed
 	// (--rebuild-template); without it the drift is only reported.
 	RebuildTemplates bool
+	// Changed is set by the runner once a step of this run changed the VM.
+	// A run that changed nothing may read cheaper facts (cloud-init's
+	// files instead of `cloud-init status --long`); one that created or
+	// started the VM reads the full ones.
+	Changed bool
 	// FeatureDirs are searched for NAME.sh after the built-in features.
 	FeatureDirs []string
 	// GuestKnownHosts is the file where guest host keys are pinned, under the

@@ -1,10 +1,13 @@
 package guest
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -12,11 +15,21 @@ import (
 	"github.com/phoenix-hv/phoenix/transport"
 )
 
-// The probe reads the long status; polling uses it too, since it carries the
-// short status line and costs the same round trip.
+// The long status is what a run that changed the VM reads, and what
+// polling reads: it carries the short status line and costs the same round
+// trip. It is a Python start-up in the guest (a quarter to half a second),
+// so a run that changed nothing first reads the files it is made from.
 var (
 	cloudInitStatus  = transport.Command("cloud-init", "status", "--long")
 	cloudInitLogTail = transport.Command("tail", "-n", "25", "/var/log/cloud-init-output.log")
+	// cloudInitFiles prints result.json then status.json, the files
+	// `cloud-init status` reads (cloudinit/cmd/status.py; both are links
+	// into /var/lib/cloud/data made this boot: /run is a tmpfs, and the
+	// init-local stage deletes them first). It fails, printing nothing
+	// useful, while cloud-init has not finished or is disabled (then
+	// `cloud-init status` says "disabled" whatever the files say).
+	cloudInitFiles = "test ! -e /etc/cloud/cloud-init.disabled && test ! -e /run/cloud-init/disabled && " +
+		"cat /run/cloud-init/result.json /run/cloud-init/status.json"
 )
 
 // cloudInit is cloud_init: it waits for cloud-init to finish in the guest and
@@ -36,7 +49,15 @@ func newCloudInit(d deps, params map[string]any) (tasks.Task, error) {
 
 func (t *cloudInit) timeout() time.Duration { return seconds(t.Timeout, 600*time.Second) }
 
-func (t *cloudInit) GuestProbes(*tasks.Env) []string { return []string{cloudInitStatus} }
+// GuestProbes is the files in a run that changed nothing so far, else the
+// long status: a VM this run created or started is read in full (and its
+// /run may hold the files of an earlier boot until cloud-init starts).
+func (t *cloudInit) GuestProbes(env *tasks.Env) []string {
+	if env.Changed {
+		return []string{cloudInitStatus}
+	}
+	return []string{cloudInitFiles}
+}
 
 func (t *cloudInit) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
 	up, err := t.d.guestUp(ctx, env)
@@ -46,10 +67,126 @@ func (t *cloudInit) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 	if !up {
 		return notYet(fmt.Sprintf("will wait up to %s for cloud-init to finish", t.timeout()), "cloud-init finished"), nil
 	}
+	if !env.Changed {
+		if c, ok := t.fromFiles(ctx, env); ok {
+			return c, nil
+		}
+		// The probes were batched while cloud-init may have run.
+		return t.waitFor(ctx, env, true)
+	}
 	return t.wait(ctx, env)
 }
 
+// fromFiles reports cloud-init done when its files prove it: anything else
+// (running, an error, a warning, no files, a read that failed) is left to
+// `cloud-init status --long`, which says it in cloud-init's own words.
+func (t *cloudInit) fromFiles(ctx context.Context, env *tasks.Env) (tasks.Change, bool) {
+	res, err := env.GuestProbe(ctx, cloudInitFiles)
+	if err != nil || res.ExitCode != 0 {
+		return tasks.Change{}, false
+	}
+	ds, last, ok := doneFromFiles(res.Stdout)
+	if !ok {
+		return tasks.Change{}, false
+	}
+	return tasks.Change{Action: tasks.None, Summary: "cloud-init done",
+		Details: "status: done\nlast_update: " + last.UTC().Format(ciTime) + "\ndetail:\n" + ds +
+			"\n(read from /run/cloud-init/result.json and status.json)"}, true
+}
+
+// ciTime is how `cloud-init status --long` prints last_update.
+const ciTime = "Mon, 02 Jan 2006 15:04:05 -0700"
+
+// ciStage is one stage of status.json (init-local, init, modules-config,
+// modules-final). recoverable_errors came with 23.4 ("degraded done").
+type ciStage struct {
+	Errors            []json.RawMessage          `json:"errors"`
+	RecoverableErrors map[string]json.RawMessage `json:"recoverable_errors"`
+	Start             *float64                   `json:"start"`
+	Finished          *float64                   `json:"finished"`
+}
+
+// doneFromFiles decides from result.json and status.json (in that order in
+// out) as `cloud-init status` does: done when the final stage wrote its
+// result, no stage runs or is marked as running, and no stage had an error
+// or a warning. It returns the datasource line cloud-init reports as detail
+// and the time of the last stage event.
+func doneFromFiles(out []byte) (datasource string, last time.Time, done bool) {
+	dec := json.NewDecoder(bytes.NewReader(out))
+	var result struct {
+		V1 *struct {
+			Datasource        *string                    `json:"datasource"`
+			Errors            []json.RawMessage          `json:"errors"`
+			RecoverableErrors map[string]json.RawMessage `json:"recoverable_errors"`
+		} `json:"v1"`
+	}
+	var status struct {
+		V1 map[string]json.RawMessage `json:"v1"`
+	}
+	if dec.Decode(&result) != nil || dec.Decode(&status) != nil || result.V1 == nil || status.V1 == nil {
+		return "", time.Time{}, false
+	}
+	var extra json.RawMessage
+	if !errors.Is(dec.Decode(&extra), io.EOF) {
+		return "", time.Time{}, false // more than the two files: not what was asked for
+	}
+	if len(result.V1.Errors) > 0 || !noWarnings(result.V1.RecoverableErrors) {
+		return "", time.Time{}, false
+	}
+	var latest float64
+	for k, raw := range status.V1 {
+		switch {
+		case k == "stage":
+			if string(raw) != "null" {
+				return "", time.Time{}, false // a stage is running
+			}
+			continue
+		case !bytes.HasPrefix(bytes.TrimSpace(raw), []byte("{")):
+			continue // datasource and other plain values
+		}
+		var st ciStage
+		if json.Unmarshal(raw, &st) != nil {
+			return "", time.Time{}, false
+		}
+		start, finished := deref(st.Start), deref(st.Finished)
+		if start != 0 && finished == 0 || len(st.Errors) > 0 || !noWarnings(st.RecoverableErrors) {
+			return "", time.Time{}, false
+		}
+		latest = max(latest, start, finished)
+	}
+	if latest == 0 {
+		return "", time.Time{}, false // no stage ever ran
+	}
+	return cmp.Or(strings.TrimSpace(deref(result.V1.Datasource)), "(no datasource)"), time.Unix(int64(latest), 0), true
+}
+
+// noWarnings reports recoverable_errors without any entry ({} or
+// {"WARNING": []}).
+func noWarnings(m map[string]json.RawMessage) bool {
+	for _, v := range m {
+		var list []json.RawMessage
+		if json.Unmarshal(v, &list) != nil || len(list) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
 func (t *cloudInit) wait(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
+	return t.waitFor(ctx, env, false)
+}
+
+// waitFor waits until cloud-init finished. stale says that the probes
+// batched before may predate its end even if its first status is "done".
+func (t *cloudInit) waitFor(ctx context.Context, env *tasks.Env, stale bool) (tasks.Change, error) {
 	timeout := t.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -70,7 +207,7 @@ func (t *cloudInit) wait(ctx context.Context, env *tasks.Env) (tasks.Change, err
 			return tasks.Change{}, errors.New("cloud-init failed (what failed is below; once fixed, `cloud-init clean --logs --reboot` in the guest runs it again, or recreate the VM):\n" +
 				strings.TrimSpace(string(res.Stdout)) + t.logTail(ctx, env))
 		case !st.running():
-			if last != "" {
+			if last != "" || stale {
 				// cloud-init changed the guest while this step waited (users,
 				// host keys, mounts): probes batched before it are stale.
 				env.Forget("guest-probe:")

@@ -416,6 +416,18 @@ func TestCreate8101(t *testing.T) {
 	if again := l.fingerprint(t); again != converged {
 		t.Errorf("second run changed the VM:\nbefore:\n%s\nafter:\n%s", converged, again)
 	}
+	// The creating run read `cloud-init status --long`; the no-op run read
+	// cloud-init's files and started no Python in the guest.
+	for _, c := range []struct {
+		run  result
+		want string
+	}{{first, "boot_status_code: "}, {second, "(read from /run/cloud-init/result.json and status.json)"}} {
+		for _, e := range c.run.ends() {
+			if e.Kind == "cloud_init" && (e.Status != "ok" || !strings.Contains(e.Details, c.want)) {
+				t.Errorf("cloud-init step %s, details %q: want %q in them", e.Status, e.Details, c.want)
+			}
+		}
+	}
 	// And a plan of a converged VM has nothing pending (exit 0).
 	if replan := l.create(t, "--dry-run", "--detailed-exitcode"); replan.code != 0 {
 		t.Errorf("dry run of a converged VM exit %d, want 0", replan.code)
