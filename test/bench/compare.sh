@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# compare.sh: phoenix, Ansible and spot side by side on ONE rig. VM 8101 is
-# created and converged by phoenix; then each tool does the same
-# read-and-verify work on it N times (a no-op run), timed with hyperfine when
-# it is installed (a date +%s%N loop otherwise). Per run it also counts what
-# each tool cost on the rig: SSH connections the node's and the guest's sshd
-# accepted, and qm/pvesh processes on the node (pvesim's call log).
+# compare.sh: phoenix, Ansible and spot side by side on ONE rig. VMs 8101…
+# are created and converged by phoenix; then each tool does the same
+# read-and-verify work on them N times (a no-op run), timed with hyperfine
+# when it is installed (a date +%s%N loop otherwise). Per run it also counts
+# what each tool cost on the rig: SSH connections the node's and the guests'
+# sshd accepted, qm/pvesh processes on the node (pvesim's call log) and
+# guest agent execs (the guests' qemu-ga logs).
 #
 #   test/bench/compare.sh            # or: make bench-compare
-#   N=20 LATENCIES="0 300" KEEP=1 test/bench/compare.sh
+#   N=20 LATENCIES="0 300" VMS="1 10" KEEP=1 test/bench/compare.sh
 #
 # N          runs per tool (default 10), after one warm-up run
 # LATENCIES  pvesim latency per qm/pvesh call in ms, one table each
 #            (default "0 300"; 300 ms is qm's Perl start-up cost on a node)
+# VMS        how many converged VMs one run works on, one table each
+#            (default "1 10"); each tool at its natural concurrency for
+#            that many: phoenix --forks, spot -c, Ansible forks
 # PHOENIX    phoenix binary to measure (default: build ./cmd/phoenix);
 #            PHOENIX_REV says what it was built from, for the table
 # SPOT       spot binary (default: spot in PATH, else go install $SPOT_MODULE)
@@ -24,6 +28,7 @@ set -euo pipefail
 
 N=${N:-10}
 LATENCIES=${LATENCIES:-"0 300"}
+VMS=${VMS:-"1 10"}
 INSTALL=${INSTALL:-1}
 SPOT_MODULE=${SPOT_MODULE:-github.com/umputun/spot/cmd/spot@latest}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,6 +37,12 @@ cd "$root"
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'compare: %s\n' "$*" >&2; exit 1; }
+
+maxvms=0
+for v in $VMS; do
+	[[ $v =~ ^[1-9][0-9]*$ ]] || die "VMS: $v is not a VM count"
+	[ "$v" -le "$maxvms" ] || maxvms=$v
+done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/phoenix-compare.XXXXXX")
 lab=$work/rig
@@ -84,7 +95,7 @@ if [ -z "$spot" ]; then
 fi
 [ -n "$spot" ] && have_spot=1
 
-# --- the rig and VM 8101 -----------------------------------------------------
+# --- the rig and its VMs -------------------------------------------------------
 phoenix=${PHOENIX:-}
 if [ -z "$phoenix" ]; then
 	log "go build ./cmd/phoenix"
@@ -92,84 +103,114 @@ if [ -z "$phoenix" ]; then
 	phoenix=$work/phoenix
 	PHOENIX_REV="of the work tree at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ', with uncommitted changes')"
 fi
-log "start the rig"
-go run ./test/bench/cmd/benchlab up "$lab"
+log "start the rig with $maxvms VMs in its config"
+go run ./test/bench/cmd/benchlab up "$lab" "$maxvms"
 # shellcheck source=/dev/null
 . "$lab/lab.env"
+read -r -a all_ids <<<"$VMIDS"
+read -r -a all_ips <<<"$GUEST_IPS"
+read -r -a all_containers <<<"$GUEST_CONTAINERS"
+
+# vmid_flags V: phoenix's --vmid flags for the first V VMs.
+vmid_flags() { local i; for ((i = 0; i < $1; i++)); do printf -- '--vmid %s ' "${all_ids[i]}"; done; }
 
 pargs=(--config "$lab/phoenix_vm_configs.json" --inventory "$lab/inventory.yml")
-log "phoenix creates VM $VMID"
-"$phoenix" run playbooks/create.yml --vmid "$VMID" "${pargs[@]}" >"$work/create.log" 2>&1 ||
+log "phoenix creates VMs $VMIDS"
+# shellcheck disable=SC2046 # the flags are words
+"$phoenix" run playbooks/create.yml $(vmid_flags "$maxvms") --forks "$maxvms" "${pargs[@]}" >"$work/create.log" 2>&1 ||
 	{ cat "$work/create.log" >&2; die "phoenix create failed"; }
-"$phoenix" run playbooks/create.yml --vmid "$VMID" "${pargs[@]}" >"$work/converge.log" 2>&1 ||
+# shellcheck disable=SC2046
+"$phoenix" run playbooks/create.yml $(vmid_flags "$maxvms") --forks "$maxvms" "${pargs[@]}" >"$work/converge.log" 2>&1 ||
 	{ cat "$work/converge.log" >&2; die "phoenix second run failed"; }
 grep -q ' changed=0 failed=0 ' "$work/converge.log" ||
-	{ cat "$work/converge.log" >&2; die "phoenix's second run changed something: the VM is not converged"; }
+	{ cat "$work/converge.log" >&2; die "phoenix's second run changed something: the VMs are not converged"; }
 
 on_node() { docker exec "$NODE_CONTAINER" "$@"; }
 on_node sh -c 'mkdir -p /var/log/pvesim && : > /var/log/pvesim/calls.log && touch /etc/pvesim/count_calls'
+motd_sha=$(on_node sha256sum "$INJECT_SOURCE" | cut -d' ' -f1)
 
-# --- one runner script per tool: it fails when the run changed anything ---
-cat >"$work/run-phoenix.sh" <<EOF
+# --- one runner script per tool and VM count: it fails when the run changed anything
+for v in $VMS; do
+	cat >"$work/run-phoenix-$v.sh" <<EOF
 #!/bin/sh
-out=\$("$phoenix" run playbooks/create.yml --vmid $VMID --config "$lab/phoenix_vm_configs.json" --inventory "$lab/inventory.yml" 2>&1) || { echo "\$out" >&2; exit 1; }
+out=\$("$phoenix" run playbooks/create.yml $(vmid_flags "$v")--forks $v --config "$lab/phoenix_vm_configs.json" --inventory "$lab/inventory.yml" 2>&1) || { echo "\$out" >&2; exit 1; }
 echo "\$out" | tail -n 1 | grep -q ' changed=0 failed=0 ' || { echo "\$out" >&2; echo "phoenix: not a no-op run" >&2; exit 1; }
 EOF
 
-if [ "$have_ansible" = 1 ]; then
-	cat >"$work/ansible-inventory.ini" <<EOF
-[node]
-pve ansible_host=$NODE_HOST ansible_port=$NODE_PORT ansible_user=root ansible_ssh_private_key_file=$NODE_KEY ansible_ssh_common_args='-o UserKnownHostsFile=$KNOWN_HOSTS -o StrictHostKeyChecking=yes'
-
-[guest]
-vm$VMID ansible_host=$GUEST_IP ansible_user=$GUEST_USER ansible_ssh_private_key_file=$GUEST_KEY ansible_ssh_common_args='-o UserKnownHostsFile=$GUEST_KNOWN_HOSTS -o HostKeyAlias=phoenix-vm-$VMID -o StrictHostKeyChecking=yes'
-
-[all:vars]
-vmid=$VMID
-guest_ip=$GUEST_IP
-guest_prefix=$GUEST_PREFIX
-gateway=$GATEWAY
-nfs_server=$NODE_IP
-inject_source=$INJECT_SOURCE
-EOF
-	# ANSIBLE_SSH_CONTROL_PATH_DIR keeps ControlPersist sockets in the work folder.
-	for mode in warm cold; do
-		extra=""
-		[ "$mode" = cold ] && extra="ANSIBLE_SSH_ARGS='-o ControlMaster=no' "
-		cat >"$work/run-ansible-$mode.sh" <<EOF
+	if [ "$have_ansible" = 1 ]; then
+		{
+			echo "[node]"
+			echo "pve ansible_host=$NODE_HOST ansible_port=$NODE_PORT ansible_user=root ansible_ssh_private_key_file=$NODE_KEY ansible_ssh_common_args='-o UserKnownHostsFile=$KNOWN_HOSTS -o StrictHostKeyChecking=yes'"
+			echo
+			echo "[guest]"
+			for ((i = 0; i < v; i++)); do
+				echo "vm${all_ids[i]} vmid=${all_ids[i]} guest_ip=${all_ips[i]} ansible_host=${all_ips[i]} ansible_user=$GUEST_USER ansible_ssh_private_key_file=$GUEST_KEY ansible_ssh_common_args='-o UserKnownHostsFile=$GUEST_KNOWN_HOSTS -o HostKeyAlias=phoenix-vm-${all_ids[i]} -o StrictHostKeyChecking=yes'"
+			done
+			echo
+			echo "[all:vars]"
+			echo "guest_prefix=$GUEST_PREFIX"
+			echo "gateway=$GATEWAY"
+			echo "nfs_server=$NODE_IP"
+			echo "inject_source=$INJECT_SOURCE"
+		} >"$work/ansible-inventory-$v.ini"
+		# ANSIBLE_SSH_CONTROL_PATH_DIR keeps ControlPersist sockets in the work folder.
+		for mode in warm cold; do
+			extra=""
+			[ "$mode" = cold ] && extra="ANSIBLE_SSH_ARGS='-o ControlMaster=no' "
+			cat >"$work/run-ansible-$mode-$v.sh" <<EOF
 #!/bin/sh
-export ANSIBLE_CONFIG="$here/ansible/ansible.cfg" ANSIBLE_LOCAL_TEMP="$work/ansible-tmp" ANSIBLE_SSH_CONTROL_PATH_DIR="$work/cp" ANSIBLE_NOCOLOR=1
-out=\$(${extra}ansible-playbook -i "$work/ansible-inventory.ini" "$here/ansible/noop.yml" 2>&1) || { echo "\$out" >&2; exit 1; }
+export ANSIBLE_CONFIG="$here/ansible/ansible.cfg" ANSIBLE_LOCAL_TEMP="$work/ansible-tmp" ANSIBLE_SSH_CONTROL_PATH_DIR="$work/cp" ANSIBLE_NOCOLOR=1 ANSIBLE_FORKS=$v
+out=\$(${extra}ansible-playbook -i "$work/ansible-inventory-$v.ini" "$here/ansible/noop.yml" 2>&1) || { echo "\$out" >&2; exit 1; }
 echo "\$out" | grep -Eq '(changed|failed|unreachable)=[1-9]' && { echo "\$out" >&2; echo "ansible: not a no-op run" >&2; exit 1; }
 exit 0
 EOF
-	done
-fi
+		done
+	fi
 
-if [ "$have_spot" = 1 ]; then
-	motd_sha=$(on_node sha256sum "$INJECT_SOURCE" | cut -d' ' -f1)
-	# spot checks no host keys (it uses ssh.InsecureIgnoreHostKey); it has no
-	# option to, so none is passed.
-	cat >"$work/run-spot.sh" <<EOF
+	if [ "$have_spot" = 1 ]; then
+		pairs="" hosts=""
+		for ((i = 0; i < v; i++)); do
+			pairs+="${pairs:+ }${all_ids[i]}=${all_ips[i]}"
+			hosts+="    - {name: vm${all_ids[i]}, host: ${all_ips[i]}, port: 22}"$'\n'
+		done
+		printf 'groups:\n  guests:\n%s' "$hosts" >"$work/spot-inventory-$v.yml"
+		# spot checks no host keys (it uses ssh.InsecureIgnoreHostKey); it has no
+		# option to, so none is passed.
+		cat >"$work/run-spot-$v.sh" <<EOF
 #!/bin/sh
 set -e
-"$spot" -p "$here/spot/noop.yml" -n node -t "$NODE_HOST:$NODE_PORT" -u root -k "$NODE_KEY" --no-color \
-	-e VMID:$VMID -e GUEST_IP:$GUEST_IP -e GUEST_PREFIX:$GUEST_PREFIX -e GATEWAY:$GATEWAY -e INJECT_SOURCE:$INJECT_SOURCE >/dev/null
-"$spot" -p "$here/spot/noop.yml" -n guest -t "$GUEST_IP:22" -u $GUEST_USER -k "$GUEST_KEY" --no-color \
+"$spot" -p "$here/spot/noop.yml" -n node -t "$NODE_HOST:$NODE_PORT" -u root -k "$NODE_KEY" --no-color \\
+	-e "VMS:$pairs" -e GUEST_PREFIX:$GUEST_PREFIX -e GATEWAY:$GATEWAY -e INJECT_SOURCE:$INJECT_SOURCE >/dev/null
+"$spot" -p "$here/spot/noop.yml" -n guest -i "$work/spot-inventory-$v.yml" -t guests -c $v -u $GUEST_USER -k "$GUEST_KEY" --no-color \\
 	-e NFS_SERVER:$NODE_IP -e MOTD_SHA:$motd_sha >/dev/null
 EOF
-fi
+	fi
+done
 chmod +x "$work"/run-*.sh
 
 tools=(phoenix)
 [ "$have_ansible" = 1 ] && tools+=(ansible-warm ansible-cold)
 [ "$have_spot" = 1 ] && tools+=(spot)
-script_of() { case $1 in phoenix) echo "$work/run-phoenix.sh" ;; ansible-*) echo "$work/run-ansible-${1#ansible-}.sh" ;; spot) echo "$work/run-spot.sh" ;; esac; }
 
-# --- counting ----------------------------------------------------------------
+# --- counting (over the first V VMs) ------------------------------------------
 node_conns() { docker logs "$NODE_CONTAINER" 2>&1 | grep -c 'Accepted publickey' || true; }
-guest_conns() { docker exec "$GUEST_CONTAINER" grep -c 'Accepted publickey' /var/log/phoenix-guest-init.log || true; }
+# in_guests V CMD…: the sum of the numbers CMD prints in each of the first V guests.
+in_guests() {
+	local v=$1 i n sum=0
+	shift
+	for ((i = 0; i < v; i++)); do
+		n=$(docker exec "${all_containers[i]}" "$@" 2>/dev/null || true)
+		sum=$((sum + ${n:-0}))
+	done
+	echo "$sum"
+}
+guest_conns() { in_guests "$1" grep -c 'Accepted publickey' /var/log/phoenix-guest-init.log; }
+# qemu-ga -v logs one guest_exec_child_watch line per guest-exec that ended.
+guest_execs() { in_guests "$1" grep -c 'guest_exec_child_watch called' /var/log/qemu-ga.log; }
 calls() { on_node sh -c 'grep -c . /var/log/pvesim/calls.log' || true; }
+# An image from before qemu-ga ran with -v logs no debug lines: no counts.
+execs_counted=1
+docker exec "${all_containers[0]}" grep -q ' debug: ' /var/log/qemu-ga.log || execs_counted=0
 
 per() { awk -v a="$1" -v n="$N" 'BEGIN { printf "%.1f", a / n }'; }
 
@@ -196,36 +237,50 @@ time_runs() {
 
 results=$work/results.md
 {
-	echo "# phoenix vs Ansible vs spot: no-op run of VM $VMID, N=$N"
+	echo "# phoenix vs Ansible vs spot: no-op runs of converged VMs, N=$N"
 	echo
-	echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -sr), phoenix ${PHOENIX_REV:-$phoenix}"
-	echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg), containers running: $(docker ps -q | wc -l) (the rig's: 2)"
+	echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr), phoenix ${PHOENIX_REV:-$phoenix}"
+	echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg), containers running: $(docker ps -q | wc -l) (the rig's: $((maxvms + 1)))"
 	[ "$have_ansible" = 1 ] && echo "$(ansible-playbook --version | head -n 1), $(python3 --version)"
+	[ "$have_spot" = 1 ] && echo "spot: $("$spot" --version 2>&1 | head -n 1) ($spot)"
 	[ "$have_hyperfine" = 1 ] && echo "timing: $(hyperfine --version)" || echo "timing: date +%s%N loop"
 	[ "$have_ansible" = 1 ] || echo "Ansible: not measured (not installable here)"
 	[ "$have_spot" = 1 ] || echo "spot: not measured (go install $SPOT_MODULE failed)"
+	[ "$execs_counted" = 1 ] || echo "guest execs: not counted (the guest image's qemu-ga does not log with -v)"
 } >"$results"
 
-for lat in $LATENCIES; do
-	if [ "$lat" -gt 0 ]; then on_node sh -c "echo $lat > /etc/pvesim/latency_ms"; else on_node rm -f /etc/pvesim/latency_ms; fi
-	{
-		echo
-		echo "## qm/pvesh latency ${lat} ms"
-		echo
-		echo "| tool | mean s | ± sd | min s | max s | node SSH conns/run | guest SSH conns/run | qm/pvesh calls/run |"
-		echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-	} >>"$results"
-	for t in "${tools[@]}"; do
-		script=$(script_of "$t")
-		log "$t, latency $lat ms: warm-up run"
-		"$script" || die "$t: the warm-up run failed or changed something"
-		n0=$(node_conns) g0=$(guest_conns)
-		on_node sh -c ': > /var/log/pvesim/calls.log'
-		log "$t, latency $lat ms: $N timed runs"
-		time_runs "$t-$lat" "$script" >"$work/stats" || die "$t: a timed run failed or changed something"
-		read -r mean sd lo hi <"$work/stats"
-		n1=$(node_conns) g1=$(guest_conns) c=$(calls)
-		echo "| $t | $mean | $sd | $lo | $hi | $(per $((n1 - n0))) | $(per $((g1 - g0))) | $(per "$c") |" >>"$results"
+for v in $VMS; do
+	for lat in $LATENCIES; do
+		if [ "$lat" -gt 0 ]; then on_node sh -c "echo $lat > /etc/pvesim/latency_ms"; else on_node rm -f /etc/pvesim/latency_ms; fi
+		rows=() spot_mean=""
+		for t in "${tools[@]}"; do
+			script=$work/run-$t-$v.sh
+			log "$t, $v VMs, latency $lat ms: warm-up run"
+			"$script" || die "$t: the warm-up run failed or changed something"
+			n0=$(node_conns) g0=$(guest_conns "$v") e0=$(guest_execs "$v")
+			on_node sh -c ': > /var/log/pvesim/calls.log'
+			log "$t, $v VMs, latency $lat ms: $N timed runs"
+			time_runs "$t-$v-$lat" "$script" >"$work/stats" || die "$t: a timed run failed or changed something"
+			read -r mean sd lo hi <"$work/stats"
+			n1=$(node_conns) g1=$(guest_conns "$v") e1=$(guest_execs "$v") c=$(calls)
+			execs=$(per $((e1 - e0)))
+			[ "$execs_counted" = 1 ] || execs="–"
+			rows+=("$t|$mean|$sd|$lo|$hi|$(per $((n1 - n0)))|$(per $((g1 - g0)))|$(per "$c")|$execs")
+			[ "$t" = spot ] && spot_mean=$mean
+		done
+		{
+			echo
+			echo "## $v VM$([ "$v" = 1 ] || echo s), qm/pvesh latency ${lat} ms"
+			echo
+			echo "| tool | mean s | ± sd | min s | max s | × spot | node SSH conns/run | guest SSH conns/run | qm/pvesh calls/run | guest execs/run |"
+			echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+			for r in "${rows[@]}"; do
+				IFS='|' read -r t mean sd lo hi nc gc qc ge <<<"$r"
+				ratio="–"
+				[ -n "$spot_mean" ] && ratio=$(awk -v a="$mean" -v b="$spot_mean" 'BEGIN { printf "%.2f", a / b }')
+				echo "| $t | $mean | $sd | $lo | $hi | $ratio | $nc | $gc | $qc | $ge |"
+			done
+		} >>"$results"
 	done
 done
 on_node rm -f /etc/pvesim/latency_ms /etc/pvesim/count_calls
