@@ -582,7 +582,7 @@ func TestGuestProbesInOneBatch(t *testing.T) {
 		}
 	}
 	t.Run("converged: one batch for all remaining probes", func(t *testing.T) {
-		g := &fakeGuest{Transport: fake.New(t, fake.Batch(lines, fake.Out("fstab"), fake.Out("ii"), fake.Fail(1, "no file"))).Named("agent vm 8101")}
+		g := &fakeGuest{Transport: fake.New(t, fake.BatchParallel(lines, fake.Out("fstab"), fake.Out("ii"), fake.Fail(1, "no file"))).Named("agent vm 8101")}
 		out := fixture{cfg: oneVM, playbook: probes, vmids: []int{8101}, behaviors: behaviors(nil), guests: map[int]*fakeGuest{8101: g}}.run(t)
 		if out.err != nil {
 			t.Fatal(out.err)
@@ -606,8 +606,8 @@ func TestGuestProbesInOneBatch(t *testing.T) {
 	})
 	t.Run("after an apply the remaining probes are batched again", func(t *testing.T) {
 		g := &fakeGuest{Transport: fake.New(t,
-			fake.Batch(lines, fake.Out("old"), fake.Out(""), fake.Out("x")),
-			fake.Batch(lines, fake.Out("new"), fake.Out("ii"), fake.Out("x")),
+			fake.BatchParallel(lines, fake.Out("old"), fake.Out(""), fake.Out("x")),
+			fake.BatchParallel(lines, fake.Out("new"), fake.Out("ii"), fake.Out("x")),
 		).Named("agent vm 8101")}
 		out := fixture{cfg: oneVM, playbook: probes, vmids: []int{8101}, guests: map[int]*fakeGuest{8101: g},
 			behaviors: behaviors([]tasks.Change{pending("mount"), none})}.run(t)
@@ -622,7 +622,7 @@ func TestGuestProbesInOneBatch(t *testing.T) {
 		g := &fakeGuest{Transport: fake.New(t,
 			fake.Call{Line: "cat /etc/fstab", Result: fake.Out("fstab")},
 			fake.Call{Line: "dpkg-query -W nfs-common", Result: fake.Out("ii")},
-			fake.Batch(lines[1:], fake.Out("ii"), fake.Out("x")),
+			fake.BatchParallel(lines[1:], fake.Out("ii"), fake.Out("x")),
 		).Named("agent vm 8101")}
 		b := behaviors(nil)
 		b["wait"] = &behavior{}
@@ -805,7 +805,7 @@ func (d *deadlineGuest) Run(ctx context.Context, cmd transport.Cmd) (transport.R
 // probed path) fails the batch, not the run.
 func TestGuestProbeBatchIsBounded(t *testing.T) {
 	lines := []string{"test -d /mnt/data"}
-	g := &deadlineGuest{fakeGuest: &fakeGuest{Transport: fake.New(t, fake.Batch(lines, fake.Out(""))).Named("agent vm 8101")}}
+	g := &deadlineGuest{fakeGuest: &fakeGuest{Transport: fake.New(t, fake.BatchParallel(lines, fake.Out(""))).Named("agent vm 8101")}}
 	cfg := loadConfig(t, oneVM)
 	pb, err := playbooks.Parse("test.yml", []byte("tasks:\n  - {name: w, kind: t, with: {id: w}}\n  - {name: p, kind: t, with: {id: p}}\n"))
 	if err != nil {

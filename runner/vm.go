@@ -231,7 +231,7 @@ func (v *vmRun) prefetch(ctx context.Context, from int) {
 	}
 	bctx, cancel := context.WithTimeout(ctx, tasks.ProbeTimeout)
 	defer cancel()
-	results, err := transport.Batch(bctx, g, lines)
+	results, err := transport.BatchParallel(bctx, g, lines)
 	if err != nil {
 		v.log("guest probes in one batch: %v; probing one by one", err)
 		return

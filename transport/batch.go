@@ -16,10 +16,21 @@ import (
 // This is how phoenix reads a VM's state (qm config, status, snapshots) or a
 // guest's facts with a single remote command.
 func Batch(ctx context.Context, r Runner, lines []string) ([]Result, error) {
+	return batch(ctx, r, lines, BatchScript(lines))
+}
+
+// BatchParallel is Batch with the lines run at the same time, for reads
+// that do not depend on each other (a VM's state, a guest's facts): the
+// round trip takes as long as its slowest line, not all of them together.
+func BatchParallel(ctx context.Context, r Runner, lines []string) ([]Result, error) {
+	return batch(ctx, r, lines, BatchParallelScript(lines))
+}
+
+func batch(ctx context.Context, r Runner, lines []string, script string) ([]Result, error) {
 	if len(lines) == 0 {
 		return nil, nil
 	}
-	res, err := r.Run(ctx, Cmd{Line: BatchScript(lines)})
+	res, err := r.Run(ctx, Cmd{Line: script})
 	var ee *ExitError
 	if err != nil && !errors.As(err, &ee) {
 		return nil, err
@@ -40,8 +51,7 @@ func Batch(ctx context.Context, r Runner, lines []string) ([]Result, error) {
 // hangs up or its output breaks (SIGPIPE). Only SIGKILL leaves it.
 func BatchScript(lines []string) string {
 	var b strings.Builder
-	b.WriteString(`t=$(mktemp -d) || exit 125; trap 'rm -rf "$t"' EXIT; `)
-	b.WriteString(`trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM; `)
+	b.WriteString(batchHead)
 	b.WriteString(`r() { sh -c "$1" >"$t/o" 2>"$t/e" </dev/null; c=$?; `)
 	b.WriteString(`printf '%d %d %d\n' "$c" "$(wc -c <"$t/o")" "$(wc -c <"$t/e")"; cat "$t/o" "$t/e"; }; `)
 	for _, l := range lines {
@@ -52,7 +62,31 @@ func BatchScript(lines []string) string {
 	return strings.TrimSuffix(b.String(), " ")
 }
 
-// ParseBatch splits the output of BatchScript into n Results.
+// batchHead makes the batch's temp directory and the traps that remove it.
+const batchHead = `t=$(mktemp -d) || exit 125; trap 'rm -rf "$t"' EXIT; ` +
+	`trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM; `
+
+// BatchParallelScript is the shell line BatchParallel sends: each line in
+// the background with its output in files, then the results in order, as
+// BatchScript prints them. Its temp directory goes as BatchScript's does
+// (the lines, in its process group, get the same signals).
+func BatchParallelScript(lines []string) string {
+	var b strings.Builder
+	b.WriteString(batchHead)
+	b.WriteString(`r() { sh -c "$1" >"$t/$2o" 2>"$t/$2e" </dev/null; echo $? >"$t/$2c"; }; `)
+	for i, l := range lines {
+		fmt.Fprintf(&b, "r %s %d & ", Quote(l), i)
+	}
+	b.WriteString(`wait; for i in`)
+	for i := range lines {
+		fmt.Fprintf(&b, " %d", i)
+	}
+	b.WriteString(`; do printf '%d %d %d\n' "$(cat "$t/${i}c")" "$(wc -c <"$t/${i}o")" "$(wc -c <"$t/${i}e")"; cat "$t/${i}o" "$t/${i}e"; done`)
+	return b.String()
+}
+
+// ParseBatch splits the output of BatchScript or BatchParallelScript into n
+// Results.
 func ParseBatch(out []byte, n int) ([]Result, error) {
 	br := bufio.NewReader(bytes.NewReader(out))
 	results := make([]Result, 0, n)

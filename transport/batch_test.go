@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,14 +16,23 @@ import (
 )
 
 func TestBatchKeepsEachResult(t *testing.T) {
+	for name, batch := range map[string]func(context.Context, transport.Runner, []string) ([]transport.Result, error){
+		"Batch": transport.Batch, "BatchParallel": transport.BatchParallel,
+	} {
+		t.Run(name, func(t *testing.T) { testBatchKeepsEachResult(t, batch) })
+	}
+}
+
+func testBatchKeepsEachResult(t *testing.T, batch func(context.Context, transport.Runner, []string) ([]transport.Result, error)) {
 	lines := []string{
 		"echo out; echo err >&2",
 		"printf 'no newline'; exit 3",
 		"printf '\\000\\001binary\\n'",
 		"true",
 		"cat", // stdin is /dev/null: must not hang
+		"sleep 0.2; echo 'it''s' \"$t\"; exit 255", // quoting; the script's own variables do not leak in
 	}
-	got, err := transport.Batch(context.Background(), local.Shell{}, lines)
+	got, err := batch(context.Background(), local.Shell{}, lines)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,6 +42,7 @@ func TestBatchKeepsEachResult(t *testing.T) {
 		{Stdout: []byte("\x00\x01binary\n"), Stderr: []byte{}},
 		{Stdout: []byte{}, Stderr: []byte{}},
 		{Stdout: []byte{}, Stderr: []byte{}},
+		{Stdout: []byte("its \n"), Stderr: []byte{}, ExitCode: 255},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d results, want %d", len(got), len(want))
@@ -43,6 +54,26 @@ func TestBatchKeepsEachResult(t *testing.T) {
 	}
 	if err := got[1].Err(lines[1]); transport.ExitCode(err) != 3 {
 		t.Errorf("Err() = %v, want exit 3", err)
+	}
+}
+
+// BatchParallel runs its lines at the same time: three lines of 0.5 s
+// each end together, and each sees the others' effects only by chance.
+func TestBatchParallelRunsConcurrently(t *testing.T) {
+	dir := t.TempDir()
+	lines := make([]string, 3)
+	for i := range lines {
+		// Each line waits until all three have started.
+		lines[i] = fmt.Sprintf("touch %s/%d; n=0; while [ $(ls %s | wc -l) -lt 3 ]; do sleep 0.05; n=$((n+1)); [ $n -lt 200 ] || exit 9; done; echo %d", dir, i, dir, i)
+	}
+	got, err := transport.BatchParallel(context.Background(), local.Shell{}, lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range got {
+		if r.ExitCode != 0 || string(r.Stdout) != fmt.Sprintf("%d\n", i) {
+			t.Errorf("line %d: exit %d, stdout %q: the lines did not run at the same time", i, r.ExitCode, r.Stdout)
+		}
 	}
 }
 
@@ -82,6 +113,15 @@ func TestRequotedSecrets(t *testing.T) {
 // a command runs (SIGTERM or SIGINT to its process group as sshd sends them,
 // SIGHUP), its temp directory is gone, in dash and in bash.
 func TestBatchRemovesItsTempDirWhenStopped(t *testing.T) {
+	for name, script := range scripts {
+		t.Run(name, func(t *testing.T) { testBatchRemovesItsTempDirWhenStopped(t, script) })
+	}
+}
+
+// scripts are the two kinds of batch.
+var scripts = map[string]func([]string) string{"Batch": transport.BatchScript, "BatchParallel": transport.BatchParallelScript}
+
+func testBatchRemovesItsTempDirWhenStopped(t *testing.T, batchScript func([]string) string) {
 	for _, shell := range []string{"dash", "bash"} {
 		path, err := exec.LookPath(shell)
 		if err != nil {
@@ -92,7 +132,7 @@ func TestBatchRemovesItsTempDirWhenStopped(t *testing.T) {
 			t.Run(shell+"/"+sig.String(), func(t *testing.T) {
 				tmp := t.TempDir()
 				started := filepath.Join(t.TempDir(), "started")
-				script := transport.BatchScript([]string{"true", "touch " + transport.Quote(started) + "; sleep 30", "true"})
+				script := batchScript([]string{"true", "touch " + transport.Quote(started) + "; sleep 30", "true"})
 				cmd := exec.Command(path, "-c", script)
 				cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 				cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -127,8 +167,14 @@ func TestBatchRemovesItsTempDirWhenStopped(t *testing.T) {
 // TestBatchRemovesItsTempDirWhenOutputBreaks: the reader of the batch's
 // output goes away (a dropped connection) and the batch's next write fails.
 func TestBatchRemovesItsTempDirWhenOutputBreaks(t *testing.T) {
+	for name, script := range scripts {
+		t.Run(name, func(t *testing.T) { testBatchRemovesItsTempDirWhenOutputBreaks(t, script) })
+	}
+}
+
+func testBatchRemovesItsTempDirWhenOutputBreaks(t *testing.T, batchScript func([]string) string) {
 	tmp := t.TempDir()
-	script := transport.BatchScript([]string{"echo first", "sleep 0.3; echo second"})
+	script := batchScript([]string{"echo first", "sleep 0.3; echo second"})
 	cmd := exec.Command("/bin/sh", "-c", script)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	r, w, err := os.Pipe()

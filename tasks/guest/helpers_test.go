@@ -126,8 +126,8 @@ func (w *world) probes(task tasks.Task, results ...transport.Result) {
 	if len(lines) != len(results) {
 		w.t.Fatalf("%d probe lines, %d results given: %q", len(lines), len(results), lines)
 	}
-	w.guest.Expect(fake.Batch(lines, results...))
-	res, err := transport.Batch(context.Background(), w.guest, lines)
+	w.guest.Expect(fake.BatchParallel(lines, results...))
+	res, err := transport.BatchParallel(context.Background(), w.guest, lines)
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -63,8 +63,8 @@ func TestProbesFreshAfterCloudInitWait(t *testing.T) {
 	ci := w.task("cloud_init", map[string]any{"timeout_seconds": 60})
 	prep := w.task("guest_template_prep", map[string]any{})
 	lines := append(ci.(tasks.GuestProber).GuestProbes(w.env), prep.(tasks.GuestProber).GuestProbes(w.env)...)
-	w.guest.Expect(fake.Batch(lines, exit(0, ciRunning, ""), exit(0, "", "")))
-	res, err := transport.Batch(context.Background(), w.guest, lines)
+	w.guest.Expect(fake.BatchParallel(lines, exit(0, ciRunning, ""), exit(0, "", "")))
+	res, err := transport.BatchParallel(context.Background(), w.guest, lines)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,12 +85,12 @@ func render(cfg map[string]string) string {
 
 // stateRead is the one batched read of a VM's state.
 func stateRead(vmid int, cfg map[string]string, status, snapshots string) fake.Call {
-	return fake.Batch(stateLines(vmid), fake.Out(render(cfg)), fake.Out("status: "+status+"\n"), fake.Out(snapshots))
+	return fake.BatchParallel(stateLines(vmid), fake.Out(render(cfg)), fake.Out("status: "+status+"\n"), fake.Out(snapshots))
 }
 
 func missingRead(vmid int) fake.Call {
 	msg := fmt.Sprintf(notExist, vmid)
-	return fake.Batch(stateLines(vmid), fake.Fail(2, msg), fake.Fail(2, msg), fake.Fail(2, msg))
+	return fake.BatchParallel(stateLines(vmid), fake.Fail(2, msg), fake.Fail(2, msg), fake.Fail(2, msg))
 }
 
 func newEnv(node *fake.Transport, dryRun bool) *tasks.Env {
@@ -317,10 +317,10 @@ func TestCheck(t *testing.T) {
 			reads:  []fake.Call{missingRead(8101), stateRead(9000, template9000, "stopped", noSnapshots)},
 			action: tasks.Create, summary: "(linked clone)", commands: []string{"qm clone 9000 8101 --full 0"}},
 		{name: "state: status fails on an existing vm", kind: "vm_start", params: map[string]any{},
-			reads: []fake.Call{fake.Batch(stateLines(8101), fake.Out(render(resized)), fake.Fail(255, "VM 8101 qmp command 'query-status' failed - got timeout\n"), fake.Out(noSnapshots))},
+			reads: []fake.Call{fake.BatchParallel(stateLines(8101), fake.Out(render(resized)), fake.Fail(255, "VM 8101 qmp command 'query-status' failed - got timeout\n"), fake.Out(noSnapshots))},
 			err:   `read state of vm 8101: run "qm status 8101": exit 255: VM 8101 qmp command`},
 		{name: "clone: node error is not 'missing'", kind: "vm_clone", params: map[string]any{"source": 9000},
-			reads: []fake.Call{fake.Batch(stateLines(8101), fake.Fail(255, "cluster not ready - no quorum?\n"), fake.Fail(255, ""), fake.Fail(255, ""))},
+			reads: []fake.Call{fake.BatchParallel(stateLines(8101), fake.Fail(255, "cluster not ready - no quorum?\n"), fake.Fail(255, ""), fake.Fail(255, ""))},
 			err:   "no quorum"},
 
 		// vm_config

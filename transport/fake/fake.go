@@ -138,11 +138,21 @@ func Fail(code int, stderr string) transport.Result {
 // Batch is the Call that transport.Batch makes for lines, answered with one
 // Result per line.
 func Batch(lines []string, results ...transport.Result) Call {
+	return Call{Line: transport.BatchScript(lines), Result: batchOutput(results)}
+}
+
+// BatchParallel is the Call that transport.BatchParallel makes for lines,
+// answered with one Result per line.
+func BatchParallel(lines []string, results ...transport.Result) Call {
+	return Call{Line: transport.BatchParallelScript(lines), Result: batchOutput(results)}
+}
+
+func batchOutput(results []transport.Result) transport.Result {
 	var out bytes.Buffer
 	for _, r := range results {
 		fmt.Fprintf(&out, "%d %d %d\n", r.ExitCode, len(r.Stdout), len(r.Stderr))
 		out.Write(r.Stdout)
 		out.Write(r.Stderr)
 	}
-	return Call{Line: transport.BatchScript(lines), Result: transport.Result{Stdout: out.Bytes()}}
+	return transport.Result{Stdout: out.Bytes()}
 }
