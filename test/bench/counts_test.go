@@ -20,17 +20,17 @@ qm guest cmd 8101 ping
 qm guest exec 8101 --synchronous 0 -- /bin/sh -c "export HOME=/root PATH=…"
 qm guest exec-status 8101 770
 qm guest exec-status 8101 770
-`, want: counts{Calls: 7, ConfigReads: 1, GuestExecs: 1}},
-		{name: "other VMs do not count as reads or execs", log: `qm config 9000
+`, want: counts{Calls: 7, ConfigReads: 1}},
+		{name: "other VMs do not count as reads", log: `qm config 9000
 qm config 81010
 qm guest exec 9000 -- true
 pvesh get /nodes/pve/qemu/9000/config
 `, want: counts{Calls: 4}},
-		{name: "pvesh reads and execs", log: `pvesh get /nodes/pve/qemu/8101/config --output-format json
+		{name: "pvesh reads", log: `pvesh get /nodes/pve/qemu/8101/config --output-format json
 pvesh create /nodes/pve/qemu/8101/agent/exec --command /bin/true
 pvesh get /nodes/pve/qemu/8101/agent/exec-status --pid 7
 pvesh create /nodes/pve/qemu/8101/agent/file-write --file /etc/motd --content "abc"
-`, want: counts{Calls: 4, ConfigReads: 1, GuestExecs: 1}},
+`, want: counts{Calls: 4, ConfigReads: 1}},
 		{name: "a read twice", log: "qm config 8101\nqm set 8101 --cores 2\nqm config 8101\n",
 			want: counts{Calls: 3, ConfigReads: 2}},
 		{name: "no final newline, blank and foreign lines", log: "\nhold-lock 8101 5\nqm status 8101",
@@ -51,15 +51,18 @@ func TestPromise(t *testing.T) {
 		c     counts
 		wants []string // substrings of the error; none means no error
 	}{
-		{name: "kept", c: counts{NodeSSH: 1, Calls: 9, ConfigReads: 1, GuestExecs: 1, GuestSSH: 1}},
-		{name: "two batches in the guest", c: counts{NodeSSH: 1, ConfigReads: 1, GuestExecs: 2}},
-		{name: "config never read", c: counts{NodeSSH: 1}},
-		{name: "second node connection", c: counts{NodeSSH: 2, ConfigReads: 1},
+		{name: "kept", c: counts{VMs: 1, NodeSSH: 1, Calls: 9, ConfigReads: 1, GuestExecs: 1, GuestSSH: 1}},
+		{name: "two batches in the guest", c: counts{VMs: 1, NodeSSH: 1, ConfigReads: 1, GuestExecs: 2}},
+		{name: "config never read", c: counts{VMs: 1, NodeSSH: 1}},
+		{name: "ten VMs, one connection", c: counts{VMs: 10, NodeSSH: 1, GuestExecs: 20}},
+		{name: "second node connection", c: counts{VMs: 1, NodeSSH: 2, ConfigReads: 1},
 			wants: []string{"2 SSH connections to the node, want 1"}},
-		{name: "no node connection", c: counts{ConfigReads: 1},
+		{name: "no node connection", c: counts{VMs: 1, ConfigReads: 1},
 			wants: []string{"0 SSH connections to the node, want 1"}},
-		{name: "config read twice, three execs", c: counts{NodeSSH: 1, ConfigReads: 2, GuestExecs: 3},
-			wants: []string{"qm config 8101 read 2 times", "3 guest agent execs"}},
+		{name: "config read twice, three execs", c: counts{VMs: 1, NodeSSH: 1, ConfigReads: 2, GuestExecs: 3},
+			wants: []string{"qm config 8101 read 2 times", "3 guest agent execs for 1 VMs"}},
+		{name: "ten VMs, a third exec in one", c: counts{VMs: 10, NodeSSH: 1, GuestExecs: 21},
+			wants: []string{"21 guest agent execs for 10 VMs"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,7 +17,25 @@ func noop(r run) error {
 // BenchmarkNoopCreate is `phoenix run playbooks/create.yml --vmid 8101` on
 // the converged VM: the cost of proving nothing needs to change.
 func BenchmarkNoopCreate(b *testing.B) {
-	theLab(b).measure(b, noop, createArgs()...)
+	theLab(b).measure(b, firstVMs(1), noop, createArgs()...)
+}
+
+// BenchmarkNoop10 and BenchmarkNoop50 are the no-op on 10 and 50 converged
+// VMs of one node, one fork per VM: they share the node's one SSH
+// connection (up to sshd's MaxSessions sessions at a time).
+func BenchmarkNoop10(b *testing.B) { noopMany(b, 10) }
+func BenchmarkNoop50(b *testing.B) { noopMany(b, 50) }
+
+func noopMany(b *testing.B, n int) {
+	l := theLab(b)
+	shared.mu.Lock()
+	err := l.grow(context.Background(), n)
+	shared.mu.Unlock()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := firstVMs(n)
+	l.measure(b, ids, noop, noopArgs(ids)...)
 }
 
 // BenchmarkNoopCreateLatency is the same with every qm/pvesh call 300 ms
@@ -33,11 +51,11 @@ func BenchmarkNoopCreateLatency(b *testing.B) {
 			b.Errorf("latency off: %v", err)
 		}
 	})
-	l.measure(b, noop, createArgs()...)
+	l.measure(b, firstVMs(1), noop, createArgs()...)
 }
 
 // BenchmarkPlan is `--dry-run --diff` on the converged VM: with
 // --detailed-exitcode, 0 means nothing is pending.
 func BenchmarkPlan(b *testing.B) {
-	theLab(b).measure(b, noop, createArgs("--dry-run", "--diff", "--detailed-exitcode")...)
+	theLab(b).measure(b, firstVMs(1), noop, createArgs("--dry-run", "--diff", "--detailed-exitcode")...)
 }
