@@ -62,6 +62,9 @@ type Options struct {
 	// GuestKnownHosts is where guest host keys are pinned; default
 	// Inventory.GuestKnownHosts.
 	GuestKnownHosts string
+	// NoRunLock skips the lock a run that changes VMs holds on their node
+	// (runlock.go); for tests whose node is a strict fake.
+	NoRunLock bool
 	// RebuildTemplates lets templates whose image changed be rebuilt
 	// (tasks.Env.RebuildTemplates).
 	RebuildTemplates bool
@@ -162,7 +165,8 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	for i, vm := range vms {
 		ids[i] = vm.VMID
 	}
-	r := &run{o: o, ids: ids, obs: &serial{o: obs}, nodes: &nodes{connect: o.Connect, open: map[string]*nodeConn{}}}
+	r := &run{o: o, ids: ids, obs: &serial{o: obs}, nodes: &nodes{connect: o.Connect, open: map[string]*nodeConn{}, lockDir: runLockDir},
+		owner: lockOwner(time.Now())}
 	start := time.Now()
 	r.emit(Event{Type: EventRunStart, Playbook: o.Playbook.Name, VMIDs: ids, Forks: o.Forks, DryRun: o.DryRun})
 	results := r.schedule(ctx, vms, plans)
@@ -227,6 +231,7 @@ type run struct {
 	ids   []int // the VMs of the run, in order
 	obs   *serial
 	nodes *nodes
+	owner string // names this run to another one its run lock refuses
 }
 
 func (r *run) emit(e Event) { r.obs.OnEvent(e) }
@@ -318,17 +323,27 @@ func (r *run) schedule(ctx context.Context, vms []*inventory.VM, plans [][]playb
 	return results
 }
 
-// nodes opens one connection per node, on first use, for the whole run.
+// nodes opens one connection per node, on first use, for the whole run,
+// with the holder of the run's VM locks on it.
 type nodes struct {
 	connect func(ctx context.Context, node *inventory.Node) (transport.Transport, error)
+	lockDir string
 	mu      sync.Mutex
 	open    map[string]*nodeConn
 }
 
 type nodeConn struct {
-	once sync.Once
-	t    transport.Transport
-	err  error
+	once  sync.Once
+	t     transport.Transport
+	locks *runLocks
+	err   error
+}
+
+// locks is the run-lock holder of a node get opened.
+func (n *nodes) locks(node *inventory.Node) *runLocks {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.open[node.Name].locks
 }
 
 func (n *nodes) get(ctx context.Context, node *inventory.Node) (transport.Transport, error) {
@@ -343,7 +358,9 @@ func (n *nodes) get(ctx context.Context, node *inventory.Node) (transport.Transp
 		c.t, c.err = n.connect(ctx, node)
 		if c.err != nil {
 			c.t, c.err = nil, fmt.Errorf("node %s: %w", node.Name, c.err)
+			return
 		}
+		c.locks = newRunLocks(c.t, node.Name, n.lockDir)
 	})
 	return c.t, c.err
 }
@@ -353,6 +370,7 @@ func (n *nodes) close() {
 	defer n.mu.Unlock()
 	for _, c := range n.open {
 		if c.t != nil {
+			c.locks.close()
 			c.t.Close()
 		}
 	}

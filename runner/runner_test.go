@@ -235,7 +235,7 @@ func (f fixture) run(t *testing.T) outcome {
 	o := Options{
 		Config:    cfg,
 		Inventory: &inventory.Inventory{Nodes: map[string]*inventory.Node{"pve1": {Name: "pve1", PVENode: "pve1", NFSServer: "10.0.0.2"}}, DefaultNode: "pve1", GuestKnownHosts: "/tmp/gkh"},
-		Playbook:  pb, VMIDs: f.vmids, All: f.all, Forks: f.forks, DryRun: f.dryRun, Diff: f.diff,
+		Playbook:  pb, VMIDs: f.vmids, All: f.all, Forks: f.forks, DryRun: f.dryRun, Diff: f.diff, NoRunLock: true,
 		Registry: registry(f.behaviors, rec),
 		Observer: ObserverFunc(func(e Event) { out.events = append(out.events, e) }),
 		Connect: func(_ context.Context, n *inventory.Node) (transport.Transport, error) {
@@ -816,6 +816,7 @@ func TestGuestProbeBatchIsBounded(t *testing.T) {
 		Config: cfg, Playbook: pb, VMIDs: []int{8101},
 		Inventory: &inventory.Inventory{Nodes: map[string]*inventory.Node{"pve1": {Name: "pve1"}}, DefaultNode: "pve1"},
 		Registry:  registry(map[string]*behavior{"w": {guest: true}, "p": {probes: lines}}, rec),
+		NoRunLock: true,
 		Connect:   func(context.Context, *inventory.Node) (transport.Transport, error) { return fake.New(t), nil },
 		GuestFor:  func(*inventory.VM, transport.Transport, func(string, ...any)) Guest { return g },
 	})
@@ -864,9 +865,10 @@ func TestInterruptedRun(t *testing.T) {
 		Config:    cfg,
 		Inventory: &inventory.Inventory{Nodes: map[string]*inventory.Node{"pve1": {Name: "pve1"}}, DefaultNode: "pve1"},
 		Playbook:  pb, VMIDs: []int{8101, 8103}, Forks: 1,
-		Registry: registry(behaviors, rec),
-		Observer: ObserverFunc(func(e Event) { events = append(events, e) }),
-		Connect:  func(context.Context, *inventory.Node) (transport.Transport, error) { return fake.New(t), nil },
+		Registry:  registry(behaviors, rec),
+		Observer:  ObserverFunc(func(e Event) { events = append(events, e) }),
+		Connect:   func(context.Context, *inventory.Node) (transport.Transport, error) { return fake.New(t), nil },
+		NoRunLock: true,
 	})
 	if !sum.Interrupted || sum.ExitCode(false) != 130 {
 		t.Errorf("summary interrupted=%v exit %d, want true and 130", sum.Interrupted, sum.ExitCode(false))

@@ -80,6 +80,14 @@ func (v *vmRun) run(ctx context.Context, counts *Counts) error {
 		return fail(err)
 	}
 	v.node = nt
+	if !o.DryRun && !o.NoRunLock {
+		// A dry run changes nothing, so it neither waits for nor blocks a run.
+		locks := v.r.nodes.locks(node)
+		if err := locks.lock(ctx, v.vm.VMID, v.r.owner); err != nil {
+			return fail(err)
+		}
+		defer locks.unlock(v.vm.VMID)
+	}
 	if o.GuestFor != nil {
 		v.guest = o.GuestFor(v.vm, nt, v.log)
 		defer closeGuest(v.guest)

@@ -42,8 +42,20 @@ func (Shell) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, erro
 	c.WaitDelay = time.Second
 	var out, errb bytes.Buffer
 	c.Stdout, c.Stderr = tee(&out, cmd.Stdout), tee(&errb, cmd.Stderr)
-	c.Stdin = cmd.Stdin
-	err := c.Run()
+	var err error
+	if cmd.Stdin != nil {
+		// Copied by our own goroutine, as over SSH: the command may end
+		// without reading it all, and Run returns then, whatever Stdin does.
+		var in io.WriteCloser
+		if in, err = c.StdinPipe(); err != nil {
+			return transport.Result{}, err
+		}
+		go func() {
+			io.Copy(in, cmd.Stdin)
+			in.Close()
+		}()
+	}
+	err = c.Run()
 	res := transport.Result{Stdout: out.Bytes(), Stderr: errb.Bytes()}
 	var ee *exec.ExitError
 	switch {
