@@ -214,13 +214,14 @@ func (c *Client) connErr(err error) error {
 	return err
 }
 
-// disconnected is ErrDisconnected with why phoenix dropped the connection,
-// or else detail.
+// disconnected is ErrDisconnected naming the host (a run talks to a node
+// and guests at once), with why phoenix dropped the connection, or else
+// detail.
 func (c *Client) disconnected(detail error) error {
 	if reason := c.lostReason(); reason != nil {
 		detail = reason
 	}
-	return fmt.Errorf("%w: %v", transport.ErrDisconnected, detail)
+	return fmt.Errorf("%w to %s: %v", transport.ErrDisconnected, strings.TrimPrefix(c.name, "ssh "), detail)
 }
 
 func (c *Client) lostReason() error {

@@ -643,8 +643,8 @@ func TestDisconnectDuringRun(t *testing.T) {
 	}()
 	waitFor(t, "the command running", func() bool { return f.srv.runningNow() == 1 })
 	f.srv.dropAll() // a reboot
-	if err := <-done; !errors.Is(err, transport.ErrDisconnected) {
-		t.Errorf("error = %v, want ErrDisconnected", err)
+	if err := <-done; !errors.Is(err, transport.ErrDisconnected) || !strings.Contains(err.Error(), "connection lost to tester@"+f.srv.addr+": ") {
+		t.Errorf("error = %v, want ErrDisconnected naming the host", err)
 	}
 	if err := c.Close(); err != nil {
 		t.Errorf("Close after the connection broke: %v", err)
