@@ -124,6 +124,8 @@ type event struct {
 	Changed   count  `json:"changed"` // a bool on task_end, a count on summary
 	Failed    int    `json:"failed"`
 	Skipped   int    `json:"skipped"`
+	// Interrupted is the summary's mark of a run stopped by Ctrl-C.
+	Interrupted bool `json:"interrupted"`
 }
 
 // count is a summary's number; task_end's boolean "changed" reads as 0 or 1.
