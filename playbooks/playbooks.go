@@ -33,8 +33,12 @@ type Playbook struct {
 	// templates: phoenix clones them, it does not build them).
 	When string `yaml:"when"`
 	// Skip is what a person reads when When skips the playbook for a VM.
-	Skip  string `yaml:"skip"`
-	Tasks []Step `yaml:"tasks"`
+	Skip string `yaml:"skip"`
+	// Teardown runs dependents before what they depend on (delete: clones
+	// before their template, which Proxmox refuses to destroy while linked
+	// clones of it exist).
+	Teardown bool   `yaml:"teardown"`
+	Tasks    []Step `yaml:"tasks"`
 	// File is where the playbook came from, for error messages
 	// ("playbooks/create.yml" for a built-in one).
 	File string `yaml:"-"`

@@ -151,6 +151,9 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
+	if o.Playbook.Teardown {
+		slices.Reverse(vms)
+	}
 	plans := make([][]playbooks.ResolvedStep, len(vms))
 	for i, vm := range vms {
 		if plans[i], err = playbooks.Render(o.Playbook, vm, o.Registry); err != nil {
@@ -238,7 +241,8 @@ func (r *run) emit(e Event) { r.obs.OnEvent(e) }
 
 // schedule runs each VM once all its dependencies in this run have
 // succeeded, at most Forks at a time, in order among the ready ones. A VM
-// whose dependency failed is failed without running.
+// whose dependency failed is failed without running. A teardown playbook
+// turns the edges round: a VM runs once everything depending on it has.
 func (r *run) schedule(ctx context.Context, vms []*inventory.VM, plans [][]playbooks.ResolvedStep) []VMResult {
 	n := len(vms)
 	index := make(map[int]int, n)
@@ -250,8 +254,12 @@ func (r *run) schedule(ctx context.Context, vms []*inventory.VM, plans [][]playb
 	for i, vm := range vms {
 		for _, d := range vm.DependsOn() {
 			if j, ok := index[d]; ok {
-				waiting[i]++
-				dependents[j] = append(dependents[j], i)
+				before, after := j, i // the dependency first
+				if r.o.Playbook.Teardown {
+					before, after = i, j
+				}
+				waiting[after]++
+				dependents[before] = append(dependents[before], after)
 			}
 		}
 	}
@@ -277,10 +285,10 @@ func (r *run) schedule(ctx context.Context, vms []*inventory.VM, plans [][]playb
 			}
 			settled[d] = true
 			finished++
-			err := fmt.Errorf("vm %d: dependency %d failed", vms[d].VMID, vms[i].VMID)
+			err := fmt.Errorf("vm %d: %s %d failed", vms[d].VMID, r.blocker(), vms[i].VMID)
 			results[d] = VMResult{VMID: vms[d].VMID, Counts: Counts{Failed: 1}, Err: err}
 			r.emit(Event{Type: EventVMEnd, VMID: vms[d].VMID, Status: StatusFailed, Counts: results[d].Counts,
-				Error: fmt.Sprintf("dependency %d failed", vms[i].VMID)})
+				Error: fmt.Sprintf("%s %d failed", r.blocker(), vms[i].VMID)})
 			failDependents(d)
 		}
 	}
@@ -321,6 +329,15 @@ func (r *run) schedule(ctx context.Context, vms []*inventory.VM, plans [][]playb
 	}
 	_ = g.Wait() // every goroutine returns nil; failures are in results
 	return results
+}
+
+// blocker names what a VM waits for: its dependency, or in a teardown the
+// VM depending on it.
+func (r *run) blocker() string {
+	if r.o.Playbook.Teardown {
+		return "dependent vm"
+	}
+	return "dependency"
 }
 
 // nodes opens one connection per node, on first use, for the whole run,

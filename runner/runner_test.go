@@ -489,6 +489,25 @@ func TestDependencyOrderAndFailure(t *testing.T) {
 			t.Errorf("failed = %d, want 4 (2 steps, 2 dependents)", out.sum.Totals.Failed)
 		}
 	})
+	t.Run("teardown: dependents finish first, a failure keeps what they depend on", func(t *testing.T) {
+		out := fixture{cfg: family, playbook: "teardown: true\n" + twoSteps, all: true, forks: 5}.run(t)
+		if out.err != nil {
+			t.Fatal(out.err)
+		}
+		pos := func(typ EventType, vmid int) int {
+			return slices.IndexFunc(out.events, func(e Event) bool { return e.Type == typ && e.VMID == vmid })
+		}
+		for _, edge := range [][2]int{{8102, 8101}, {8101, 9000}} {
+			if pos(EventVMStart, edge[1]) < pos(EventVMEnd, edge[0]) {
+				t.Errorf("vm %d started before vm %d ended", edge[1], edge[0])
+			}
+		}
+		failed := fixture{cfg: family, playbook: "teardown: true\n" + twoSteps, vmids: []int{8101, 9000}, forks: 1,
+			behaviors: map[string]*behavior{"a": {checkErr: errors.New("boom")}}}.run(t)
+		if want := `vm 8101: step "a": boom` + "\n" + `vm 9000: dependent vm 8101 failed`; fmt.Sprint(failed.err) != want {
+			t.Errorf("err:\n%v\nwant:\n%s", failed.err, want)
+		}
+	})
 	t.Run("only selected VMs run; an unselected dependency is not waited for", func(t *testing.T) {
 		out := fixture{cfg: family, playbook: twoSteps, vmids: []int{8102, 8101}}.run(t)
 		if out.err != nil {
