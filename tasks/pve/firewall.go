@@ -56,7 +56,11 @@ func newFirewall(q qm, p firewallParams) (tasks.Task, error) {
 		rule := fwRule{enabled: true, dir: strings.ToUpper(r.Type), action: strings.ToUpper(r.Action),
 			proto: strings.ToLower(r.Proto), dport: r.DPort, sport: r.SPort, source: r.Source, dest: r.Dest,
 			comment: strings.TrimSpace(r.Comment)}
-		if rule.dir != "IN" && rule.dir != "OUT" || strings.ContainsAny(rule.String(), "\n\r") {
+		// The inventory checks rules; this only keeps a value from changing
+		// the line it is written into.
+		fields := strings.Join([]string{rule.dir, rule.action, rule.proto, rule.dport, rule.sport, rule.source, rule.dest}, "")
+		if rule.dir != "IN" && rule.dir != "OUT" || rule.action == "" || strings.ContainsAny(fields, " \t#|") ||
+			strings.ContainsAny(rule.String(), "\n\r") {
 			return nil, fmt.Errorf("parameters: rules[%d]: %q is not a VM firewall rule", i, rule.String())
 		}
 		t.rules = append(t.rules, rule)
@@ -101,7 +105,7 @@ func (t *firewallTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change,
 	if diff != "" {
 		plan.file, plan.mkdir = now, cur == nil
 		if plan.mkdir {
-			cmds = append(cmds, mkdirFirewall.printable())
+			cmds = append(cmds, mkdirFirewall().printable())
 		}
 		cmds = append(cmds, "write "+path+" (mode 0640)")
 		will = append(will, fmt.Sprintf("write %s (%s)", path, t.words()))
@@ -127,7 +131,9 @@ func (t *firewallTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change,
 		Done: strings.Join(did, "; ") + note, Diff: diff, Commands: cmds, Plan: plan}, nil
 }
 
-var mkdirFirewall = call{argv: []string{"mkdir", "-p", firewallDir}, timeout: qmTimeout}
+func mkdirFirewall() call {
+	return call{argv: []string{"mkdir", "-p", firewallDir}, timeout: qmTimeout}
+}
 
 // words says what the firewall is: on or off and how many rules.
 func (t *firewallTask) words() string {
@@ -149,7 +155,7 @@ func (t *firewallTask) Apply(ctx context.Context, env *tasks.Env, c tasks.Change
 		return errors.New("change carries no firewall plan")
 	}
 	if p.mkdir {
-		if err := t.run(ctx, env, mkdirFirewall); err != nil {
+		if err := t.run(ctx, env, mkdirFirewall()); err != nil {
 			return err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/transport"
 	"github.com/phoenix-hv/phoenix/transport/fake"
 )
@@ -165,6 +166,26 @@ type failingPut struct{ *fake.Transport }
 
 func (failingPut) Put(context.Context, string, io.Reader, transport.Attrs) error {
 	return transport.ErrDisconnected
+}
+
+// A value that would change the rule's line is refused (the inventory
+// refuses it first, with its place in the config).
+func TestFirewallRefusesLineBreakers(t *testing.T) {
+	reg := map[string]any{"type": "in", "action": "ACCEPT"}
+	for _, bad := range []map[string]any{
+		merge(reg, map[string]any{"source": "10.0.0.1 -dport 22"}),
+		merge(reg, map[string]any{"dest": "10.0.0.1#x"}),
+		merge(reg, map[string]any{"comment": "a\nIN ACCEPT"}),
+		merge(reg, map[string]any{"type": "forward"}),
+		merge(reg, map[string]any{"action": ""}),
+	} {
+		params := map[string]any{"enabled": true, "rules": []any{bad}}
+		reg := tasks.Registry{}
+		register(reg, qm{})
+		if _, err := reg["vm_firewall"](params); err == nil {
+			t.Errorf("rule %v accepted", bad)
+		}
+	}
 }
 
 func TestParseRule(t *testing.T) {

@@ -215,12 +215,11 @@ func (t *imageTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 	if err != nil {
 		return tasks.Change{}, err
 	}
-	unverified := ""
-	if t.p.SHA256 == "" {
-		unverified = " (not verified: no template_image_sha256)"
-	}
-	if f.exists && (t.p.SHA256 == "" || f.sha256 == t.p.SHA256) {
-		return none("image %s is on the node%s", f.path, unverifiedOr(unverified, " with sha256 "+short(f.sha256))), nil
+	switch {
+	case f.exists && t.p.SHA256 == "":
+		return none("image %s is on the node (not verified: no template_image_sha256)", f.path), nil
+	case f.exists && f.sha256 == t.p.SHA256:
+		return none("image %s is on the node with sha256 %s", f.path, short(f.sha256)), nil
 	}
 	var calls []call
 	var diff string
@@ -246,16 +245,9 @@ func (t *imageTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 		will += ", verified against sha256 " + short(t.p.SHA256)
 	} else {
 		diff += fmt.Sprintf("+ %s\n", f.path)
-		will += unverified
+		will += " (not verified: no template_image_sha256)"
 	}
 	return planned(tasks.Create, will, did, diff, calls...), nil
-}
-
-func unverifiedOr(unverified, verified string) string {
-	if unverified != "" {
-		return unverified
-	}
-	return verified
 }
 
 // downloadURL is Proxmox's own download into the storage: it verifies the
