@@ -96,7 +96,7 @@ func (t *firewallTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change,
 	note := ""
 	if !clusterOn && t.p.Enabled {
 		note = "; not enforced while the datacenter firewall is off (enable: 1 in " + clusterFW + " switches it on; phoenix never does: it filters the nodes too)"
-		env.Logf("warning: vm %d: the datacenter firewall is off, so the VM's firewall rules are not enforced", vmid)
+		warnOnce(env, "datacenter firewall off", "warning: vm %d: the datacenter firewall is off, so the VM's firewall rules are not enforced", vmid)
 	}
 	plan := &firewallPlan{path: path}
 	var will, did, cmds []string

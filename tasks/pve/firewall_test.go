@@ -135,9 +135,16 @@ func TestFirewall(t *testing.T) {
 		var logs []string
 		env := newEnv(node, false)
 		env.Log = func(format string, args ...any) { logs = append(logs, format) }
-		c, err := newTask(t, "vm_firewall", labRules).Check(ctx, env)
+		task := newTask(t, "vm_firewall", labRules)
+		c, err := task.Check(ctx, env)
 		if err != nil || c.Pending() || !strings.Contains(c.Summary, "firewall matches: enabled, 2 rules; not enforced while the datacenter firewall is off") || len(logs) != 1 {
 			t.Errorf("check = %s %q, %v; logs %q", c.Action, c.Summary, err, logs)
+		}
+		// Checked again (after an apply), it says so in the summary, and warns once.
+		env.Forget("pve:")
+		node.Expect(stateRead(8101, withFW, "running", noSnapshots), fwRead(ptrTo(labFW), clusterOff))
+		if c, err := task.Check(ctx, env); err != nil || !strings.Contains(c.Summary, "not enforced") || len(logs) != 1 {
+			t.Errorf("re-check = %q, %v; logs %q", c.Summary, err, logs)
 		}
 	})
 

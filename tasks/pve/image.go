@@ -195,7 +195,7 @@ func newImage(q qm, p imageParams) (tasks.Task, error) {
 func (t *imageTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
 	vmid := env.VM.VMID
 	if t.src != nil && t.p.SHA256 == "" {
-		env.Logf("warning: template %d: no template_image_sha256: the image from %s is not verified, and a changed image goes unnoticed", vmid, t.src.URL)
+		warnOnce(env, "no image checksum", "warning: template %d: no template_image_sha256: the image from %s is not verified, and a changed image goes unnoticed", vmid, t.src.URL)
 	}
 	tb, err := readTemplateBuild(ctx, env, t.p.SHA256)
 	if err != nil {

@@ -70,3 +70,12 @@ func planned(action tasks.Action, will, did, diff string, calls ...call) tasks.C
 func none(format string, args ...any) tasks.Change {
 	return tasks.Change{Action: tasks.None, Summary: fmt.Sprintf(format, args...)}
 }
+
+// warnOnce logs a warning once per VM and run, though Check runs again after
+// Apply. Kept under a key the runner never forgets.
+func warnOnce(env *tasks.Env, what, format string, args ...any) {
+	_, _ = env.Cached("warned:"+what, func() (any, error) {
+		env.Logf(format, args...)
+		return true, nil
+	})
+}

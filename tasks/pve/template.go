@@ -114,7 +114,7 @@ func (tb *templateBuild) settled(env *tasks.Env) (c tasks.Change, need bool, err
 	case !st.Exists || tb.rebuild:
 		return tasks.Change{}, true, nil
 	case st.Template() && tb.drift:
-		env.Logf("warning: template %d drifted: %s; run with --rebuild-template to rebuild it", vmid, tb.driftWords())
+		warnOnce(env, "template drift", "warning: template %d drifted: %s; run with --rebuild-template to rebuild it", vmid, tb.driftWords())
 		built := fmt.Sprintf("template %d is built", vmid)
 		c := none("template %d is built but drifted: %s; not rebuilt (--rebuild-template rebuilds it)", vmid, tb.driftWords())
 		c.SkipRest = built
