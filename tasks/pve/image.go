@@ -204,7 +204,10 @@ func (t *imageTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 	if c, need, err := tb.settled(env); err != nil || !need {
 		return c, err
 	}
-	if t.src == nil {
+	switch {
+	case t.src == nil && env.VM.CloneFromVMID != 0:
+		return none("template %d is made by cloning vm %d, from no image", vmid, env.VM.CloneFromVMID), nil
+	case t.src == nil:
 		return tasks.Change{}, fmt.Errorf("template %d does not exist and the config gives no template_image to build it from", vmid)
 	}
 	st, err := readStorage(ctx, env, t.p.Storage)

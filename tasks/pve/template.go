@@ -126,7 +126,7 @@ func (tb *templateBuild) settled(env *tasks.Env) (c tasks.Change, need bool, err
 		return c, false, nil
 	case Config(st.Config).Lock() == "create":
 		return tasks.Change{}, false, fmt.Errorf("vm %d exists but holds lock: create: %s", vmid, lockAdvice(vmid, "create"))
-	case !tb.record.ok:
+	case !tb.record.ok && env.VM.CloneFromVMID == 0:
 		return tasks.Change{}, false, fmt.Errorf("vm %d exists and is not a template, and phoenix did not create it (its description has no build record): phoenix does not turn it into a template; destroy it or fix the config", vmid)
 	}
 	return none("vm %d exists, not a template yet: its build goes on from where it is", vmid), false, nil

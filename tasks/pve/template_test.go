@@ -192,16 +192,17 @@ func TestImagePlainDownload(t *testing.T) {
 func TestImageCheck(t *testing.T) {
 	storage := fake.Call{Line: readStorageLine, Result: fake.Out(storageWithImport)}
 	tests := []struct {
-		name     string
-		params   map[string]any
-		reads    []fake.Call
-		dryRun   bool
-		rebuild  bool
-		action   tasks.Action
-		summary  string // substring
-		skipRest string
-		commands []string
-		err      string
+		name      string
+		params    map[string]any
+		reads     []fake.Call
+		dryRun    bool
+		rebuild   bool
+		cloneFrom int // a template made by cloning
+		action    tasks.Action
+		summary   string // substring
+		skipRest  string
+		commands  []string
+		err       string
 	}{
 		{name: "on the node with the right checksum", params: imageParams9000,
 			reads:  []fake.Call{missingRead(9000), storage, {Line: hashImageLine, Result: fake.Out(sumA + "  " + rigImage + "\n")}},
@@ -235,6 +236,12 @@ func TestImageCheck(t *testing.T) {
 		{name: "interrupted qm create", params: imageParams9000,
 			reads: []fake.Call{stateRead(9000, with(created9000, "lock", "create"), "stopped", noSnapshots)},
 			err:   "vm 9000 exists but holds lock: create: a create that did not finish"},
+		{name: "a template made by cloning needs no image", params: map[string]any{}, cloneFrom: 9001,
+			reads:  []fake.Call{missingRead(9000)},
+			action: tasks.None, summary: "template 9000 is made by cloning vm 9001, from no image"},
+		{name: "a cloned template goes on though its description is not phoenix's", params: map[string]any{}, cloneFrom: 9001,
+			reads:  []fake.Call{stateRead(9000, with(provisioned9000, "description", ""), "running", noSnapshots)},
+			action: tasks.None, summary: "vm 9000 exists, not a template yet: its build goes on from where it is"},
 		{name: "no image to build from", params: map[string]any{},
 			reads: []fake.Call{missingRead(9000)},
 			err:   "template 9000 does not exist and the config gives no template_image to build it from"},
@@ -245,7 +252,9 @@ func TestImageCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			node := fake.New(t, tt.reads...)
-			c, err := newTask(t, "vm_image", tt.params).Check(context.Background(), templateEnv(node, tt.dryRun, tt.rebuild))
+			env := templateEnv(node, tt.dryRun, tt.rebuild)
+			env.VM.CloneFromVMID = tt.cloneFrom
+			c, err := newTask(t, "vm_image", tt.params).Check(context.Background(), env)
 			switch {
 			case tt.err != "":
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
