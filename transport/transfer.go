@@ -10,23 +10,27 @@ import (
 )
 
 // Pace is how slow a file transfer may be: n bytes may take
-// Floor + n/MinRate, a deadline that grows with the size. The zero Pace is
-// DefaultFloor and DefaultMinRate; tests set small ones.
+// Floor + n/MinRate, a deadline that grows with the size, and no byte may
+// take longer than Floor to come (a hang ends after Floor, however much
+// moved before). The zero Pace is DefaultFloor and DefaultMinRate; tests
+// set small ones.
 type Pace struct {
 	Floor   time.Duration
 	MinRate int64 // bytes per second
 }
 
-// The floor covers what does not depend on the size (opening an SFTP
+// The floor covers what does not depend on the size: opening an SFTP
 // session or a sudo shell, a few qm round trips on a busy node, the sha256
-// and rename of a big file on a slow disk); the rate is the slowest link
-// phoenix accepts: a node reached over a 10 Mbit/s WAN moves about
-// 1.2 MiB/s, a LAN or the node's own bridge 10 to 100 times more, and the
-// agent (1 MiB per qm guest exec) about 2 to 10 MiB/s. A 200 MiB file
-// gets 60 s + 200 s.
+// and rename of a big file on a slow disk. The rate is what the slowest
+// channel moves with room to spare: every stage of an injection goes at the
+// pace of the slowest one (the node's file feeds the guest through a pipe),
+// and the agent moves 1 MiB per qm guest exec, 1.5 MiB/s on the rig and
+// less on a busy node where each qm is a Perl start-up; a 10 Mbit/s WAN
+// link moves 1.2 MiB/s. A 200 MiB file gets 60 s + 800 s; a hang is caught
+// by the stall bound long before.
 const (
 	DefaultFloor   = 60 * time.Second
-	DefaultMinRate = 1 << 20
+	DefaultMinRate = 256 << 10
 )
 
 func (p Pace) orDefault() Pace {
@@ -47,12 +51,17 @@ func (p Pace) Limit(n int64) time.Duration {
 
 // TooSlowError ends a transfer that fell behind its Pace.
 type TooSlowError struct {
-	Bytes int64
-	After time.Duration
-	Pace  Pace
+	Bytes   int64
+	After   time.Duration
+	Pace    Pace
+	Stalled bool // nothing moved for Pace.Floor
 }
 
 func (e *TooSlowError) Error() string {
+	if e.Stalled {
+		return fmt.Sprintf("transfer stalled: nothing moved for %s, after %d bytes in %s",
+			e.Pace.Floor, e.Bytes, e.After.Round(time.Millisecond))
+	}
 	return fmt.Sprintf("transfer too slow: %d bytes in %s, under the minimum of %d KiB/s after %s",
 		e.Bytes, e.After.Round(time.Millisecond), e.Pace.MinRate>>10, e.Pace.Floor)
 }
@@ -62,21 +71,23 @@ func (e *TooSlowError) Is(target error) bool { return target == context.Deadline
 
 // Transfer watches one streamed transfer of unknown size: its context ends
 // with a *TooSlowError (context.Cause) as soon as the bytes counted so far
-// took longer than the Pace allows them. Count the bytes with Reader or
-// Writer; Stop releases it.
+// took longer than the Pace allows them, or none came for Pace.Floor.
+// Count the bytes with Reader or Writer; Stop releases it.
 type Transfer struct {
-	pace   Pace
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	start  time.Time
-	moved  atomic.Int64
-	mu     sync.Mutex
-	timer  *time.Timer
+	pace     Pace
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	start    time.Time
+	moved    atomic.Int64
+	lastMove atomic.Int64 // UnixNano of the last byte counted
+	mu       sync.Mutex
+	timer    *time.Timer
 }
 
 // Watch starts watching a transfer made under ctx.
 func (p Pace) Watch(ctx context.Context) *Transfer {
 	t := &Transfer{pace: p.orDefault(), start: time.Now()}
+	t.lastMove.Store(t.start.UnixNano())
 	t.ctx, t.cancel = context.WithCancelCause(ctx)
 	t.mu.Lock()
 	t.timer = time.AfterFunc(t.pace.Floor, t.check)
@@ -87,13 +98,18 @@ func (p Pace) Watch(ctx context.Context) *Transfer {
 // Context ends when the caller's does or the transfer falls behind.
 func (t *Transfer) Context() context.Context { return t.ctx }
 
-// check runs when the deadline of the bytes counted at the last check has
-// come: it ends the transfer, or moves the deadline by what moved since.
+// check runs when the deadline computed at the last check has come: it
+// ends the transfer, or moves the deadline by what moved since.
 func (t *Transfer) check() {
 	n := t.moved.Load()
-	left := time.Until(t.start.Add(t.pace.Limit(n)))
+	byRate := t.start.Add(t.pace.Limit(n))
+	byStall := time.Unix(0, t.lastMove.Load()).Add(t.pace.Floor)
+	left := time.Until(byRate)
+	if stall := time.Until(byStall); stall < left {
+		left = stall
+	}
 	if left <= 0 {
-		t.cancel(&TooSlowError{Bytes: n, After: time.Since(t.start), Pace: t.pace})
+		t.cancel(&TooSlowError{Bytes: n, After: time.Since(t.start), Pace: t.pace, Stalled: byStall.Before(byRate)})
 		return
 	}
 	t.mu.Lock()
@@ -130,6 +146,13 @@ func (t *Transfer) Reader(r io.Reader) io.Reader { return &countedReader{t: t, r
 // transfer's context is done.
 func (t *Transfer) Writer(w io.Writer) io.Writer { return &countedWriter{t: t, w: w} }
 
+func (t *Transfer) count(n int) {
+	if n > 0 {
+		t.moved.Add(int64(n))
+		t.lastMove.Store(time.Now().UnixNano())
+	}
+}
+
 type countedReader struct {
 	t *Transfer
 	r io.Reader
@@ -140,7 +163,7 @@ func (c *countedReader) Read(p []byte) (int, error) {
 		return 0, c.t.Err(err)
 	}
 	n, err := c.r.Read(p)
-	c.t.moved.Add(int64(n))
+	c.t.count(n)
 	return n, err
 }
 
@@ -154,6 +177,6 @@ func (c *countedWriter) Write(p []byte) (int, error) {
 		return 0, c.t.Err(err)
 	}
 	n, err := c.w.Write(p)
-	c.t.moved.Add(int64(n))
+	c.t.count(n)
 	return n, err
 }

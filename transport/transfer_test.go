@@ -11,8 +11,8 @@ import (
 )
 
 func TestPaceLimit(t *testing.T) {
-	if got := (Pace{}).Limit(200 << 20); got != 260*time.Second {
-		t.Errorf("default limit of 200 MiB = %s, want 60s + 200s", got)
+	if got := (Pace{}).Limit(200 << 20); got != 860*time.Second {
+		t.Errorf("default limit of 200 MiB = %s, want 60s + 800s", got)
 	}
 	if got := (Pace{Floor: time.Second, MinRate: 1000}).Limit(500); got != 1500*time.Millisecond {
 		t.Errorf("limit = %s", got)
@@ -35,23 +35,51 @@ func (s *stalling) Read(p []byte) (int, error) {
 	return k, nil
 }
 
-func TestTransferTooSlow(t *testing.T) {
-	pace := Pace{Floor: 100 * time.Millisecond, MinRate: 1 << 20}
+// A hang ends the transfer Floor after the last byte, however much moved.
+func TestTransferStalled(t *testing.T) {
+	pace := Pace{Floor: 100 * time.Millisecond, MinRate: 1 << 10}
 	tr := pace.Watch(context.Background())
 	defer tr.Stop()
-	// 512 KiB earn half a second past the floor; then nothing moves.
-	start := time.Now()
 	_, err := io.Copy(io.Discard, tr.Reader(&stalling{ctx: tr.Context(), n: 512 << 10}))
-	took := time.Since(start)
 	err = tr.Err(err)
 	var slow *TooSlowError
-	if !errors.As(err, &slow) || slow.Bytes != 512<<10 || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want too slow after 512 KiB", err)
+	if !errors.As(err, &slow) || !slow.Stalled || slow.Bytes != 512<<10 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want stalled after 512 KiB", err)
 	}
-	if took < 600*time.Millisecond {
-		t.Errorf("ended after %s: the bytes moved earn time", took)
+	if !strings.HasPrefix(err.Error(), "transfer stalled: nothing moved for 100ms, after 524288 bytes in ") {
+		t.Errorf("message %q", err)
 	}
-	if !strings.Contains(err.Error(), "transfer too slow: 524288 bytes in ") || !strings.Contains(err.Error(), "under the minimum of 1024 KiB/s after 100ms") {
+}
+
+// trickle gives 16 KiB every 50 ms (320 KiB/s) until ctx ends.
+type trickle struct{ ctx context.Context }
+
+func (r trickle) Read(p []byte) (int, error) {
+	select {
+	case <-r.ctx.Done():
+		return 0, r.ctx.Err()
+	case <-time.After(50 * time.Millisecond):
+	}
+	return min(len(p), 16<<10), nil
+}
+
+// Bytes that keep coming, but slower than MinRate, end the transfer once
+// they are behind Floor + bytes/MinRate.
+func TestTransferTooSlow(t *testing.T) {
+	pace := Pace{Floor: 300 * time.Millisecond, MinRate: 1 << 20}
+	tr := pace.Watch(context.Background())
+	defer tr.Stop()
+	_, err := io.Copy(io.Discard, tr.Reader(trickle{tr.Context()}))
+	err = tr.Err(err)
+	var slow *TooSlowError
+	if !errors.As(err, &slow) || slow.Stalled || slow.Bytes == 0 {
+		t.Fatalf("err = %v, want too slow", err)
+	}
+	// The bytes moved earned time past the floor.
+	if slow.After <= pace.Floor {
+		t.Errorf("ended after %s, at the floor: the bytes moved earn time", slow.After)
+	}
+	if !strings.HasPrefix(err.Error(), "transfer too slow: ") || !strings.HasSuffix(err.Error(), " bytes in "+slow.After.Round(time.Millisecond).String()+", under the minimum of 1024 KiB/s after 300ms") {
 		t.Errorf("message %q", err)
 	}
 }

@@ -144,7 +144,7 @@ func (t *feature) startLine(env *tasks.Env, id, sum string) string {
 	}
 	n, sum := transport.Quote(t.Name), transport.Quote(sum)
 	// The runner: $1 run id, $2 sha256, $3 VMID; it holds the lock on fd 9.
-	runner := `echo $$ >"$0.pid"; ./"$0.sh" "$3" >"$0.log" 2>&1 9>&-; c=$?; ` +
+	runner := `echo $$ >"$0.pid"; ./"$0.locked.sh" "$3" >"$0.log" 2>&1 9>&-; c=$?; ` +
 		`if [ $c -eq 0 ]; then printf '%s\n' "$2" >"$0.sha256.tmp" && mv -f "$0.sha256.tmp" "$0.sha256"; fi; ` +
 		`printf '%s %s\n' "$1" $c >"$0.rc.tmp" && mv -f "$0.rc.tmp" "$0.rc"`
 	return "cd " + transport.Quote(t.dir) + " || exit 1; " +
@@ -157,6 +157,10 @@ func (t *feature) startLine(env *tasks.Env, id, sum string) string {
 		"[ \"$sum\" = " + sum + " ] && { echo attached \"$id\"; exit 0; }; " +
 		"echo busy \"${id:--}\" \"${sum:--}\" \"$(cat " + n + ".pid 2>/dev/null || echo -)\"; exit 0; fi; " +
 		"[ \"$(cat " + n + ".sha256 2>/dev/null)\" = " + sum + " ] && { echo done; exit 0; }; " +
+		// The run executes its own copy, checked under the lock: a script
+		// written meanwhile by another phoenix cannot run under this sha256.
+		"cp " + n + ".sh " + n + ".locked.sh && h=$(sha256sum <" + n + ".locked.sh) && [ \"${h%% *}\" = " + sum + " ] || " +
+		"{ printf " + transport.Quote("%s.sh changed while it was started (sha256 %s, want %s): run again\\n") + " " + n + " \"${h%% *}\" " + sum + " >&2; exit 1; }; " +
 		"rm -f " + n + ".rc " + n + ".log " + n + ".pid && " +
 		"printf '%s %s\\n' " + transport.Quote(id) + " " + sum + " >" + n + ".run.tmp && mv -f " + n + ".run.tmp " + n + ".run || exit 1; " +
 		"nohup sh -c " + transport.Quote(runner) + " " + n + " " + transport.Quote(id) + " " + sum + " " + strconv.Itoa(vmid) + " </dev/null >/dev/null 2>&1 & " +

@@ -123,9 +123,12 @@ func TestFeatureRunKilledLocal(t *testing.T) {
 	if got := f.startLocal(t, env, "B", p.sum); got != "started B" {
 		t.Errorf("start after the killed run: %q", got)
 	}
-	if pid2, _ := strconv.Atoi(strings.TrimSpace(readFile(t, f.file(".pid")))); pid2 > 0 {
-		t.Cleanup(func() { killTree(t, pid2) })
-	}
+	var pid2 int
+	waitLocal(t, "run B's pid file", func() bool {
+		pid2, _ = strconv.Atoi(strings.TrimSpace(readFile(t, f.file(".pid"))))
+		return pid2 > 0 && pid2 != pid
+	})
+	killTree(t, pid2)
 }
 
 // killTree kills pid with everything it started, at once, as a reboot
@@ -148,4 +151,19 @@ func waitLocal(t *testing.T, what string, cond func() bool) {
 		}
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// The run executes a copy checked under the lock: a script that is not the
+// one phoenix wrote (another phoenix wrote its version meanwhile) is not
+// run under this sha256.
+func TestFeatureStartChecksTheScriptLocal(t *testing.T) {
+	f, env, p := localFeature(t, "#!/bin/sh\necho run >> starts\n")
+	res, err := local.Shell{}.Run(context.Background(), transport.Cmd{Line: f.startLine(env, "A", sum("another version")), Timeout: time.Minute})
+	want := "slow.sh changed while it was started (sha256 " + p.sum + ", want " + sum("another version") + "): run again\n"
+	if transport.ExitCode(err) != 1 || string(res.Stderr) != want {
+		t.Fatalf("start of a script that is not the one written: %v, stderr %q", err, res.Stderr)
+	}
+	if readFile(t, f.dir+"/starts") != "" || readFile(t, f.file(".run")) != "" {
+		t.Error("the script ran, or a run was recorded")
+	}
 }

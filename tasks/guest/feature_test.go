@@ -33,9 +33,11 @@ var featStart = `cd /var/lib/phoenix/features || exit 1; ` +
 	`if ! flock -w 2 9; then read -r id sum 2>/dev/null <docker.run; [ "$sum" = ` + sum(dockerScript) + ` ] && { echo attached "$id"; exit 0; }; ` +
 	`echo busy "${id:--}" "${sum:--}" "$(cat docker.pid 2>/dev/null || echo -)"; exit 0; fi; ` +
 	`[ "$(cat docker.sha256 2>/dev/null)" = ` + sum(dockerScript) + ` ] && { echo done; exit 0; }; ` +
+	`cp docker.sh docker.locked.sh && h=$(sha256sum <docker.locked.sh) && [ "${h%% *}" = ` + sum(dockerScript) + ` ] || ` +
+	`{ printf '%s.sh changed while it was started (sha256 %s, want %s): run again\n' docker "${h%% *}" ` + sum(dockerScript) + ` >&2; exit 1; }; ` +
 	`rm -f docker.rc docker.log docker.pid && ` +
 	`printf '%s %s\n' ` + runID + ` ` + sum(dockerScript) + ` >docker.run.tmp && mv -f docker.run.tmp docker.run || exit 1; ` +
-	`nohup sh -c 'echo $$ >"$0.pid"; ./"$0.sh" "$3" >"$0.log" 2>&1 9>&-; c=$?; ` +
+	`nohup sh -c 'echo $$ >"$0.pid"; ./"$0.locked.sh" "$3" >"$0.log" 2>&1 9>&-; c=$?; ` +
 	`if [ $c -eq 0 ]; then printf '\''%s\n'\'' "$2" >"$0.sha256.tmp" && mv -f "$0.sha256.tmp" "$0.sha256"; fi; ` +
 	`printf '\''%s %s\n'\'' "$1" $c >"$0.rc.tmp" && mv -f "$0.rc.tmp" "$0.rc"' docker ` + runID + ` ` + sum(dockerScript) + ` 8101 </dev/null >/dev/null 2>&1 & ` +
 	`echo started ` + runID

@@ -31,7 +31,7 @@ type Transport struct {
 	// set a fixed one).
 	Rand io.Reader
 	// Transfer bounds each command of a Put or Get by the bytes it moves
-	// (zero: transport.Pace's defaults, 60 s + 1 s per MiB).
+	// (zero: transport.Pace's defaults, 60 s + 4 s per MiB).
 	Transfer transport.Pace
 
 	// turn lets one node command at a time talk to the agent: qemu-ga

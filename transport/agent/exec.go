@@ -47,7 +47,7 @@ const nodeGrace = 15 * time.Second
 func (t *Transport) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
 	var stdin []byte
 	if cmd.Stdin != nil {
-		b, err := io.ReadAll(io.LimitReader(cmd.Stdin, MaxStdin+1))
+		b, err := readStdin(cmd.Stdin)
 		if err != nil {
 			return transport.Result{}, fmt.Errorf("read stdin: %w", err)
 		}
@@ -86,6 +86,18 @@ func (t *Transport) Run(ctx context.Context, cmd transport.Cmd) (transport.Resul
 		return res, fmt.Errorf("run %q: output cut by the guest agent at 16 MiB per stream", cmd.Printable())
 	}
 	return res, nil
+}
+
+// readStdin reads up to MaxStdin+1 bytes of r, in one buffer of the right
+// size when r knows its length (a file's chunks: io.ReadAll would grow its
+// buffer to twice a 1 MiB chunk, for every chunk).
+func readStdin(r io.Reader) ([]byte, error) {
+	if l, ok := r.(interface{ Len() int }); ok && l.Len() <= MaxStdin {
+		b := make([]byte, l.Len())
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	return io.ReadAll(io.LimitReader(r, MaxStdin+1))
 }
 
 // execStatus is the final object of qm guest exec-status (reference §5.3).

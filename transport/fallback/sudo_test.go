@@ -79,7 +79,7 @@ func TestSudoPutTooSlow(t *testing.T) {
 	sudo := Sudo{T: s, Rand: zeros{}, Transfer: transport.Pace{Floor: 200 * time.Millisecond, MinRate: 1 << 20}}
 	err := sudo.Put(context.Background(), "/srv/image.bin", zeros{}, transport.Attrs{Mode: 0o644})
 	var slow *transport.TooSlowError
-	if !errors.As(err, &slow) || !strings.HasPrefix(err.Error(), "put /srv/image.bin: transfer too slow: 262144 bytes in ") {
+	if !errors.As(err, &slow) || err.Error() != "put /srv/image.bin: transfer stalled: nothing moved for 200ms, after 262144 bytes in "+slow.After.Round(time.Millisecond).String() {
 		t.Fatalf("err = %v", err)
 	}
 	u, _ := transport.NewUpload("/srv/image.bin", zeros{})

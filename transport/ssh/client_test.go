@@ -763,7 +763,7 @@ func (t *tripwire) Read(p []byte) (int, error) {
 }
 
 // Finding 9 of issue 8: an SFTP transfer to a server that stops answering
-// ends within its pace (it used to wait forever), leaves no temp file, and
+// ends a Floor after the last byte (it used to wait forever), leaves no temp file, and
 // the next transfer opens a new session.
 func TestSFTPTransferTooSlow(t *testing.T) {
 	f := newFixture(t)
@@ -778,7 +778,7 @@ func TestSFTPTransferTooSlow(t *testing.T) {
 	src := &tripwire{r: bytes.NewReader(make([]byte, 16<<20)), n: 2 << 20, trip: func() { f.srv.stallSFTP.Store(true) }}
 	err := c.Put(testCtx(t), target, src, transport.Attrs{Mode: 0o644})
 	var slow *transport.TooSlowError
-	if !errors.As(err, &slow) || !strings.HasPrefix(err.Error(), "put "+target+": transfer too slow: ") {
+	if !errors.As(err, &slow) || !strings.HasPrefix(err.Error(), "put "+target+": transfer stalled: nothing moved for 300ms, after ") {
 		t.Fatalf("Put to a stalled server: %v", err)
 	}
 	f.srv.stallSFTP.Store(false)

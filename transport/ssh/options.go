@@ -43,7 +43,7 @@ type Options struct {
 	// to end and clean up (qm clone removes its half-made VM); default 10s.
 	Grace time.Duration
 	// Transfer bounds each SFTP transfer by its size (zero: the default
-	// 60 s + 1 s per MiB, see transport.Pace).
+	// 60 s + 4 s per MiB, no gap over 60 s, see transport.Pace).
 	Transfer transport.Pace
 }
 
