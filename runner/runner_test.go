@@ -36,6 +36,9 @@ type behavior struct {
 	logText  string     // Check logs this
 	gate     func()     // called first in Check
 	changed  func(bool) // called in Check with env.Changed
+	// runs are commands Check runs on the node, then on the guest; an error
+	// fails the check.
+	nodeRuns, guestRuns []transport.Cmd
 }
 
 type recorder struct {
@@ -88,6 +91,22 @@ func (f *fakeTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 	}
 	if f.b.put {
 		f.rec.add("%d check put: %v", vmid, env.Node.Put(ctx, "/x", strings.NewReader("x"), transport.Attrs{Mode: 0o644}))
+	}
+	for _, c := range f.b.nodeRuns {
+		if _, err := env.Node.Run(ctx, c); err != nil {
+			return tasks.Change{}, err
+		}
+		f.rec.add("%d check ran on node: %s", vmid, c.Line)
+	}
+	for _, c := range f.b.guestRuns {
+		g, err := env.Guest(ctx)
+		if err != nil {
+			return tasks.Change{}, err
+		}
+		if _, err := g.Run(ctx, c); err != nil {
+			return tasks.Change{}, err
+		}
+		f.rec.add("%d check ran in guest: %s", vmid, c.Line)
 	}
 	if f.b.logText != "" {
 		env.Logf("%s", f.b.logText)
@@ -177,6 +196,7 @@ type fixture struct {
 	guests    map[int]*fakeGuest
 	noGuest   bool
 	connErr   error
+	nodeCalls []fake.Call // what the node expects
 }
 
 type outcome struct {
@@ -231,7 +251,7 @@ func (f fixture) run(t *testing.T) outcome {
 	rec := &recorder{}
 	var out outcome
 	var mu sync.Mutex
-	node := fake.New(t).Named("ssh root@pve1")
+	node := fake.New(t, f.nodeCalls...).Named("ssh root@pve1")
 	o := Options{
 		Config:    cfg,
 		Inventory: &inventory.Inventory{Nodes: map[string]*inventory.Node{"pve1": {Name: "pve1", PVENode: "pve1", NFSServer: "10.0.0.2"}}, DefaultNode: "pve1", GuestKnownHosts: "/tmp/gkh"},
@@ -385,6 +405,50 @@ func TestCheckIsReadOnly(t *testing.T) {
 	}
 	if !reflect.DeepEqual(out.calls, want) {
 		t.Errorf("calls:\n got %q\nwant %q", out.calls, want)
+	}
+}
+
+// TestCheckRunsOnlyProbes: a check may run commands marked as probes, on
+// the node and in the guest; anything else is refused before it reaches
+// either, and the step fails saying so. Only what Apply runs may write.
+func TestCheckRunsOnlyProbes(t *testing.T) {
+	probe := transport.Cmd{Line: "qm config 8101", Probe: true}
+	write := transport.Cmd{Line: "qm set 8101 --cores 2"}
+	for _, tt := range []struct {
+		name        string
+		b           behavior
+		node, guest []fake.Call
+		want        []string
+		err         string
+	}{
+		{name: "probes on node and guest", b: behavior{nodeRuns: []transport.Cmd{probe}, guestRuns: []transport.Cmd{{Line: "cat /etc/fstab", Probe: true}}},
+			node: []fake.Call{{Line: "qm config 8101"}}, guest: []fake.Call{{Line: "cat /etc/fstab"}},
+			want: []string{"8101 check a", "8101 check ran on node: qm config 8101", "8101 check ran in guest: cat /etc/fstab"}},
+		{name: "a write on the node", b: behavior{nodeRuns: []transport.Cmd{probe, write}},
+			node: []fake.Call{{Line: "qm config 8101"}},
+			want: []string{"8101 check a", "8101 check ran on node: qm config 8101"},
+			err:  `run "qm set 8101 --cores 2": refused: check is read-only: a check runs only commands marked as probes`},
+		{name: "a write in the guest", b: behavior{guestRuns: []transport.Cmd{{Line: "rm -f /etc/fstab"}}},
+			want: []string{"8101 check a"},
+			err:  `run "rm -f /etc/fstab": refused: check is read-only`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := tt.b
+			b.changes = []tasks.Change{pending("set cores 2"), none}
+			g := &fakeGuest{Transport: fake.New(t, tt.guest...).Named("agent vm 8101")}
+			out := fixture{cfg: oneVM, playbook: "tasks:\n  - {name: a, kind: t, with: {id: a}}\n", vmids: []int{8101},
+				behaviors: map[string]*behavior{"a": &b}, nodeCalls: tt.node, guests: map[int]*fakeGuest{8101: g}, dryRun: tt.err == ""}.run(t)
+			if !reflect.DeepEqual(out.calls, tt.want) {
+				t.Errorf("calls:\n got %q\nwant %q", out.calls, tt.want)
+			}
+			ends := out.taskEnds()
+			switch {
+			case tt.err == "" && out.err != nil:
+				t.Errorf("run: %v", out.err)
+			case tt.err != "" && (len(ends) != 1 || ends[0].Status != StatusFailed || !strings.Contains(ends[0].Error, tt.err)):
+				t.Errorf("task_end %+v, want failed with %q", ends, tt.err)
+			}
+		})
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 )
 
 // ErrReadOnly is returned for a write attempted during Check.
-var ErrReadOnly = errors.New("refused: check is read-only")
+var ErrReadOnly = transport.ErrReadOnly
 
 // vmRun is the state of one VM during a run. Its steps run one after the
 // other in one goroutine.
@@ -315,8 +315,17 @@ func (v *vmRun) maskChange(c tasks.Change) tasks.Change {
 	return c
 }
 
-// readOnlyNode and readOnlyGuest refuse Put while a task checks.
+// readOnlyNode and readOnlyGuest are what a task's Check gets: they refuse
+// Put and every command not marked as a probe, so no check writes, in a
+// dry run or before an apply, whatever the task does.
 type readOnlyNode struct{ transport.Transport }
+
+func (n readOnlyNode) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	if err := probeOnly(cmd); err != nil {
+		return transport.Result{}, err
+	}
+	return n.Transport.Run(ctx, cmd)
+}
 
 func (readOnlyNode) Put(_ context.Context, path string, _ io.Reader, _ transport.Attrs) error {
 	return fmt.Errorf("put %s: %w", path, ErrReadOnly)
@@ -324,8 +333,23 @@ func (readOnlyNode) Put(_ context.Context, path string, _ io.Reader, _ transport
 
 type readOnlyGuest struct{ tasks.Guest }
 
+func (g readOnlyGuest) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	if err := probeOnly(cmd); err != nil {
+		return transport.Result{}, err
+	}
+	return g.Guest.Run(ctx, cmd)
+}
+
 func (readOnlyGuest) Put(_ context.Context, path string, _ io.Reader, _ transport.Attrs) error {
 	return fmt.Errorf("put %s: %w", path, ErrReadOnly)
+}
+
+// probeOnly refuses a command a check may not run.
+func probeOnly(cmd transport.Cmd) error {
+	if cmd.Probe {
+		return nil
+	}
+	return fmt.Errorf("run %q: %w: a check runs only commands marked as probes (transport.Cmd.Probe)", cmd.Printable(), ErrReadOnly)
 }
 
 // lineWriter turns live output into one event per line.

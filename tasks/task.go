@@ -65,7 +65,8 @@ func (c Change) Pending() bool { return c.Action != None }
 // Task is one step of a playbook bound to its parameters.
 type Task interface {
 	// Check reads state through env and returns the change still needed.
-	// It must not write: the runner enforces that in dry-run.
+	// It must not write: the runner refuses every Put and every command not
+	// marked transport.Cmd.Probe while a task checks (ErrReadOnly).
 	Check(ctx context.Context, env *Env) (Change, error)
 	// Apply makes the change Check planned.
 	Apply(ctx context.Context, env *Env, c Change) error
@@ -187,7 +188,7 @@ func (e *Env) GuestProbe(ctx context.Context, line string) (transport.Result, er
 		if err != nil {
 			return nil, err
 		}
-		res, err := g.Run(ctx, transport.Cmd{Line: line, Timeout: ProbeTimeout})
+		res, err := g.Run(ctx, transport.Cmd{Line: line, Timeout: ProbeTimeout, Probe: true})
 		if err != nil && transport.ExitCode(err) < 0 {
 			return nil, err
 		}

@@ -30,7 +30,8 @@ func batch(ctx context.Context, r Runner, lines []string, script string) ([]Resu
 	if len(lines) == 0 {
 		return nil, nil
 	}
-	res, err := r.Run(ctx, Cmd{Line: script})
+	// Batches read facts: their lines are probes.
+	res, err := r.Run(ctx, Cmd{Line: script, Probe: true})
 	var ee *ExitError
 	if err != nil && !errors.As(err, &ee) {
 		return nil, err

@@ -19,6 +19,9 @@ var (
 	ErrHostKeyChanged = errors.New("host key changed")
 	// ErrHostKeyUnknown: no pinned key and the policy is strict.
 	ErrHostKeyUnknown = errors.New("host key unknown")
+	// ErrReadOnly: a write (Put, or a command not marked as a probe) was
+	// attempted while a task checked.
+	ErrReadOnly = errors.New("refused: check is read-only")
 	// ErrDisconnected: the connection broke while a command ran (e.g. a reboot).
 	ErrDisconnected = errors.New("connection lost")
 	// ErrAgentUnavailable: the QEMU guest agent cannot be used right now; the

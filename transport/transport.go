@@ -24,6 +24,10 @@ type Cmd struct {
 	Secrets []string
 	// Timeout bounds this command; zero means only ctx bounds it.
 	Timeout time.Duration
+	// Probe marks a command that only reads (qm config, cat, stat): the one
+	// kind a task's Check may run. The runner refuses any other while a
+	// task checks, so a dry run changes nothing by construction.
+	Probe bool
 }
 
 // Printable is the command line as it may be shown to a person or logged.

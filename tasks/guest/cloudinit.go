@@ -257,7 +257,7 @@ func (t *cloudInit) read(ctx context.Context, env *tasks.Env) (transport.Result,
 	if err != nil {
 		return transport.Result{}, err
 	}
-	res, err := run(ctx, g, cloudInitStatus)
+	res, err := probe(ctx, g, cloudInitStatus)
 	if transport.ExitCode(err) > 0 {
 		return res, nil // status exits non-zero on error and degraded: the output says which
 	}
@@ -270,7 +270,7 @@ func (t *cloudInit) logTail(ctx context.Context, env *tasks.Env) string {
 	g, err := env.Guest(ctx)
 	if err == nil {
 		var res transport.Result
-		if res, err = run(ctx, g, cloudInitLogTail); err == nil {
+		if res, err = probe(ctx, g, cloudInitLogTail); err == nil {
 			return "\n/var/log/cloud-init-output.log (last 25 lines):\n" + strings.TrimRight(string(res.Stdout), "\n")
 		}
 	}

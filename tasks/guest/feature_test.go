@@ -250,7 +250,7 @@ func TestFeatureTimeout(t *testing.T) {
 	p := featurePlan{script: []byte(dockerScript), sum: sum(dockerScript)}
 	w.guest.Expect(fake.Call{Line: featMkdir}, started)
 	// Polls every 10 ms for a second: answer "still running" as often as asked.
-	task.(*feature).d.poll = 10 * time.Millisecond
+	inner(task).(*feature).d.poll = 10 * time.Millisecond
 	w.env.Guest = func(context.Context) (tasks.Guest, error) { return stillRunning{w.guest}, nil }
 	err = task.Apply(context.Background(), w.env, tasks.Change{Action: tasks.Run, Plan: &p})
 	if err == nil || !strings.HasPrefix(err.Error(), "feature docker: still running after 1s (left running: a later run re-attaches to it; log /var/lib/phoenix/features/docker.log):\nstep") {

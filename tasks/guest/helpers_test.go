@@ -33,6 +33,8 @@ type world struct {
 	mu      sync.Mutex
 	pins    map[string]ssh.PublicKey // alias → key
 	forgets []string
+
+	checking bool // a task is checking: only probes may run
 }
 
 func newWorld(t *testing.T) *world {
@@ -46,27 +48,63 @@ func newWorld(t *testing.T) *world {
 	}
 	w.env = &tasks.Env{
 		VM:              &inventory.VM{VMID: 8101, AgentTimeoutSeconds: 300},
-		Node:            bounded{w.node, t},
+		Node:            bounded{w.node, t, &w.checking},
 		NFSServer:       "10.0.0.2",
 		Out:             &w.out,
 		GuestKnownHosts: t.TempDir() + "/known_hosts",
-		Guest:           func(context.Context) (tasks.Guest, error) { return bounded{w.guest, t}, nil },
+		Guest:           func(context.Context) (tasks.Guest, error) { return bounded{w.guest, t, &w.checking}, nil },
 	}
 	return w
 }
 
 // bounded fails the test on a command nothing bounds (no Timeout, no
-// deadline on its context): a hung guest or node must end the step.
+// deadline on its context): a hung guest or node must end the step. While a
+// task checks, it also fails a command not marked as a probe, as the
+// runner refuses them.
 type bounded struct {
 	*fake.Transport
-	t *testing.T
+	t        *testing.T
+	checking *bool
 }
 
 func (b bounded) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
 	if _, ok := ctx.Deadline(); cmd.Timeout <= 0 && !ok {
 		b.t.Errorf("%s: unbounded command: %s", b.Name(), cmd.Line)
 	}
+	if *b.checking && !cmd.Probe {
+		b.t.Errorf("%s: a check ran a command not marked as a probe: %s", b.Name(), cmd.Line)
+		return transport.Result{}, transport.ErrReadOnly
+	}
 	return b.Transport.Run(ctx, cmd)
+}
+
+// checked marks the world as checking while its task checks.
+type checked struct {
+	tasks.Task
+	w *world
+}
+
+func (c checked) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
+	c.w.checking = true
+	defer func() { c.w.checking = false }()
+	return c.Task.Check(ctx, env)
+}
+
+// inner is the task w.task wrapped.
+func inner(t tasks.Task) tasks.Task {
+	switch c := t.(type) {
+	case checked:
+		return c.Task
+	case checkedProber:
+		return c.checked.Task
+	}
+	return t
+}
+
+// checkedProber is checked for a task that lists guest probes.
+type checkedProber struct {
+	checked
+	tasks.GuestProber
 }
 
 // deps are the test doubles of the other packages and the clock.
@@ -115,7 +153,10 @@ func (w *world) task(kind string, params map[string]any) tasks.Task {
 	if err != nil {
 		w.t.Fatalf("%s: %v", kind, err)
 	}
-	return task
+	if p, ok := task.(tasks.GuestProber); ok {
+		return checkedProber{checked{task, w}, p}
+	}
+	return checked{task, w}
 }
 
 // probes expects the runner's one batched round trip for task's probes,

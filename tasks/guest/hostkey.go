@@ -118,7 +118,7 @@ func (t *hostKey) Check(ctx context.Context, env *tasks.Env) (tasks.Change, erro
 func (t *hostKey) checkAbsent(ctx context.Context, env *tasks.Env, vmid int, alias string) (tasks.Change, error) {
 	path := snippetPath(vmid)
 	line := transport.Command("test", "-e", path)
-	_, err := run(ctx, env.Node, line)
+	_, err := probe(ctx, env.Node, line)
 	exists := err == nil
 	if code := transport.ExitCode(err); code != 0 && code != 1 {
 		return tasks.Change{}, fmt.Errorf("look for %s on node: %w", path, err)
@@ -224,7 +224,7 @@ func newHostKeySnippet(comment string) ([]byte, ssh.PublicKey, error) {
 // nil when the snippet is missing or unusable (then a new one is written).
 func readSnippetKey(ctx context.Context, node transport.Runner, path string) (ssh.PublicKey, error) {
 	line := "test ! -e " + transport.Quote(path) + " || " + transport.Command("cat", path)
-	res, err := run(ctx, node, line)
+	res, err := probe(ctx, node, line)
 	if err != nil {
 		return nil, fmt.Errorf("read %s on node: %w", path, err)
 	}

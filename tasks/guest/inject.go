@@ -156,7 +156,7 @@ func (t *fileInject) check(ctx context.Context, env *tasks.Env) (tasks.Change, e
 
 // node reads the source's facts on the node; a missing source names its path.
 func (t *fileInject) node(ctx context.Context, env *tasks.Env) (fileFacts, error) {
-	res, err := run(ctx, env.Node, t.nodeStat())
+	res, err := probe(ctx, env.Node, t.nodeStat())
 	if err != nil {
 		return fileFacts{}, fmt.Errorf("source %s on node: %w", t.Source, err)
 	}

@@ -297,7 +297,7 @@ func (f failingFiles) Get(_ context.Context, _ string, w io.Writer) error {
 // A broken read on the node fails the copy and names the node path.
 func TestFileInjectCopyReadFails(t *testing.T) {
 	w := newWorld(t)
-	task := w.task("file_inject", map[string]any{"source": injSrc, "destination": injDst}).(*fileInject)
+	task := inner(w.task("file_inject", map[string]any{"source": injSrc, "destination": injDst})).(*fileInject)
 	err := task.copy(context.Background(), failingFiles{w.node}, w.guest, transport.Attrs{Mode: 0o644})
 	if err == nil || err.Error() != "read /root/phoenix/files/app.conf on node: sftp: connection lost" {
 		t.Errorf("error %v", err)

@@ -308,7 +308,7 @@ func TestNFSMountInterrupted(t *testing.T) {
 			c := w.check(task)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			g := interrupted{bounded: bounded{w.guest, t}, line: tt.at, cancel: cancel}
+			g := interrupted{bounded: bounded{w.guest, t, &w.checking}, line: tt.at, cancel: cancel}
 			w.env.Guest = func(context.Context) (tasks.Guest, error) { return g, nil }
 			w.guest.Expect(tt.calls...)
 			if tt.wantTab == "" {

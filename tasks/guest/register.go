@@ -114,6 +114,12 @@ func run(ctx context.Context, r transport.Runner, line string) (transport.Result
 	return r.Run(ctx, transport.Cmd{Line: line, Timeout: cmdTimeout})
 }
 
+// probe runs a command line that only reads, bounded by cmdTimeout: the
+// kind a Check may run.
+func probe(ctx context.Context, r transport.Runner, line string) (transport.Result, error) {
+	return r.Run(ctx, transport.Cmd{Line: line, Timeout: cmdTimeout, Probe: true})
+}
+
 // seconds turns a timeout parameter into a duration, def when unset.
 func seconds(n int, def time.Duration) time.Duration {
 	if n <= 0 {

@@ -272,7 +272,7 @@ func (t *configTask) storedPassword(ctx context.Context, env *tasks.Env, cfg Con
 	vmid := env.VM.VMID
 	v, err := env.Cached(fmt.Sprintf("pve:cipassword:%d", vmid), func() (any, error) {
 		line := transport.Command("qm", "cloudinit", "dump", strconv.Itoa(vmid), "user")
-		res, err := env.Node.Run(ctx, transport.Cmd{Line: line, Timeout: tasks.ProbeTimeout})
+		res, err := env.Node.Run(ctx, transport.Cmd{Line: line, Timeout: tasks.ProbeTimeout, Probe: true})
 		if err != nil {
 			return nil, fmt.Errorf("read the stored password hash: %w", err)
 		}

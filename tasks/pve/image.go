@@ -72,7 +72,7 @@ func readStorage(ctx context.Context, env *tasks.Env, id string) (fileStorage, e
 	v, err := env.Cached("pve:storage.cfg", func() (any, error) {
 		ctx, cancel := context.WithTimeout(ctx, tasks.ProbeTimeout)
 		defer cancel()
-		res, err := env.Node.Run(ctx, transport.Cmd{Line: catIfExists(storageCfg), Timeout: tasks.ProbeTimeout})
+		res, err := env.Node.Run(ctx, transport.Cmd{Line: catIfExists(storageCfg), Timeout: tasks.ProbeTimeout, Probe: true})
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", storageCfg, err)
 		}
@@ -156,7 +156,7 @@ func readImageFile(ctx context.Context, env *tasks.Env, file string, hash bool) 
 	if hash {
 		line = "test ! -e " + transport.Quote(file) + " || " + transport.Command("sha256sum", "--", file)
 	}
-	res, err := env.Node.Run(ctx, transport.Cmd{Line: line, Timeout: imageTimeout})
+	res, err := env.Node.Run(ctx, transport.Cmd{Line: line, Timeout: imageTimeout, Probe: true})
 	switch {
 	case !hash && transport.ExitCode(err) == 1:
 		return f, nil

@@ -106,7 +106,34 @@ func newTask(t *testing.T, kind string, params map[string]any) tasks.Task {
 	if err != nil {
 		t.Fatalf("%s: %v", kind, err)
 	}
-	return task
+	return probesChecked{task, t}
+}
+
+// probesChecked checks its task as the runner does: the node runs only
+// commands marked as probes while the task checks.
+type probesChecked struct {
+	tasks.Task
+	t *testing.T
+}
+
+func (p probesChecked) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
+	node := env.Node
+	env.Node = probesOnly{node, p.t}
+	defer func() { env.Node = node }()
+	return p.Task.Check(ctx, env)
+}
+
+type probesOnly struct {
+	transport.Transport
+	t *testing.T
+}
+
+func (p probesOnly) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	if !cmd.Probe {
+		p.t.Errorf("a check ran a command not marked as a probe: %s", cmd.Printable())
+		return transport.Result{}, transport.ErrReadOnly
+	}
+	return p.Transport.Run(ctx, cmd)
 }
 
 func TestRegisterKinds(t *testing.T) {

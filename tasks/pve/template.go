@@ -156,7 +156,7 @@ var reDiskKey = regexp.MustCompile(`^(scsi|virtio|sata|ide|efidisk|tpmstate|unus
 // template vmid's.
 func linkedClones(ctx context.Context, env *tasks.Env, vmid int) ([]int, error) {
 	line := transport.Command("pvesh", "get", fmt.Sprintf("/nodes/%s/qemu", pveNode(env)), "--output-format", "json")
-	res, err := env.Node.Run(ctx, transport.Cmd{Line: line, Timeout: tasks.ProbeTimeout})
+	res, err := env.Node.Run(ctx, transport.Cmd{Line: line, Timeout: tasks.ProbeTimeout, Probe: true})
 	if err != nil {
 		return nil, fmt.Errorf("list the node's VMs: %w", err)
 	}
