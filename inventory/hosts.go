@@ -2,7 +2,10 @@ package inventory
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
+	"strings"
 )
 
 // Inventory is a loaded inventory.yml.
@@ -28,7 +31,7 @@ type Node struct {
 	User         string
 	IdentityFile string
 	ProxyJump    string
-	PVENode      string // Proxmox node name (hostname) for pvesh paths; default "localhost"
+	PVENode      string // Proxmox node name (hostname) for pvesh paths; default "localhost" (see PVEName)
 	NFSServer    string // address guests use to reach this node's NFS exports, as fstab wants it (IPv6 in brackets)
 	// Jump is ProxyJump resolved: the host to connect through (itself
 	// possibly behind another Jump), nil for a direct connection. A hop that
@@ -47,12 +50,51 @@ type GuestAccess struct {
 	Port    int
 }
 
-// NodeFor returns the node vmid lives on.
-func (inv *Inventory) NodeFor(vmid int) *Node {
-	if name, ok := inv.VMNodes[vmid]; ok {
-		return inv.Nodes[name]
+// Home returns the node the VM is placed on: the VM's node in the config,
+// else the inventory's vms: entry, else vm_defaults.node, else
+// default_node. A node the inventory lacks, or a VM placed on two
+// different nodes by the config and the inventory, is an error naming
+// where each is written.
+func (inv *Inventory) Home(cfg *Config, vm *VM) (*Node, error) {
+	mapped, inMap := inv.VMNodes[vm.VMID]
+	switch {
+	case vm.Node != "" && inMap && mapped != vm.Node:
+		return nil, inv.nodeProblem(cfg, vm.nodeAt, fmt.Sprintf("places vm %d on node %s, but %s places it on %s (vms: %d): name its node in one place",
+			vm.VMID, vm.Node, inv.File, mapped, vm.VMID))
+	case vm.Node != "":
+		return inv.known(cfg, vm.nodeAt, vm.Node)
+	case inMap:
+		return inv.Nodes[mapped], nil // checked when the inventory was loaded
+	case cfg != nil && cfg.Defaults.Node != "":
+		return inv.known(cfg, cfg.Defaults.nodeAt, cfg.Defaults.Node)
 	}
-	return inv.Nodes[inv.DefaultNode]
+	return inv.Nodes[inv.DefaultNode], nil
+}
+
+// known returns the inventory node name, written in the config at at.
+func (inv *Inventory) known(cfg *Config, at position, name string) (*Node, error) {
+	if n := inv.Nodes[name]; n != nil {
+		return n, nil
+	}
+	return nil, inv.nodeProblem(cfg, at, fmt.Sprintf("unknown node %q: %s has nodes %s", name, inv.File, strings.Join(slices.Sorted(maps.Keys(inv.Nodes)), ", ")))
+}
+
+// nodeProblem is a config error at a node reference.
+func (inv *Inventory) nodeProblem(cfg *Config, at position, msg string) error {
+	file := "config"
+	if cfg != nil {
+		file = cfg.File
+	}
+	return &ConfigError{File: file, Problems: []Problem{{Pointer: at.ptr, Line: at.line, Column: at.col, Message: msg}}}
+}
+
+// PVEName is the node's Proxmox name as a cluster knows it (the directory
+// under /etc/pve/nodes): pve_node when set, else the inventory name.
+func (n *Node) PVEName() string {
+	if n.PVENode != "" && n.PVENode != "localhost" {
+		return n.PVENode
+	}
+	return n.Name
 }
 
 // GuestFor returns how to reach vm over SSH: the VM's guest_ssh first, then

@@ -24,10 +24,10 @@ import (
 //	    user: root              # default: ssh_config User, else root
 //	    identity_file: ~/.ssh/id_ed25519   # default: ssh_config IdentityFile
 //	    proxy_jump: bastion     # a node name, an ssh_config alias or [user@]host[:port], comma-separated hops
-//	    pve_node: pve1          # Proxmox node name for pvesh paths; default "localhost"
+//	    pve_node: pve1          # Proxmox node name: pvesh paths (default "localhost"), its cluster member name (default: the node's name here)
 //	    nfs_server: 10.0.0.2    # address guests use for this node's NFS exports; default: the address
 //	default_node: pve1          # default: the only node
-//	vms:                        # vmid -> node; default: default_node
+//	vms:                        # vmid -> node; a VM's node in the config wins; default: vm_defaults.node, then default_node
 //	  8101: pve1
 //	guest:                      # SSH into guests when the agent is down
 //	  user: phoenix             # default: the VM's user_config.username, else root

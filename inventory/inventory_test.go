@@ -53,8 +53,15 @@ func TestLoadInventoryTestdata(t *testing.T) {
 	if pve2.Jump == nil || pve2.Jump.Name != "pve1" || pve2.Jump.Address != "192.168.1.10" || pve2.Jump.Jump != nil {
 		t.Errorf("pve2 jump = %+v", pve2.Jump)
 	}
-	if inv.DefaultNode != "pve1" || inv.NodeFor(8102) != pve2 || inv.NodeFor(8101) != pve1 {
-		t.Errorf("default %q, 8102 on %v, 8101 on %v", inv.DefaultNode, inv.NodeFor(8102), inv.NodeFor(8101))
+	homeOf := func(vmid int) *Node {
+		n, err := inv.Home(nil, &VM{VMID: vmid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if inv.DefaultNode != "pve1" || homeOf(8102) != pve2 || homeOf(8101) != pve1 {
+		t.Errorf("default %q, 8102 on %v, 8101 on %v", inv.DefaultNode, homeOf(8102), homeOf(8101))
 	}
 	wantGuest := GuestAccess{User: "phoenix", IdentityFile: filepath.Join(home, ".ssh/id_ed25519"), Via: "direct", Port: 22}
 	if inv.Guest != wantGuest {
@@ -131,7 +138,7 @@ func TestLoadInventoryNoSSHConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := inv.NodeFor(8101); n == nil || n.Address != "10.0.0.2" || n.Port != 22 || n.User != "root" || inv.DefaultNode != "pve" {
+	if n, _ := inv.Home(nil, &VM{VMID: 8101}); n == nil || n.Address != "10.0.0.2" || n.Port != 22 || n.User != "root" || inv.DefaultNode != "pve" {
 		t.Errorf("node = %+v, default %q", n, inv.DefaultNode)
 	}
 	if inv.Guest.Via != "direct" || inv.Guest.Port != 22 {

@@ -113,6 +113,12 @@ func (l *loader) problem(ptr, format string, args ...any) {
 	l.problems = append(l.problems, Problem{Pointer: ptr, Line: line, Column: col, Message: fmt.Sprintf(format, args...)})
 }
 
+// position is where ptr's value is in the file.
+func (l *loader) position(ptr string) position {
+	line, col := l.pos.at(ptr)
+	return position{ptr: ptr, line: line, col: col}
+}
+
 // problemAt reports a problem at a byte offset rather than at the value
 // ptr names (a repeated key), besides any other problem at ptr.
 func (l *loader) problemAt(ptr string, off int, format string, args ...any) {
@@ -267,6 +273,7 @@ func (l *loader) decode(data []byte, inst any) (*Config, []*vmSource) {
 
 	if raw, ok := members["vm_defaults"]; ok {
 		l.unmarshal("/vm_defaults", raw, &cfg.Defaults)
+		cfg.Defaults.nodeAt = l.position("/vm_defaults/node")
 	}
 	var vms []json.RawMessage
 	if raw, ok := members["vms"]; ok {
@@ -356,6 +363,7 @@ func (l *loader) decodeVM(ptr string, raw []byte, d VMDefaults) *vmSource {
 		vm.TemplateImageBaseURL = d.TemplateImageBaseURL
 	}
 
+	vm.nodeAt = l.position(ptr + "/node")
 	src := &vmSource{vm: vm, ptr: ptr}
 	for i := range vm.NFSShares {
 		s := &vm.NFSShares[i]

@@ -41,43 +41,51 @@ type VMDefaults struct {
 	// TemplateImageBaseURL is where a template_image file name is fetched
 	// from, for every VM that does not say otherwise.
 	TemplateImageBaseURL string `json:"template_image_base_url,omitempty"`
+	// Node is the inventory node of every VM that names none (and has no
+	// entry under the inventory's vms:).
+	Node string `json:"node,omitempty"`
+
+	nodeAt position // where Node is written
 }
 
 // VM is one entry of vms[], with vm_defaults merged in and the new phoenix
 // fields defaulted. Legacy volumes[] of type nfs are folded into NFSShares.
 type VM struct {
-	VMID                 int               `json:"vmid"`
-	Name                 string            `json:"name"`
-	IsTemplate           bool              `json:"is_template,omitempty"`
-	CloneFromVMID        int               `json:"clone_from_vmid,omitempty"`
-	TemplateImage        string            `json:"template_image,omitempty"`
-	TemplateImageSHA256  string            `json:"template_image_sha256,omitempty"`   // lower-case hex; verifies the download, tells drift
-	TemplateImageBaseURL string            `json:"template_image_base_url,omitempty"` // default: vm_defaults, then DefaultImageBaseURL
-	TemplateSnapshotName string            `json:"template_snapshot_name,omitempty"`
-	Cores                int               `json:"cores,omitempty"`
-	MemoryMB             int               `json:"memory_mb,omitempty"`
-	DiskSizeGB           int               `json:"disk_size_gb,omitempty"`
-	StoragePool          string            `json:"storage_pool,omitempty"`
-	NetworkBridge        string            `json:"network_bridge,omitempty"`
-	StartAtBoot          *bool             `json:"start_at_boot,omitempty"`
-	BootOrder            *int              `json:"boot_order,omitempty"`
-	BootDelay            *int              `json:"boot_delay,omitempty"`
-	Features             []string          `json:"features,omitempty"`
-	Snapshots            Snapshots         `json:"snapshots,omitempty"`
-	Volumes              []Volume          `json:"volumes,omitempty"`
-	NFSShares            []NFSShare        `json:"nfs_shares,omitempty"`
-	FileInjections       []FileInjection   `json:"file_injections,omitempty"`
-	NetworkConfig        NetworkConfig     `json:"network_config,omitempty"`
-	UserConfig           UserConfig        `json:"user_config,omitempty"`
-	Firewall             *Firewall         `json:"firewall,omitempty"`
-	DockerStacks         []DockerStack     `json:"docker_stacks,omitempty"`
-	Dependencies         []string          `json:"dependencies,omitempty"`
-	PortainerRole        string            `json:"portainer_role,omitempty"`
-	Count                int               `json:"count,omitempty"`
-	QMOptions            []string          `json:"qm_options,omitempty"`
-	DNSRecords           []json.RawMessage `json:"dns_records,omitempty"`
-	IptablesRules        []string          `json:"iptables_rules,omitempty"`
-	TriggerSync          bool              `json:"trigger_sync_on_completion,omitempty"`
+	VMID                 int             `json:"vmid"`
+	Name                 string          `json:"name"`
+	IsTemplate           bool            `json:"is_template,omitempty"`
+	CloneFromVMID        int             `json:"clone_from_vmid,omitempty"`
+	TemplateImage        string          `json:"template_image,omitempty"`
+	TemplateImageSHA256  string          `json:"template_image_sha256,omitempty"`   // lower-case hex; verifies the download, tells drift
+	TemplateImageBaseURL string          `json:"template_image_base_url,omitempty"` // default: vm_defaults, then DefaultImageBaseURL
+	TemplateSnapshotName string          `json:"template_snapshot_name,omitempty"`
+	Cores                int             `json:"cores,omitempty"`
+	MemoryMB             int             `json:"memory_mb,omitempty"`
+	DiskSizeGB           int             `json:"disk_size_gb,omitempty"`
+	StoragePool          string          `json:"storage_pool,omitempty"`
+	NetworkBridge        string          `json:"network_bridge,omitempty"`
+	StartAtBoot          *bool           `json:"start_at_boot,omitempty"`
+	BootOrder            *int            `json:"boot_order,omitempty"`
+	BootDelay            *int            `json:"boot_delay,omitempty"`
+	Features             []string        `json:"features,omitempty"`
+	Snapshots            Snapshots       `json:"snapshots,omitempty"`
+	Volumes              []Volume        `json:"volumes,omitempty"`
+	NFSShares            []NFSShare      `json:"nfs_shares,omitempty"`
+	FileInjections       []FileInjection `json:"file_injections,omitempty"`
+	NetworkConfig        NetworkConfig   `json:"network_config,omitempty"`
+	UserConfig           UserConfig      `json:"user_config,omitempty"`
+	Firewall             *Firewall       `json:"firewall,omitempty"`
+	DockerStacks         []DockerStack   `json:"docker_stacks,omitempty"`
+	Dependencies         []string        `json:"dependencies,omitempty"`
+	PortainerRole        string          `json:"portainer_role,omitempty"`
+	Count                int             `json:"count,omitempty"`
+	// Node is the inventory node the VM is placed on, as written on the VM
+	// (vm_defaults' is not merged in: Inventory.Home decides).
+	Node          string            `json:"node,omitempty"`
+	QMOptions     []string          `json:"qm_options,omitempty"`
+	DNSRecords    []json.RawMessage `json:"dns_records,omitempty"`
+	IptablesRules []string          `json:"iptables_rules,omitempty"`
+	TriggerSync   bool              `json:"trigger_sync_on_completion,omitempty"`
 
 	// New in phoenix.
 	AgentTimeoutSeconds int      `json:"agent_timeout_seconds"` // default 300
@@ -89,6 +97,14 @@ type VM struct {
 
 	// deps is DependsOn, computed by LoadConfig.
 	deps []int
+	// nodeAt is where Node is written, for errors found with the inventory.
+	nodeAt position
+}
+
+// position is a place in the config file, for errors found later.
+type position struct {
+	ptr       string
+	line, col int
 }
 
 // Snapshots names the optional snapshots around features.

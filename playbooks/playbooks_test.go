@@ -16,7 +16,7 @@ func TestLoadBuiltinNames(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if pb.Name != "create" || pb.File != "playbooks/create.yml" || len(pb.Tasks) != 20 {
+			if pb.Name != "create" || pb.File != "playbooks/create.yml" || len(pb.Tasks) != 21 {
 				t.Fatalf("got %s from %s with %d tasks", pb.Name, pb.File, len(pb.Tasks))
 			}
 		})
@@ -28,7 +28,7 @@ func TestLoadBuiltinNames(t *testing.T) {
 
 func TestBuiltinPlaybooksShape(t *testing.T) {
 	want := map[string][]string{
-		"create": {"vm_image", "vm_create", "vm_clone", "vm_config", "vm_firewall", "vm_disk", "guest_hostkey", "vm_start",
+		"create": {"vm_place", "vm_image", "vm_create", "vm_clone", "vm_config", "vm_firewall", "vm_disk", "guest_hostkey", "vm_start",
 			"guest_wait", "cloud_init", "nfs_mount", "vm_snapshot", "file_inject", "feature", "vm_snapshot", "vm_snapshot",
 			"guest_template_prep", "vm_stop", "guest_hostkey", "vm_template"},
 		"delete": {"vm_stop", "vm_destroy", "guest_hostkey"},

@@ -42,7 +42,7 @@ func testRegistry(calls *[]recordingTask, kinds ...string) tasks.Registry {
 	return reg
 }
 
-var allKinds = []string{"vm_clone", "vm_config", "vm_disk", "vm_start", "vm_stop", "vm_snapshot", "vm_destroy",
+var allKinds = []string{"vm_place", "vm_clone", "vm_config", "vm_disk", "vm_start", "vm_stop", "vm_snapshot", "vm_destroy",
 	"vm_image", "vm_create", "vm_firewall", "vm_template",
 	"guest_hostkey", "guest_wait", "cloud_init", "nfs_mount", "file_inject", "feature", "guest_template_prep"}
 
@@ -82,6 +82,7 @@ func TestRenderCreateFor8101(t *testing.T) {
 		return ResolvedStep{Name: name, Kind: kind, Skipped: true, SkipReason: reason}
 	}
 	want := []ResolvedStep{
+		{Name: "node", Kind: "vm_place", Params: map[string]any{}},
 		notTemplate("template image", "vm_image", "not a template"),
 		notTemplate("create from image", "vm_create", "not a template built from a cloud image"),
 		{Name: "clone from template", Kind: "vm_clone", Params: map[string]any{"source": 9000, "name": "web01", "full": true}},
@@ -174,7 +175,7 @@ func TestRenderCreateMinimalVM(t *testing.T) {
 		t.Errorf("skipped:\n got %q\nwant %q", skipped, wantSkipped)
 	}
 	// Optional fields that are missing are left out, not sent as empty.
-	cfg := got[3].Params
+	cfg := got[4].Params
 	wantCfg := map[string]any{"agent": "enabled=1", "cicustom": "vendor=local:snippets/phoenix-8200-hostkey.yml"}
 	if !reflect.DeepEqual(cfg, wantCfg) {
 		t.Errorf("vm_config params = %#v, want %#v", cfg, wantCfg)
@@ -207,7 +208,7 @@ func TestRenderedYAMLMasksSecrets(t *testing.T) {
 	var p struct {
 		Password string `json:"cipassword"`
 	}
-	params := map[string]any{"cipassword": calls[1].params["cipassword"]}
+	params := map[string]any{"cipassword": calls[2].params["cipassword"]}
 	if err := tasks.Decode(params, &p); err != nil || p.Password != "hunter22" {
 		t.Errorf("task sees password %q (err %v), want the real value", p.Password, err)
 	}
@@ -421,18 +422,18 @@ func TestRenderCreateTemplate(t *testing.T) {
 			ran = append(ran, s.Kind)
 		}
 	}
-	want := []string{"vm_image", "vm_create", "vm_config", "vm_disk", "guest_hostkey", "vm_start", "guest_wait", "cloud_init",
+	want := []string{"vm_place", "vm_image", "vm_create", "vm_config", "vm_disk", "guest_hostkey", "vm_start", "guest_wait", "cloud_init",
 		"feature", "guest_template_prep", "vm_stop", "guest_hostkey", "vm_template"}
 	if !reflect.DeepEqual(ran, want) {
 		t.Errorf("steps that run: %v\nwant %v", ran, want)
 	}
 	image := map[string]any{"image": "noble-server-cloudimg-amd64.img", "sha256": strings.Repeat("ab", 32), "storage": "local"}
-	if !reflect.DeepEqual(steps[0].Params, image) {
+	if !reflect.DeepEqual(steps[1].Params, image) {
 		t.Errorf("vm_image params = %#v, want %#v", steps[0].Params, image)
 	}
 	create := map[string]any{"image": "noble-server-cloudimg-amd64.img", "sha256": strings.Repeat("ab", 32), "storage": "local",
 		"name": "tmpl", "cores": 2, "memory": 2048, "bridge": "vmbr1", "disk_storage": "local-zfs"}
-	if !reflect.DeepEqual(steps[1].Params, create) {
+	if !reflect.DeepEqual(steps[2].Params, create) {
 		t.Errorf("vm_create params = %#v, want %#v", steps[1].Params, create)
 	}
 }

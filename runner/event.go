@@ -56,6 +56,8 @@ type Event struct {
 	Text      string // log, output
 	Counts    Counts // vm_end, summary
 	FailedVMs []int  // summary
+	// FailedNodes are the nodes the run could not reach or lost (summary).
+	FailedNodes []string
 	// Interrupted: the run was cancelled (Ctrl-C) before it ended (summary).
 	Interrupted bool
 }
@@ -127,6 +129,9 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		o = append(o, kv{"duration_ms", ms(e.Duration)})
 		if len(e.FailedVMs) > 0 {
 			o = append(o, kv{"failed_vms", e.FailedVMs})
+		}
+		if len(e.FailedNodes) > 0 {
+			o = append(o, kv{"failed_nodes", e.FailedNodes})
 		}
 		if e.DryRun {
 			o = append(o, kv{"dry_run", true})

@@ -116,6 +116,9 @@ func SummaryNote(e Event) string {
 	if e.DryRun {
 		note = fmt.Sprintf("; dry run: %d to change, nothing was changed", e.Counts.Changed)
 	}
+	if len(e.FailedNodes) > 0 {
+		note += fmt.Sprintf("; failed node: %s (its VMs failed, the others went on)", strings.Join(e.FailedNodes, ", "))
+	}
 	if e.Interrupted {
 		note += "; interrupted: steps were stopped, run again to finish"
 	}

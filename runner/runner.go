@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/phoenix-hv/phoenix/inventory"
+	"github.com/phoenix-hv/phoenix/placement"
 	"github.com/phoenix-hv/phoenix/playbooks"
 	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/transport"
@@ -52,11 +54,18 @@ type Options struct {
 	// Connect opens the node transport; called once per node and run, the
 	// connection is shared by all VMs of that node and closed at the end.
 	Connect func(ctx context.Context, node *inventory.Node) (transport.Transport, error)
-	// GuestFor returns the way into vm's guest, given its node's transport;
-	// log reports channel changes ("agent stopped answering; continuing over
-	// SSH") as events of the step running. Nil means guest steps fail with a
-	// clear error.
-	GuestFor func(vm *inventory.VM, node transport.Transport, log func(format string, args ...any)) Guest
+	// GuestFor returns the way into vm's guest, given the node it lives on
+	// and its transport; log reports channel changes ("agent stopped
+	// answering; continuing over SSH") as events of the step running. Nil
+	// means guest steps fail with a clear error.
+	GuestFor func(vm *inventory.VM, node *inventory.Node, t transport.Transport, log func(format string, args ...any)) Guest
+	// ReadCluster reads a node's cluster view (pve.ReadCluster): where each
+	// VMID lives, so each VM's commands run on the node that has it. Nil:
+	// every VM is on its home node, as the config and inventory say.
+	ReadCluster placement.ReadCluster
+	// Migrate lets a VM that lives on another node than its home be moved
+	// there (tasks.Env.Migrate).
+	Migrate bool
 	// FeatureDirs are searched for feature scripts before the built-in ones.
 	FeatureDirs []string
 	// GuestKnownHosts is where guest host keys are pinned; default
@@ -113,6 +122,9 @@ type Summary struct {
 	DryRun   bool
 	// Interrupted: the run's context was cancelled (Ctrl-C) before it ended.
 	Interrupted bool
+	// FailedNodes are the nodes the run could not reach or lost, in name
+	// order; their VMs failed (each says why), the others went on.
+	FailedNodes []string
 }
 
 // errInterrupted wraps the error of a step, or of a VM that never started,
@@ -155,9 +167,16 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		slices.Reverse(vms)
 	}
 	plans := make([][]playbooks.ResolvedStep, len(vms))
+	homes := make(map[int]*inventory.Node, len(vms))
 	for i, vm := range vms {
 		if plans[i], err = playbooks.Render(o.Playbook, vm, o.Registry); err != nil {
 			return Summary{}, fmt.Errorf("vm %d: %w", vm.VMID, err)
+		}
+		if homes[vm.VMID], err = o.Inventory.Home(o.Config, vm); err != nil {
+			return Summary{}, err
+		}
+		if homes[vm.VMID] == nil {
+			return Summary{}, fmt.Errorf("vm %d: no node for it in the inventory %s", vm.VMID, o.Inventory.File)
 		}
 	}
 	obs := o.Observer
@@ -168,14 +187,17 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	for i, vm := range vms {
 		ids[i] = vm.VMID
 	}
-	r := &run{o: o, ids: ids, obs: &serial{o: obs}, nodes: &nodes{connect: o.Connect, open: map[string]*nodeConn{}, lockDir: runLockDir},
-		owner: lockOwner(time.Now())}
+	r := &run{o: o, ids: ids, obs: &serial{o: obs}, homes: homes,
+		nodes: &nodes{connect: o.Connect, open: map[string]*nodeConn{}, lockDir: runLockDir}, owner: lockOwner(time.Now())}
+	if o.ReadCluster != nil {
+		r.placer = placement.New(o.Inventory, o.ReadCluster, r.nodes.get)
+	}
 	start := time.Now()
 	r.emit(Event{Type: EventRunStart, Playbook: o.Playbook.Name, VMIDs: ids, Forks: o.Forks, DryRun: o.DryRun})
 	results := r.schedule(ctx, vms, plans)
 	r.nodes.close()
 
-	sum := Summary{VMs: results, Duration: time.Since(start), DryRun: o.DryRun, Interrupted: ctx.Err() != nil}
+	sum := Summary{VMs: results, Duration: time.Since(start), DryRun: o.DryRun, Interrupted: ctx.Err() != nil, FailedNodes: r.nodes.failures()}
 	var errs []error
 	var failed []int
 	for _, res := range results {
@@ -185,7 +207,8 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 			failed = append(failed, res.VMID)
 		}
 	}
-	r.emit(Event{Type: EventSummary, Counts: sum.Totals, Duration: sum.Duration, FailedVMs: failed, DryRun: o.DryRun, Interrupted: sum.Interrupted})
+	r.emit(Event{Type: EventSummary, Counts: sum.Totals, Duration: sum.Duration, FailedVMs: failed, FailedNodes: sum.FailedNodes,
+		DryRun: o.DryRun, Interrupted: sum.Interrupted})
 	return sum, errors.Join(errs...)
 }
 
@@ -235,6 +258,10 @@ type run struct {
 	obs   *serial
 	nodes *nodes
 	owner string // names this run to another one its run lock refuses
+	// homes are the nodes the config places the VMs on, by vmid.
+	homes map[int]*inventory.Node
+	// placer finds where VMs live; nil without Options.ReadCluster.
+	placer *placement.Placer
 }
 
 func (r *run) emit(e Event) { r.obs.OnEvent(e) }
@@ -341,12 +368,14 @@ func (r *run) blocker() string {
 }
 
 // nodes opens one connection per node, on first use, for the whole run,
-// with the holder of the run's VM locks on it.
+// with the holder of the run's VM locks on it. It remembers the nodes it
+// could not reach and those whose connection broke, for the summary.
 type nodes struct {
 	connect func(ctx context.Context, node *inventory.Node) (transport.Transport, error)
 	lockDir string
 	mu      sync.Mutex
 	open    map[string]*nodeConn
+	lost    map[string]bool // nodes whose connection broke
 }
 
 type nodeConn struct {
@@ -363,7 +392,19 @@ func (n *nodes) locks(node *inventory.Node) *runLocks {
 	return n.open[node.Name].locks
 }
 
+// get returns the node's connection, watched: a command on it that finds
+// the connection lost marks the node failed.
 func (n *nodes) get(ctx context.Context, node *inventory.Node) (transport.Transport, error) {
+	t, err := n.raw(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	return watched{Transport: t, lost: func() { n.lose(node.Name) }}, nil
+}
+
+// raw returns the node's connection itself (the guest transports need its
+// concrete type for a jump through it).
+func (n *nodes) raw(ctx context.Context, node *inventory.Node) (transport.Transport, error) {
 	n.mu.Lock()
 	c := n.open[node.Name]
 	if c == nil {
@@ -382,6 +423,28 @@ func (n *nodes) get(ctx context.Context, node *inventory.Node) (transport.Transp
 	return c.t, c.err
 }
 
+func (n *nodes) lose(name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.lost == nil {
+		n.lost = map[string]bool{}
+	}
+	n.lost[name] = true
+}
+
+// failures lists the nodes that could not be reached or were lost.
+func (n *nodes) failures() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(n.open)) {
+		if n.open[name].err != nil || n.lost[name] {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 func (n *nodes) close() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -390,6 +453,36 @@ func (n *nodes) close() {
 			c.locks.close()
 			c.t.Close()
 		}
+	}
+}
+
+// watched reports a lost connection of a node transport.
+type watched struct {
+	transport.Transport
+	lost func()
+}
+
+func (w watched) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	res, err := w.Transport.Run(ctx, cmd)
+	w.check(err)
+	return res, err
+}
+
+func (w watched) Put(ctx context.Context, path string, r io.Reader, a transport.Attrs) error {
+	err := w.Transport.Put(ctx, path, r, a)
+	w.check(err)
+	return err
+}
+
+func (w watched) Get(ctx context.Context, path string, wr io.Writer) error {
+	err := w.Transport.Get(ctx, path, wr)
+	w.check(err)
+	return err
+}
+
+func (w watched) check(err error) {
+	if errors.Is(err, transport.ErrDisconnected) {
+		w.lost()
 	}
 }
 

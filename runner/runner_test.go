@@ -269,7 +269,7 @@ func (f fixture) run(t *testing.T) outcome {
 		},
 	}
 	if !f.noGuest {
-		o.GuestFor = func(vm *inventory.VM, n transport.Transport, _ func(string, ...any)) Guest {
+		o.GuestFor = func(vm *inventory.VM, _ *inventory.Node, n transport.Transport, _ func(string, ...any)) Guest {
 			if _, ok := n.(countingNode); !ok {
 				t.Errorf("GuestFor got node %T, want the run's node connection", n)
 			}
@@ -901,7 +901,7 @@ func TestGuestProbeBatchIsBounded(t *testing.T) {
 		Registry:  registry(map[string]*behavior{"w": {guest: true}, "p": {probes: lines}}, rec),
 		NoRunLock: true,
 		Connect:   func(context.Context, *inventory.Node) (transport.Transport, error) { return fake.New(t), nil },
-		GuestFor:  func(*inventory.VM, transport.Transport, func(string, ...any)) Guest { return g },
+		GuestFor:  func(*inventory.VM, *inventory.Node, transport.Transport, func(string, ...any)) Guest { return g },
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -71,35 +71,42 @@ func (v *vmRun) run(ctx context.Context, counts *Counts) error {
 		return fail(fmt.Errorf("%w before it started", errInterrupted))
 	}
 	o := v.r.o
-	node := o.Inventory.NodeFor(v.vm.VMID)
-	if node == nil {
-		return fail(fmt.Errorf("no node for it in the inventory %s", o.Inventory.File))
-	}
-	nt, err := v.r.nodes.get(ctx, node)
+	home := v.r.homes[v.vm.VMID]
+	node, scope, err := v.r.placer.Place(ctx, home, v.vm)
 	if err != nil {
 		return fail(err)
 	}
-	v.node = nt
 	if !o.DryRun && !o.NoRunLock {
-		// A dry run changes nothing, so it neither waits for nor blocks a run.
-		locks := v.r.nodes.locks(node)
+		// The lock is on the VM's home, wherever it lives: every run that
+		// works on the VM agrees on it. A dry run changes nothing, so it
+		// neither waits for nor blocks a run.
+		if _, err := v.r.nodes.get(ctx, home); err != nil {
+			return fail(err)
+		}
+		locks := v.r.nodes.locks(home)
 		if err := locks.lock(ctx, v.vm.VMID, v.r.owner); err != nil {
 			return fail(err)
 		}
 		defer locks.unlock(v.vm.VMID)
 	}
-	if o.GuestFor != nil {
-		v.guest = o.GuestFor(v.vm, nt, v.log)
-		defer closeGuest(v.guest)
-	}
 	v.out = &lineWriter{emit: func(line string) {
 		v.r.emit(Event{Type: EventOutput, VMID: v.vm.VMID, Task: v.cur, Stream: "stdout", Text: v.mask(line)})
 	}}
 	v.env = &tasks.Env{
-		VM: v.vm, Config: o.Config, Node: nt, PVENode: node.PVENode, NFSServer: node.NFSServer,
+		VM: v.vm, Config: o.Config, Home: home.Name, Migrate: o.Migrate, NFSServer: home.NFSServer,
 		Guest: v.guestFn, Out: v.out, Log: v.log, DryRun: o.DryRun,
 		FeatureDirs: o.FeatureDirs, GuestKnownHosts: o.GuestKnownHosts,
 		InRun: v.r.ids, RebuildTemplates: o.RebuildTemplates,
+	}
+	if scope != nil {
+		v.env.Cluster = scope
+	}
+	if err := v.useNode(ctx, node); err != nil {
+		return fail(err)
+	}
+	defer func() { closeGuest(v.guest) }()
+	if node != home {
+		v.log("lives on node %s; the config places it on %s", node.Name, home.Name)
 	}
 	for i := range v.steps {
 		status, err := v.step(ctx, i)
@@ -107,6 +114,27 @@ func (v *vmRun) run(ctx context.Context, counts *Counts) error {
 		if err != nil {
 			return fmt.Errorf("vm %d: step %q: %w", v.vm.VMID, v.steps[i].Name, err)
 		}
+	}
+	return nil
+}
+
+// useNode points the VM's node commands and its guest's way in at node,
+// where the VM lives (at the start, and after a migration).
+func (v *vmRun) useNode(ctx context.Context, node *inventory.Node) error {
+	nt, err := v.r.nodes.get(ctx, node)
+	if err != nil {
+		return err
+	}
+	v.node = nt
+	v.env.Node, v.env.NodeName, v.env.PVENode = nt, node.Name, node.PVENode
+	if v.r.o.GuestFor != nil {
+		raw, err := v.r.nodes.raw(ctx, node)
+		if err != nil {
+			return err
+		}
+		closeGuest(v.guest)
+		v.guest = v.r.o.GuestFor(v.vm, node, raw, v.log)
+		v.guestUp, v.waited, v.probesFresh = false, false, false
 	}
 	return nil
 }
@@ -170,12 +198,25 @@ func (v *vmRun) do(ctx context.Context, i int) (tasks.Change, Status, error) {
 	}
 	err = st.Task.Apply(ctx, v.env, change)
 	v.env.Changed = true
-	// Whatever Apply did, node and guest facts read before are stale now.
+	// Whatever Apply did, node and guest facts read before are stale now,
+	// and so is where VMs live.
 	v.env.Forget("pve:")
 	v.env.Forget("guest")
 	v.probesFresh = false
+	if v.r.placer != nil {
+		v.r.placer.Changed()
+	}
 	if err != nil {
 		return change, StatusFailed, err
+	}
+	if change.MovesTo != "" {
+		n := v.r.o.Inventory.Nodes[change.MovesTo]
+		if n == nil {
+			return change, StatusFailed, fmt.Errorf("moved to node %s, which %s does not list", change.MovesTo, v.r.o.Inventory.File)
+		}
+		if err := v.useNode(ctx, n); err != nil {
+			return change, StatusFailed, fmt.Errorf("moved to node %s: %w", n.Name, err)
+		}
 	}
 	if change.Action == tasks.Run {
 		return change, StatusChanged, nil // a script ran; there is no state to compare
@@ -195,9 +236,13 @@ func (v *vmRun) do(ctx context.Context, i int) (tasks.Change, Status, error) {
 func (v *vmRun) check(ctx context.Context, i int) (tasks.Change, error) {
 	v.checking = true
 	v.env.Node = readOnlyNode{v.node}
+	cluster := v.env.Cluster
+	if cluster != nil {
+		v.env.Cluster = readOnlyCluster{cluster}
+	}
 	defer func() {
 		v.checking = false
-		v.env.Node = v.node
+		v.env.Node, v.env.Cluster = v.node, cluster
 	}()
 	if _, ok := v.steps[i].Task.(tasks.GuestProber); ok {
 		v.prefetch(ctx, i)
@@ -329,6 +374,18 @@ func (n readOnlyNode) Run(ctx context.Context, cmd transport.Cmd) (transport.Res
 
 func (readOnlyNode) Put(_ context.Context, path string, _ io.Reader, _ transport.Attrs) error {
 	return fmt.Errorf("put %s: %w", path, ErrReadOnly)
+}
+
+// readOnlyCluster hands out the other nodes of the cluster read-only too
+// (a clone source's node).
+type readOnlyCluster struct{ tasks.Cluster }
+
+func (c readOnlyCluster) Node(ctx context.Context, name string) (transport.Transport, error) {
+	t, err := c.Cluster.Node(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return readOnlyNode{t}, nil
 }
 
 type readOnlyGuest struct{ tasks.Guest }

@@ -57,6 +57,10 @@ type Change struct {
 	// built needs none of them (and could not run them: a template is never
 	// started).
 	SkipRest string `json:"-"`
+	// MovesTo, when set, is the inventory node the VM lives on once Apply
+	// succeeded (a migration): the runner points Env.Node (and the guest's
+	// way in) there before the re-check and the steps after.
+	MovesTo string `json:"-"`
 }
 
 // Pending reports whether applying the change would do anything.
@@ -96,7 +100,20 @@ type Env struct {
 	Node transport.Transport
 	// PVENode is the node's Proxmox name, for pvesh paths.
 	PVENode string
-	// NFSServer is the address guests use for the node's NFS exports.
+	// NodeName is the inventory name of the node Node reaches: where the VM
+	// lives, or its Home when the cluster has no such VMID.
+	NodeName string
+	// Home is the inventory node the config places the VM on.
+	Home string
+	// Cluster says where other VMIDs live and reaches the other nodes of
+	// the VM's cluster; nil when no cluster view was read (everything is
+	// then on Node).
+	Cluster Cluster
+	// Migrate allows moving a VM that lives on another node than its Home
+	// (--migrate); without it that is drift, reported.
+	Migrate bool
+	// NFSServer is the address guests use for the NFS exports of the VM's
+	// Home node.
 	NFSServer string
 	// Guest returns a working way into the guest, waiting up to the VM's agent
 	// timeout; set by the runner.

@@ -33,30 +33,40 @@ func (c *ExecCmd) Run(a *App) error {
 	if err != nil {
 		return err
 	}
-	vm, err := a.loadVM(c.VMID)
+	cfg, err := a.loadConfig()
 	if err != nil {
 		return err
+	}
+	vm := cfg.Lookup(c.VMID)
+	if vm == nil {
+		return fmt.Errorf("%s: vm %d is not defined", cfg.File, c.VMID)
 	}
 	inv, err := a.loadInventory()
 	if err != nil {
 		return err
 	}
-	n := inv.NodeFor(vm.VMID)
-	if n == nil {
-		return fmt.Errorf("vm %d: no node for it in the inventory %s", vm.VMID, inv.File)
+	home, err := inv.Home(cfg, vm)
+	if err != nil {
+		return err
 	}
 	w := &wiring{inv: inv, hostKeys: a.HostKeys}
-	node, err := w.connectNode(a.Ctx, n)
+	nodes := w.pool()
+	defer nodes.close()
+	// The guest is reached through the node the VM lives on.
+	n, _, err := nodes.placer().Place(a.Ctx, home, vm)
 	if err != nil {
-		return fmt.Errorf("node %s: %w", n.Name, err)
+		return fmt.Errorf("vm %d: %w", vm.VMID, err)
 	}
-	defer node.Close()
+	node, err := nodes.get(a.Ctx, n)
+	if err != nil {
+		return err
+	}
 	log := func(format string, args ...any) {
 		if a.Verbose > 0 {
 			fmt.Fprintf(a.Stderr, "phoenix: "+format+"\n", args...)
 		}
 	}
-	g := w.guestFor(vm, node, log)
+	g := w.guestFor(vm, n, node, log)
 	if c, ok := g.(io.Closer); ok {
 		defer c.Close()
 	}

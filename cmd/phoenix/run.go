@@ -5,6 +5,7 @@ import (
 
 	"github.com/phoenix-hv/phoenix/playbooks"
 	"github.com/phoenix-hv/phoenix/runner"
+	"github.com/phoenix-hv/phoenix/tasks/pve"
 )
 
 // RunFlags are the flags of every command that runs a playbook.
@@ -20,6 +21,7 @@ type RunFlags struct {
 type BuildFlags struct {
 	WithDeps        bool `name:"with-deps" help:"Also run the VMs' dependencies (clone sources such as their template, dependencies), first."`
 	RebuildTemplate bool `name:"rebuild-template" help:"Rebuild a template whose image changed (template_image_sha256); refused while linked clones of it exist."`
+	Migrate         bool `help:"Move a VM that lives on another node of the cluster than its config places it on (offline: shut down, qm migrate, started again by the create steps)."`
 }
 
 // RunCmd runs any playbook.
@@ -113,9 +115,9 @@ func (a *App) runPlaybook(name string, ids []int, all bool, f RunFlags, b BuildF
 	obs, done := a.observer()
 	sum, err := runner.Run(a.Ctx, runner.Options{
 		Config: cfg, Inventory: inv, Playbook: pb, VMIDs: ids, All: all, WithDeps: b.WithDeps,
-		Forks: f.Forks, DryRun: f.DryRun, Diff: f.Diff, RebuildTemplates: b.RebuildTemplate,
+		Forks: f.Forks, DryRun: f.DryRun, Diff: f.Diff, RebuildTemplates: b.RebuildTemplate, Migrate: b.Migrate,
 		Observer: obs, Registry: registry(),
-		Connect: w.connectNode, GuestFor: w.guestFor,
+		Connect: w.connectNode, GuestFor: w.guestFor, ReadCluster: pve.ReadCluster,
 		FeatureDirs: f.FeatureDir,
 	})
 	done()

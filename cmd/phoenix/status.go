@@ -12,6 +12,7 @@ import (
 
 	"github.com/phoenix-hv/phoenix/console"
 	"github.com/phoenix-hv/phoenix/inventory"
+	"github.com/phoenix-hv/phoenix/placement"
 	"github.com/phoenix-hv/phoenix/playbooks"
 	"github.com/phoenix-hv/phoenix/runner"
 	"github.com/phoenix-hv/phoenix/tasks/pve"
@@ -29,7 +30,10 @@ type StatusCmd struct {
 type vmStatus struct {
 	VMID int    `json:"vmid"`
 	Name string `json:"name"`
+	// Node is where the VM lives (its home when it does not exist); Home is
+	// where the config places it: they differ for a VM that drifted.
 	Node string `json:"node"`
+	Home string `json:"home"`
 	// Exists, Status ("running", "stopped", …; "missing" when it does not
 	// exist, "unknown" when the node could not say) and Template are the
 	// node's; Template is the config's for a VM that does not exist.
@@ -70,27 +74,39 @@ func (c *StatusCmd) Run(a *App) error {
 		rows[i].Status, rows[i].Error = "unknown", err.Error()
 		errs = append(errs, fmt.Errorf("vm %d: %w", rows[i].VMID, err))
 	}
-	failNode := func(n *inventory.Node, idx []int, err error) {
-		err = fmt.Errorf("node %s: %w", n.Name, err)
+	failNode := func(idx []int, err error) {
 		for _, i := range idx {
 			rows[i].Status, rows[i].Error = "unknown", err.Error()
 		}
 		errs = append(errs, err)
 	}
+	w := &wiring{inv: inv, hostKeys: a.HostKeys}
+	nodes := w.pool()
+	defer nodes.close()
+	placer := nodes.placer()
 	byNode := map[string][]int{} // node name → indexes into rows
 	for i, vm := range vms {
 		rows[i] = vmStatus{VMID: vm.VMID, Name: vm.Name, Template: vm.IsTemplate}
-		n := inv.NodeFor(vm.VMID)
-		if n == nil {
-			fail(i, fmt.Errorf("no node for it in the inventory %s", inv.File))
+		home, err := inv.Home(cfg, vm)
+		if err != nil {
+			fail(i, err)
 			continue
+		}
+		rows[i].Home = home.Name
+		n, _, err := placer.Place(a.Ctx, home, vm)
+		var conflict *placement.Conflict
+		switch {
+		case errors.As(err, &conflict):
+			fail(i, err)
+			continue
+		case err != nil:
+			n = home // its cluster could not be read: readStates says why, once
 		}
 		rows[i].Node = n.Name
 		byNode[n.Name] = append(byNode[n.Name], i)
 	}
-	w := &wiring{inv: inv, hostKeys: a.HostKeys}
 	for _, name := range slices.Sorted(maps.Keys(byNode)) {
-		a.readStates(w, inv.Nodes[name], byNode[name], rows, fail, failNode)
+		a.readStates(nodes, inv.Nodes[name], byNode[name], rows, fail, failNode)
 	}
 	if c.Check {
 		if err := c.check(a, cfg, inv, w, rows, fail); err != nil {
@@ -107,21 +123,20 @@ func (c *StatusCmd) Run(a *App) error {
 }
 
 // readStates fills the rows of one node's VMs from one round trip.
-func (a *App) readStates(w *wiring, n *inventory.Node, idx []int, rows []vmStatus,
-	fail func(int, error), failNode func(*inventory.Node, []int, error)) {
-	node, err := w.connectNode(a.Ctx, n)
+func (a *App) readStates(nodes *pool, n *inventory.Node, idx []int, rows []vmStatus,
+	fail func(int, error), failNode func([]int, error)) {
+	node, err := nodes.get(a.Ctx, n)
 	if err != nil {
-		failNode(n, idx, err)
+		failNode(idx, err) // names the node
 		return
 	}
-	defer node.Close()
 	ids := make([]int, len(idx))
 	for j, i := range idx {
 		ids[j] = rows[i].VMID
 	}
 	states, errs, err := pve.ReadStates(a.Ctx, node, ids)
 	if err != nil {
-		failNode(n, idx, err)
+		failNode(idx, fmt.Errorf("node %s: %w", n.Name, err))
 		return
 	}
 	for _, i := range idx {
@@ -153,7 +168,7 @@ func (c *StatusCmd) check(a *App, cfg *inventory.Config, inv *inventory.Inventor
 	}
 	_, _ = runner.Run(a.Ctx, runner.Options{
 		Config: cfg, Inventory: inv, Playbook: pb, VMIDs: ids, Forks: c.Forks, DryRun: true,
-		Registry: registry(), Connect: w.connectNode, GuestFor: w.guestFor, FeatureDirs: c.FeatureDir,
+		Registry: registry(), Connect: w.connectNode, GuestFor: w.guestFor, ReadCluster: pve.ReadCluster, FeatureDirs: c.FeatureDir,
 		Observer: runner.ObserverFunc(func(e runner.Event) {
 			i, ok := index[e.VMID]
 			switch {
@@ -206,6 +221,8 @@ func (a *App) printStatus(rows []vmStatus, checked bool) error {
 		switch {
 		case r.Error != "":
 			note = console.Cell{Text: strings.SplitN(r.Error, "\n", 2)[0], Style: p.Bad}
+		case r.Node != r.Home && r.Pending == nil:
+			note = console.Cell{Text: "drift: the config places it on " + r.Home, Style: p.Warn}
 		case r.Pending != nil && len(*r.Pending) == 0:
 			note = console.Cell{Text: "none", Style: p.Good}
 		case r.Pending != nil:

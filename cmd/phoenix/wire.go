@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/phoenix-hv/phoenix/inventory"
+	"github.com/phoenix-hv/phoenix/placement"
 	"github.com/phoenix-hv/phoenix/runner"
 	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/tasks/pve"
 	"github.com/phoenix-hv/phoenix/transport"
 	"github.com/phoenix-hv/phoenix/transport/agent"
 	"github.com/phoenix-hv/phoenix/transport/fallback"
@@ -78,9 +81,9 @@ func (w *wiring) dialNode(ctx context.Context, n *inventory.Node) (*nodeClient, 
 
 // guestFor is runner.Options.GuestFor: the agent through the node first,
 // SSH to the guest (pinned host key only) when the agent does not answer.
-func (w *wiring) guestFor(vm *inventory.VM, node transport.Transport, log func(string, ...any)) runner.Guest {
+func (w *wiring) guestFor(vm *inventory.VM, n *inventory.Node, node transport.Transport, log func(string, ...any)) runner.Guest {
 	pveNode := "localhost"
-	if n := w.inv.NodeFor(vm.VMID); n != nil && n.PVENode != "" {
+	if n.PVENode != "" {
 		pveNode = n.PVENode
 	}
 	o := fallback.Options{
@@ -116,4 +119,51 @@ func (w *wiring) guestFor(vm *inventory.VM, node transport.Transport, log func(s
 		return ssh.Dial(ctx, so)
 	}
 	return fallback.New(o)
+}
+
+// pool opens each node once for a verb that does not run a playbook
+// (status, exec) and closes them all at the end.
+type pool struct {
+	w    *wiring
+	mu   sync.Mutex
+	open map[string]*pooled
+}
+
+type pooled struct {
+	once sync.Once
+	t    transport.Transport
+	err  error
+}
+
+func (w *wiring) pool() *pool { return &pool{w: w, open: map[string]*pooled{}} }
+
+func (p *pool) get(ctx context.Context, n *inventory.Node) (transport.Transport, error) {
+	p.mu.Lock()
+	c := p.open[n.Name]
+	if c == nil {
+		c = &pooled{}
+		p.open[n.Name] = c
+	}
+	p.mu.Unlock()
+	c.once.Do(func() {
+		if c.t, c.err = p.w.connectNode(ctx, n); c.err != nil {
+			c.err = fmt.Errorf("node %s: %w", n.Name, c.err)
+		}
+	})
+	return c.t, c.err
+}
+
+func (p *pool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.open {
+		if c.t != nil {
+			c.t.Close()
+		}
+	}
+}
+
+// placer finds where VMs live over the pool's connections.
+func (p *pool) placer() *placement.Placer {
+	return placement.New(p.w.inv, pve.ReadCluster, p.get)
 }

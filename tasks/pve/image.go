@@ -53,11 +53,25 @@ func (p *imageParams) source() (*inventory.ImageSource, error) {
 // path (PVE::Storage::Plugin get_subdir).
 var storageSubdirs = map[string]string{"iso": "template/iso", "import": "import"}
 
-// fileStorage is a Proxmox storage that keeps files (dir, nfs, cifs, …),
-// as /etc/pve/storage.cfg defines it.
+// fileStorage is a Proxmox storage as /etc/pve/storage.cfg defines it;
+// path is set for those that keep files (dir, nfs, cifs, …).
 type fileStorage struct {
 	id, typ, path string
 	content       []string
+	// shared: every node sees the same volumes (a clone or migration to
+	// another node needs no copy); nodes limits where it is enabled.
+	shared bool
+	nodes  []string
+}
+
+// sharedTypes are the storage types that are always shared
+// (PVE::Storage::Plugin's @SHARED_STORAGE); others are when they say
+// "shared 1".
+var sharedTypes = []string{"iscsi", "nfs", "cifs", "rbd", "cephfs", "iscsidirect", "glusterfs", "zfs", "drbd", "pbs"}
+
+// enabledOn reports whether the storage is available on a node.
+func (s fileStorage) enabledOn(node string) bool {
+	return len(s.nodes) == 0 || slices.Contains(s.nodes, node)
 }
 
 // imagePath is where the image's file is kept on the node.
@@ -67,8 +81,9 @@ func (s fileStorage) imagePath(src *inventory.ImageSource) string {
 
 const storageCfg = "/etc/pve/storage.cfg"
 
-// readStorage returns storage id of the node, read once per run.
-func readStorage(ctx context.Context, env *tasks.Env, id string) (fileStorage, error) {
+// readStorages returns the storages of the node's cluster, read once per
+// run.
+func readStorages(ctx context.Context, env *tasks.Env) (map[string]fileStorage, error) {
 	v, err := env.Cached("pve:storage.cfg", func() (any, error) {
 		ctx, cancel := context.WithTimeout(ctx, tasks.ProbeTimeout)
 		defer cancel()
@@ -79,9 +94,17 @@ func readStorage(ctx context.Context, env *tasks.Env, id string) (fileStorage, e
 		return parseStorageCfg(string(res.Stdout)), nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	return v.(map[string]fileStorage), nil
+}
+
+// readStorage returns file storage id of the node.
+func readStorage(ctx context.Context, env *tasks.Env, id string) (fileStorage, error) {
+	all, err := readStorages(ctx, env)
+	if err != nil {
 		return fileStorage{}, err
 	}
-	all := v.(map[string]fileStorage)
 	s, ok := all[id]
 	switch {
 	case !ok:
@@ -118,7 +141,8 @@ func parseStorageCfg(text string) map[string]fileStorage {
 			flush()
 			cur = nil
 			if ok {
-				cur = &fileStorage{typ: strings.TrimSpace(typ), id: strings.TrimSpace(id)}
+				typ := strings.TrimSpace(typ)
+				cur = &fileStorage{typ: typ, id: strings.TrimSpace(id), shared: slices.Contains(sharedTypes, typ)}
 			}
 			continue
 		}
@@ -131,6 +155,10 @@ func parseStorageCfg(text string) map[string]fileStorage {
 			cur.path = value
 		case "content":
 			cur.content = strings.Split(value, ",")
+		case "shared":
+			cur.shared = cur.shared || value == "1"
+		case "nodes":
+			cur.nodes = strings.Split(value, ",")
 		}
 	}
 	flush()

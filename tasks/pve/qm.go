@@ -36,12 +36,36 @@ type call struct {
 	// fallback runs when the call fails with an error escalate accepts.
 	fallback *call
 	escalate func(error) bool
+	// where is the inventory node that runs the call when it is not the
+	// VM's (a clone source on another node of the cluster), reached through
+	// env.Cluster when the call runs.
+	where string
+	// explain turns a failure into one that says what to do, or returns it.
+	explain func(error) error
 }
 
 func (c call) line() string { return transport.Command(c.argv...) }
 
-// printable is the line as shown to a person: secrets masked.
-func (c call) printable() string { return transport.Redact(c.line(), c.secrets) }
+// printable is the line as shown to a person: secrets masked, and the node
+// it runs on when that is not the VM's.
+func (c call) printable() string {
+	line := transport.Redact(c.line(), c.secrets)
+	if c.where != "" {
+		return "on " + c.where + ": " + line
+	}
+	return line
+}
+
+// on is the node the call runs on.
+func (c call) on(ctx context.Context, env *tasks.Env) (transport.Runner, error) {
+	if c.where == "" {
+		return env.Node, nil
+	}
+	if env.Cluster == nil {
+		return nil, fmt.Errorf("node %s: no cluster to reach it through", c.where)
+	}
+	return env.Cluster.Node(ctx, c.where)
+}
 
 // qm runs node writes. backoff holds the waits between tries while the VM's
 // flock is busy; its length + 1 is the number of tries. rand salts password
@@ -80,8 +104,12 @@ func (q qm) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
 
 // run sends one call, retrying while the flock is busy.
 func (q qm) run(ctx context.Context, env *tasks.Env, c call) error {
+	node, err := c.on(ctx, env)
+	if err != nil {
+		return err
+	}
 	for try := 0; ; try++ {
-		err := q.once(ctx, env.Node, c)
+		err := q.once(ctx, node, c)
 		switch {
 		case err == nil, c.done != nil && c.done(err):
 			return nil
@@ -97,6 +125,8 @@ func (q qm) run(ctx context.Context, env *tasks.Env, c call) error {
 			return fmt.Errorf("vm lock still busy after %d tries: %w", try+1, err)
 		case IsLocked(err):
 			return fmt.Errorf("vm is locked (%s): %s: %w", LockName(err), lockAdvice(env.VM.VMID, LockName(err)), err)
+		case c.explain != nil:
+			return c.explain(err)
 		default:
 			return err
 		}
@@ -114,7 +144,10 @@ func (q qm) once(ctx context.Context, node transport.Runner, c call) error {
 		return fmt.Errorf("run %q: %w", cmd.Printable(), err)
 	}
 	if err == nil && c.checkStderr && unexpectedStderr(res.Stderr) {
-		return &transport.ExitError{Line: cmd.Printable(), Stderr: res.Stderr, Stdout: res.Stdout}
+		err = &transport.ExitError{Line: cmd.Printable(), Stderr: res.Stderr, Stdout: res.Stdout}
+	}
+	if err != nil && c.where != "" {
+		return fmt.Errorf("on node %s: %w", c.where, err)
 	}
 	return err
 }

@@ -20,6 +20,7 @@ var (
 	_ tasks.Task = (*createTask)(nil)
 	_ tasks.Task = (*templateTask)(nil)
 	_ tasks.Task = (*firewallTask)(nil)
+	_ tasks.Task = (*placeTask)(nil)
 )
 
 // Register adds the node task kinds to reg.
@@ -38,6 +39,7 @@ func register(reg tasks.Registry, q qm) {
 	reg["vm_create"] = build(q, newCreate)
 	reg["vm_template"] = build(q, newTemplate)
 	reg["vm_firewall"] = build(q, newFirewall)
+	reg["vm_place"] = build(q, newPlace)
 }
 
 // build decodes the playbook parameters into P and makes the task.

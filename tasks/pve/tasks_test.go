@@ -117,10 +117,27 @@ type probesChecked struct {
 }
 
 func (p probesChecked) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
-	node := env.Node
+	node, cluster := env.Node, env.Cluster
 	env.Node = probesOnly{node, p.t}
-	defer func() { env.Node = node }()
+	if cluster != nil {
+		env.Cluster = probesOnlyCluster{cluster, p.t}
+	}
+	defer func() { env.Node, env.Cluster = node, cluster }()
 	return p.Task.Check(ctx, env)
+}
+
+// probesOnlyCluster holds the cluster's other nodes to probes too.
+type probesOnlyCluster struct {
+	tasks.Cluster
+	t *testing.T
+}
+
+func (p probesOnlyCluster) Node(ctx context.Context, name string) (transport.Transport, error) {
+	n, err := p.Cluster.Node(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return probesOnly{n, p.t}, nil
 }
 
 type probesOnly struct {
@@ -139,7 +156,7 @@ func (p probesOnly) Run(ctx context.Context, cmd transport.Cmd) (transport.Resul
 func TestRegisterKinds(t *testing.T) {
 	reg := tasks.Registry{}
 	Register(reg)
-	want := []string{"vm_clone", "vm_config", "vm_create", "vm_destroy", "vm_disk", "vm_firewall", "vm_image", "vm_snapshot", "vm_start", "vm_stop", "vm_template"}
+	want := []string{"vm_clone", "vm_config", "vm_create", "vm_destroy", "vm_disk", "vm_firewall", "vm_image", "vm_place", "vm_snapshot", "vm_start", "vm_stop", "vm_template"}
 	if got := reg.Kinds(); !slices.Equal(got, want) {
 		t.Fatalf("kinds = %v, want %v", got, want)
 	}

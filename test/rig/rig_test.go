@@ -33,7 +33,10 @@ func TestRigWritesWhatPhoenixReads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("phoenix rejects the rig's inventory: %v", err)
 	}
-	n := inv.NodeFor(TestVMID)
+	n, err := inv.Home(nil, &inventory.VM{VMID: TestVMID})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if n == nil || n.Address != "127.0.0.1" || n.Port != r.NodePort || n.User != "root" || n.IdentityFile != r.NodeKey || n.PVENode != PVENode || n.NFSServer != r.NodeIP() {
 		t.Errorf("node %+v: want 127.0.0.1:%d root %s pve %s", n, r.NodePort, r.NodeKey, r.NodeIP())
 	}
