@@ -95,7 +95,10 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	app.SSHConfig = expandHome(app.SSHConfig)
 	if err := kctx.Run(app); err != nil {
 		app.fail(err)
-		return max(app.code, 1) // 130 when interrupted
+		if ctx.Err() != nil {
+			return 130 // interrupted, whatever the verb
+		}
+		return max(app.code, 1)
 	}
 	return app.code
 }

@@ -113,3 +113,13 @@ func TestInterruptedRunExits130(t *testing.T) {
 		}
 	}
 }
+
+// Any verb stopped by Ctrl-C exits 130, not only a run.
+func TestInterruptedExecExits130(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	if code := MainContext(ctx, append(files(t, testConfig), "exec", "8101", "--", "true"), &out, &errb); code != 130 {
+		t.Errorf("exit %d, want 130: %s", code, errb.String())
+	}
+}
