@@ -46,16 +46,20 @@ type inventoryGuest struct {
 // 127.0.0.1:<port> as root with the node key and the pinned known_hosts, and
 // guests reached directly on the rig network (the host routes to the Docker
 // bridge) as GuestUser with the guest key.
+// A cluster rig lists every node under its Proxmox name, each with its own
+// port and NFS server address; the first is the default.
 func (r *Rig) WriteInventory(path string) error {
 	f := inventoryFile{
-		Nodes: map[string]inventoryNode{PVENode: {
-			Address: r.NodeHost, Port: r.NodePort, User: "root", IdentityFile: r.NodeKey,
-			PVENode: PVENode, NFSServer: r.NodeIP(),
-		}},
-		DefaultNode:     PVENode,
+		Nodes:           map[string]inventoryNode{},
+		DefaultNode:     r.nodeSpecs()[0].name,
 		Guest:           inventoryGuest{User: GuestUser, IdentityFile: r.GuestKey, Via: "direct", Port: 22},
 		KnownHosts:      r.KnownHosts,
 		GuestKnownHosts: r.GuestKnownHosts,
+	}
+	for _, n := range r.nodeSpecs() {
+		f.Nodes[n.name] = inventoryNode{
+			Address: n.host, Port: n.port, User: "root", IdentityFile: r.NodeKey, PVENode: n.name, NFSServer: n.ip,
+		}
 	}
 	b, err := yaml.Marshal(f)
 	if err != nil {
@@ -75,6 +79,7 @@ type ConfigFile struct {
 // ConfigDefaults is vm_defaults.
 type ConfigDefaults struct {
 	Template      string `json:"template"`
+	Node          string `json:"node,omitempty"`
 	Cores         int    `json:"cores"`
 	MemoryMB      int    `json:"memory_mb"`
 	DiskSizeGB    int    `json:"disk_size_gb"`
@@ -86,6 +91,7 @@ type ConfigDefaults struct {
 type ConfigVM struct {
 	VMID                int                       `json:"vmid"`
 	Name                string                    `json:"name"`
+	Node                string                    `json:"node,omitempty"`
 	IsTemplate          bool                      `json:"is_template,omitempty"`
 	TemplateImage       string                    `json:"template_image,omitempty"`
 	TemplateImageSHA256 string                    `json:"template_image_sha256,omitempty"`
@@ -163,13 +169,41 @@ func (r *Rig) VMConfig() ConfigFile {
 	}
 }
 
+// ClusterConfig is the cluster rig's phoenix_vm_configs.json: template
+// 9000 on the first node, built on the shared storage (so a clone to
+// another node goes with qm clone --target), VM 8101 cloned from it on the
+// first node and 8102 on the second, each at its own address with the NFS
+// share of its node (no server given: the inventory's nfs_server of its
+// node) and the file injection.
+func (r *Rig) ClusterConfig() ConfigFile {
+	c := r.VMConfig()
+	if len(r.Cluster) < 2 {
+		return c
+	}
+	first, second := r.Cluster[0].Name, r.Cluster[1].Name
+	c.VMDefaults.StoragePool = SharedStorage
+	c.VMs[0].Node = first
+	vm := c.VMs[1]
+	vm.Node = first
+	vm.NFSShares = []inventory.NFSShare{{HostPath: "/export/data", GuestPath: "/mnt/data"}}
+	c.VMs[1] = vm
+	vm.VMID, vm.Name, vm.Node = ClusterVMID, "phoenix-rig-test2", second
+	vm.NetworkConfig.IP = r.GuestIP(2) + "/" + strconv.Itoa(r.PrefixLen())
+	c.VMs = append(c.VMs, vm)
+	return c
+}
+
+// ClusterVMID is the VM a cluster rig's config places on its second node.
+const ClusterVMID = 8102
+
 // LabConfig is VMConfig with the firewall of VM 8101 on: SSH from the rig
 // network and ping (icmp) in. pvesim keeps firewall state, it filters no
 // packets.
+// A cluster lab's config is ClusterConfig's, with the firewall on both VMs.
 func (r *Rig) LabConfig() ConfigFile {
-	c := r.VMConfig()
+	c := r.ClusterConfig()
 	for i := range c.VMs {
-		if c.VMs[i].VMID == TestVMID {
+		if !c.VMs[i].IsTemplate {
 			c.VMs[i].Firewall = &ConfigFirewall{Enabled: true, Rules: []ConfigRule{
 				{Type: "in", Action: "ACCEPT", Proto: "tcp", Dport: "22", Source: r.Subnet.String(), Comment: "ssh from the rig network"},
 				{Type: "in", Action: "ACCEPT", Proto: "icmp", Comment: "ping"},

@@ -64,6 +64,11 @@ type Options struct {
 	// image through pvesim (download-url, qm create with import-from, qm
 	// template), for tests that are not about building it.
 	BareNode bool
+	// Nodes is how many simulated nodes the rig has: 0 or 1 is one
+	// standalone node (PVENode); 2 or 3 are a cluster (ClusterNodeName)
+	// sharing one /etc/pve (cluster.go). The template, when built, is on
+	// the first.
+	Nodes int
 }
 
 // Rig is one running rig. Its exported fields are what the lab saves in
@@ -94,6 +99,9 @@ type Rig struct {
 	// caps"); the rig's containers then get CAP_SYS_ADMIN, all that bind
 	// mounts and hostname need.
 	Privileged bool `json:"privileged"`
+	// Cluster lists the nodes of a cluster rig, the first one's sshd also
+	// in NodePort; empty for a standalone node.
+	Cluster []ClusterNode `json:"cluster,omitempty"`
 
 	pool      *dockertest.Pool
 	closeOnce sync.Once
@@ -191,25 +199,42 @@ func Start(ctx context.Context, o Options) (_ *Rig, err error) {
 	if !r.Privileged {
 		logf("rig: this Docker engine refuses privileged containers; node and guests get CAP_SYS_ADMIN instead")
 	}
-	node, err := r.startNode(ctx, labels)
-	if err != nil {
-		return nil, err
-	}
-	if !o.Persistent {
-		life := o.MaxLifetime
-		if life == 0 {
-			life = 90 * time.Minute
+	if o.Nodes > 1 {
+		if err := r.planCluster(o.Nodes); err != nil {
+			return nil, err
 		}
-		_ = node.Expire(uint(life.Seconds()))
+	}
+	for _, n := range r.nodeSpecs() {
+		node, err := r.startNode(ctx, n, labels)
+		if err != nil {
+			return nil, err
+		}
+		if !o.Persistent {
+			life := o.MaxLifetime
+			if life == 0 {
+				life = 90 * time.Minute
+			}
+			_ = node.Expire(uint(life.Seconds()))
+		}
 	}
 	if err := r.startMirror(ctx, cloud, labels); err != nil {
 		return nil, err
 	}
-	if err := r.setUpNode(ctx, nodePub); err != nil {
+	var known strings.Builder
+	for _, n := range r.nodeSpecs() {
+		lines, err := r.setUpNode(ctx, n, nodePub)
+		if err != nil {
+			return nil, err
+		}
+		known.WriteString(lines)
+	}
+	if err := os.WriteFile(r.KnownHosts, []byte(known.String()), 0o644); err != nil {
 		return nil, err
 	}
-	if err := r.waitSSH(); err != nil {
-		return nil, err
+	for _, n := range r.nodeSpecs() {
+		if err := r.waitSSH(n.addr()); err != nil {
+			return nil, err
+		}
 	}
 	if !o.BareNode {
 		start := time.Now()
@@ -260,8 +285,8 @@ func (r *Rig) Close() error {
 	return r.closeErr
 }
 
-// NodeContainer is the node's container name.
-func (r *Rig) NodeContainer() string { return "phoenix-rig-" + r.ID + "-node" }
+// NodeContainer is the (first) node's container name.
+func (r *Rig) NodeContainer() string { return r.nodeSpecs()[0].container }
 
 // GuestContainer is the container pvesim runs VM vmid in.
 func (r *Rig) GuestContainer(vmid int) string {
@@ -352,92 +377,112 @@ const InjectSource = "/root/rig-files/phoenix-motd"
 // InjectContent returns the content of InjectSource for this rig.
 func (r *Rig) InjectContent() string { return "managed by phoenix (rig " + r.ID + ")\n" }
 
-func (r *Rig) startNode(ctx context.Context, labels map[string]string) (*dockertest.Resource, error) {
-	name := r.NodeContainer()
+func (r *Rig) startNode(ctx context.Context, n nodeSpec, labels map[string]string) (*dockertest.Resource, error) {
+	binds := []string{
+		"/var/run/docker.sock:/var/run/docker.sock",
+		r.Dir + ":/rig",
+		filepath.Join(r.Dir, "qga") + ":/var/run/qemu-server",
+		filepath.Join(r.Dir, "export") + ":/export",
+		filepath.Join(r.Dir, "bin", "pvesim") + ":/usr/local/lib/pvesim/pvesim:ro",
+	}
+	var cmd []string
+	if len(r.Cluster) > 0 {
+		binds = append(binds, r.pmxcfsDir()+":/etc/pve")
+		cmd = clusterNodeCmd
+	}
 	c, err := r.pool.Client.CreateContainer(dc.CreateContainerOptions{
-		Name: name,
+		Name: n.container,
 		Config: &dc.Config{
-			Hostname:     PVENode,
+			Hostname:     n.name,
 			Image:        r.Images.Node,
 			Labels:       labels,
 			ExposedPorts: map[dc.Port]struct{}{"22/tcp": {}},
+			Cmd:          cmd,
 			// Resource.Expire stops the container with this signal and kills it
 			// only when the grace period ends: sshd ignores SIGWINCH.
 			StopSignal: "SIGWINCH",
 		},
 		HostConfig: &dc.HostConfig{
-			Privileged: r.Privileged,
-			CapAdd:     r.capAdd(),
-			Binds: []string{
-				"/var/run/docker.sock:/var/run/docker.sock",
-				r.Dir + ":/rig",
-				filepath.Join(r.Dir, "qga") + ":/var/run/qemu-server",
-				filepath.Join(r.Dir, "export") + ":/export",
-				filepath.Join(r.Dir, "bin", "pvesim") + ":/usr/local/lib/pvesim/pvesim:ro",
-			},
+			Privileged:   r.Privileged,
+			CapAdd:       r.capAdd(),
+			Binds:        binds,
 			PortBindings: map[dc.Port][]dc.PortBinding{"22/tcp": {{HostIP: "127.0.0.1", HostPort: ""}}},
 		},
 		NetworkingConfig: &dc.NetworkingConfig{EndpointsConfig: map[string]*dc.EndpointConfig{
-			r.Network: {IPAMConfig: &dc.EndpointIPAMConfig{IPv4Address: r.NodeIP()}},
+			r.Network: {IPAMConfig: &dc.EndpointIPAMConfig{IPv4Address: n.ip}},
 		}},
 		Context: ctx,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create node: %w", err)
+		return nil, fmt.Errorf("create node %s: %w", n.name, err)
 	}
 	if err := r.pool.Client.StartContainerWithContext(c.ID, nil, ctx); err != nil {
-		return nil, fmt.Errorf("start node: %w", err)
+		return nil, fmt.Errorf("start node %s: %w", n.name, err)
 	}
-	res, ok := r.pool.ContainerByName("^/" + name + "$")
+	res, ok := r.pool.ContainerByName("^/" + n.container + "$")
 	if !ok {
-		return nil, fmt.Errorf("node container %s vanished after start", name)
+		return nil, fmt.Errorf("node container %s vanished after start", n.container)
 	}
 	bindings := res.Container.NetworkSettings.Ports["22/tcp"]
 	if len(bindings) == 0 || bindings[0].HostPort == "" {
-		return nil, fmt.Errorf("node container %s: port 22 not published", name)
+		return nil, fmt.Errorf("node container %s: port 22 not published", n.container)
 	}
-	if r.NodePort, err = strconv.Atoi(bindings[0].HostPort); err != nil {
+	port, err := strconv.Atoi(bindings[0].HostPort)
+	if err != nil {
 		return nil, fmt.Errorf("node port %q: %w", bindings[0].HostPort, err)
 	}
+	r.setPort(n.name, port)
 	return res, nil
 }
 
-// setUpNode writes what pvesim and phoenix need on the node, and pins the
-// node's host keys read through docker exec (a channel SSH cannot spoof).
-func (r *Rig) setUpNode(ctx context.Context, nodePub string) error {
+// setUpNode writes what pvesim and phoenix need on the node, and returns
+// the known_hosts lines of its host keys, read through docker exec (a
+// channel SSH cannot spoof).
+func (r *Rig) setUpNode(ctx context.Context, n nodeSpec, nodePub string) (string, error) {
 	env := fmt.Sprintf("PVESIM_HOST_DIR=%s\nPVESIM_NETWORK=%s\nPVESIM_GUEST_IMAGE=%s\nPVESIM_RIG_ID=%s\nPVESIM_NODE=%s\nPVESIM_PRIVILEGED=%t\n",
-		r.Dir, r.Network, r.Images.Guest, r.ID, PVENode, r.Privileged)
-	files := []struct {
-		path    string
-		content string
-		mode    fs.FileMode
-	}{
+		r.Dir, r.Network, r.Images.Guest, r.ID, n.name, r.Privileged)
+	type file struct {
+		path, content string
+		mode          fs.FileMode
+	}
+	files := []file{
 		{"/etc/pvesim/env", env, 0o644},
 		{"/root/.ssh/authorized_keys", nodePub + "\n", 0o600},
-		{"/etc/pve/storage.cfg", storageConfig, 0o640},
 		{InjectSource, r.InjectContent(), 0o644},
 	}
+	if len(r.Cluster) == 0 {
+		// A standalone node's .members has only its name (a cluster's are
+		// made by joinCluster).
+		files = append(files, file{"/etc/pve/storage.cfg", storageConfig, 0o640},
+			file{"/etc/pve/.members", fmt.Sprintf("{\n\"nodename\": \"%s\",\n\"version\": 1\n}\n", n.name), 0o440})
+	}
 	for _, f := range files {
-		if err := r.NodePut(ctx, f.path, []byte(f.content), f.mode); err != nil {
-			return fmt.Errorf("node: write %s: %w", f.path, err)
+		if err := r.putOn(ctx, n.container, f.path, []byte(f.content), f.mode); err != nil {
+			return "", fmt.Errorf("node %s: write %s: %w", n.name, f.path, err)
 		}
 	}
-	res, err := r.NodeExec(ctx, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub")
+	if len(r.Cluster) > 0 {
+		if err := r.joinCluster(ctx, n); err != nil {
+			return "", err
+		}
+	}
+	res, err := dockerExec(ctx, r.pool, n.container, nil, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub")
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := res.Err(); err != nil {
-		return fmt.Errorf("node: read host keys: %w", err)
+		return "", fmt.Errorf("node %s: read host keys: %w", n.name, err)
 	}
-	lines, err := knownHostsLines(r.NodeAddr(), res.Stdout)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(r.KnownHosts, []byte(lines), 0o644)
+	return knownHostsLines(n.addr(), res.Stdout)
 }
 
-// waitSSH waits until root can log in on the node with the pinned host key.
-func (r *Rig) waitSSH() error {
+func (r *Rig) putOn(ctx context.Context, container, path string, content []byte, mode fs.FileMode) error {
+	return uploadFile(ctx, r.pool, container, path, content, mode)
+}
+
+// waitSSH waits until root can log in on the node at addr with the pinned
+// host key.
+func (r *Rig) waitSSH(addr string) error {
 	key, err := os.ReadFile(r.NodeKey)
 	if err != nil {
 		return err
@@ -458,14 +503,14 @@ func (r *Rig) waitSSH() error {
 	}
 	r.pool.MaxWait = time.Minute
 	err = r.pool.Retry(func() error {
-		c, err := ssh.Dial("tcp", r.NodeAddr(), cfg)
+		c, err := ssh.Dial("tcp", addr, cfg)
 		if err != nil {
 			return err
 		}
 		return c.Close()
 	})
 	if err != nil {
-		return fmt.Errorf("node sshd %s: %w", r.NodeAddr(), err)
+		return fmt.Errorf("node sshd %s: %w", addr, err)
 	}
 	return nil
 }

@@ -2,9 +2,11 @@
 // until `lab down`: a bare simulated Proxmox node reachable over SSH on
 // 127.0.0.1, an image mirror on the rig network serving a cloud image, an
 // inventory, and a VM config for template 9000 (built from that image) and
-// VM 8101 cloned from it.
+// VM 8101 cloned from it. With LAB_NODES=2 (or 3) the node is a cluster of
+// that many (pve1, pve2, …): the inventory lists them all, and the config
+// puts the template and 8101 on pve1 and 8102 on pve2.
 //
-//	go run ./test/rig/cmd/lab up     # or: make lab-up
+//	go run ./test/rig/cmd/lab up     # or: make lab-up; LAB_NODES=2 make lab-up
 //	go run ./test/rig/cmd/lab info
 //	go run ./test/rig/cmd/lab down   # or: make lab-down
 //	go run ./test/rig/cmd/lab tags   # the rig's image tags (base, node, guest), one a line
@@ -21,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -77,10 +80,15 @@ func up(ctx context.Context, w io.Writer, dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return fmt.Errorf("%s exists without a rig.json: remove it first", dir)
 	}
+	nodes, err := labNodes()
+	if err != nil {
+		return err
+	}
 	r, err := rig.Start(ctx, rig.Options{
 		Dir:        dir,
 		Persistent: true,
 		BareNode:   true,
+		Nodes:      nodes,
 		Log:        func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) },
 	})
 	if err != nil {
@@ -91,6 +99,19 @@ func up(ctx context.Context, w io.Writer, dir string) error {
 	}
 	fmt.Fprintf(w, "lab %s is up: node %s (ssh root, key %s)\n", r.ID, r.NodeAddr(), rel(r.NodeKey))
 	return printNext(w, r)
+}
+
+// labNodes is LAB_NODES: 1 (the default) to 3.
+func labNodes() (int, error) {
+	v := os.Getenv("LAB_NODES")
+	if v == "" {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 3 {
+		return 0, fmt.Errorf("LAB_NODES=%q: want 1, 2 or 3", v)
+	}
+	return n, nil
 }
 
 // write puts the lab's files next to the rig's keys and known_hosts.
@@ -110,11 +131,18 @@ func info(ctx context.Context, w io.Writer, dir string) error {
 		return fmt.Errorf("no lab is up (%w)", err)
 	}
 	fmt.Fprintf(w, "lab %s: node %s, network %s (%s), folder %s\n", r.ID, r.NodeAddr(), r.Network, r.Subnet, r.Dir)
+	for _, n := range r.Cluster {
+		fmt.Fprintf(w, "  cluster node %s: ssh 127.0.0.1:%d, %s\n", n.Name, n.Port, n.IP)
+	}
 	return printNext(w, r)
 }
 
 func printNext(w io.Writer, r *rig.Rig) error {
 	vm := fmt.Sprint(rig.TestVMID)
+	if len(r.Cluster) > 1 {
+		fmt.Fprintf(w, "\nA cluster of %d nodes sharing /etc/pve (%s). Template %d and VM %d go on %s (storage %s), VM %d on %s.\n",
+			len(r.Cluster), rel(filepath.Join(r.Dir, "pve")), rig.TemplateVMID, rig.TestVMID, r.Cluster[0].Name, rig.SharedStorage, rig.ClusterVMID, r.Cluster[1].Name)
+	}
 	_, err := fmt.Fprintf(w, `
 The node has no VMs. %s defines template %d, built from the cloud image
 %s (sha256 %s), and VM %s cloned from it (NFS share, file injection, firewall).
