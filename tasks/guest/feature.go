@@ -92,7 +92,7 @@ func (t *feature) Check(ctx context.Context, env *tasks.Env) (tasks.Change, erro
 func (t *feature) script(env *tasks.Env) (featurePlan, error) {
 	s, err := t.d.feature(t.Name, env.FeatureDirs)
 	if err != nil {
-		return featurePlan{}, fmt.Errorf("feature %s: %w", t.Name, err)
+		return featurePlan{}, err // names NAME.sh; the step names the feature
 	}
 	sum := sha256.Sum256(s)
 	return featurePlan{script: s, sum: hex.EncodeToString(sum[:])}, nil
@@ -200,7 +200,7 @@ func (t *feature) start(ctx context.Context, env *tasks.Env, g tasks.Guest, sum 
 		res, err = run(ctx, g, line)
 	}
 	if err != nil {
-		return "", fmt.Errorf("start feature %s: %w", t.Name, err)
+		return "", fmt.Errorf("start %s: %w", t.file(".sh"), err)
 	}
 	f := strings.Fields(string(res.Stdout))
 	switch {
@@ -213,10 +213,10 @@ func (t *feature) start(ctx context.Context, env *tasks.Env, g tasks.Guest, sum 
 		env.Logf("feature %s: already applied by another run", t.Name)
 		return "", nil
 	case len(f) == 4 && f[0] == "busy":
-		return "", fmt.Errorf("feature %s: run %s of another version (sha256 %.12s, guest pid %s) is still running; wait for it to end (log %s) or stop it, then run again",
-			t.Name, f[1], f[2], f[3], t.file(".log"))
+		return "", fmt.Errorf("run %s of another version (sha256 %.12s, guest pid %s) is still running; wait for it to end (log %s) or stop it, then run again",
+			f[1], f[2], f[3], t.file(".log"))
 	}
-	return "", fmt.Errorf("start feature %s: unexpected answer %q", t.Name, transport.Tail(res.Stdout, 3))
+	return "", fmt.Errorf("start %s: unexpected answer %q", t.file(".sh"), transport.Tail(res.Stdout, 3))
 }
 
 // follow polls, in one round trip every poll interval, whether the run
@@ -238,11 +238,11 @@ func (t *feature) follow(ctx context.Context, env *tasks.Env, id string) error {
 		if err := tasks.Sleep(ctx, t.d.poll); err != nil {
 			switch {
 			case errors.Is(err, context.Canceled): // the run was interrupted: no timeout to report
-				return fmt.Errorf("feature %s: %w (left running: a later run re-attaches to it; log %s)", t.Name, err, t.file(".log"))
+				return fmt.Errorf("%w (left running: a later run re-attaches to it; log %s)", err, t.file(".log"))
 			case pollErr != nil:
-				return fmt.Errorf("feature %s: no answer within %s: %w", t.Name, timeout, pollErr)
+				return fmt.Errorf("no answer within %s: %w", timeout, pollErr)
 			}
-			return fmt.Errorf("feature %s: still running after %s (left running: a later run re-attaches to it; log %s):\n%s", t.Name, timeout, t.file(".log"), lastLines(tail, 25))
+			return fmt.Errorf("still running after %s (left running: a later run re-attaches to it; log %s):\n%s", timeout, t.file(".log"), lastLines(tail, 25))
 		}
 		res, err := t.poll(ctx, env, t.pollLines(seen))
 		if pollErr = err; err != nil {
@@ -263,15 +263,15 @@ func (t *feature) follow(ctx context.Context, env *tasks.Env, id string) error {
 			if running {
 				continue // no exit code yet
 			}
-			return fmt.Errorf("feature %s: run %s ended without a result (the guest rebooted, or it was killed); the next run starts it again; log %s (last 25 lines):\n%s",
-				t.Name, id, t.file(".log"), lastLines(tail, 25))
+			return fmt.Errorf("run %s ended without a result (the guest rebooted, or it was killed); the next run starts it again; log %s (last 25 lines):\n%s",
+				id, t.file(".log"), lastLines(tail, 25))
 		}
 		rc, err := strconv.Atoi(rcText)
 		if err != nil {
-			return fmt.Errorf("feature %s: unreadable exit code %q in %s", t.Name, res[1].Stdout, t.file(".rc"))
+			return fmt.Errorf("unreadable exit code %q in %s", res[1].Stdout, t.file(".rc"))
 		}
 		if rc != 0 {
-			return fmt.Errorf("feature %s: exit %d; %s (last 25 lines):\n%s", t.Name, rc, t.file(".log"), lastLines(tail, 25))
+			return fmt.Errorf("exit %d; %s (last 25 lines):\n%s", rc, t.file(".log"), lastLines(tail, 25))
 		}
 		return nil
 	}

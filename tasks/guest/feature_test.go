@@ -120,7 +120,7 @@ func TestFeature(t *testing.T) {
 				poll(19, false, rcOf(100), "E: Unable to locate package docker-ce\n"),
 			},
 			wantOut: "installing docker\nE: Unable to locate package docker-ce\n",
-			wantErr: []string{"feature docker: exit 100; /var/lib/phoenix/features/docker.log (last 25 lines):\ninstalling docker\nE: Unable to locate package docker-ce"},
+			wantErr: []string{"exit 100; /var/lib/phoenix/features/docker.log (last 25 lines):\ninstalling docker\nE: Unable to locate package docker-ce"},
 		},
 		{
 			name:    "a run of the same script is going: re-attach and take its result",
@@ -162,7 +162,7 @@ func TestFeature(t *testing.T) {
 			action:  tasks.Run,
 			summary: "will run feature docker: script changed since the last success (sha256 " + sum("old script")[:12] + " → " + sum(dockerScript)[:12] + ")",
 			start:   []fake.Call{{Line: featStart, Result: fake.Out("busy 20261126T095500.000000000Z " + sum("old script") + " 4242\n")}},
-			wantErr: []string{"feature docker: run 20261126T095500.000000000Z of another version (sha256 " + sum("old script")[:12] + ", guest pid 4242) is still running; wait for it to end (log /var/lib/phoenix/features/docker.log) or stop it, then run again"},
+			wantErr: []string{"run 20261126T095500.000000000Z of another version (sha256 " + sum("old script")[:12] + ", guest pid 4242) is still running; wait for it to end (log /var/lib/phoenix/features/docker.log) or stop it, then run again"},
 		},
 		{
 			name:    "the run was killed (a reboot): no result, a clear error",
@@ -174,7 +174,7 @@ func TestFeature(t *testing.T) {
 				poll(6, false, noRC, ""),
 			},
 			wantOut: "half\n",
-			wantErr: []string{"feature docker: run " + runID + " ended without a result (the guest rebooted, or it was killed); the next run starts it again; log /var/lib/phoenix/features/docker.log (last 25 lines):\nhalf"},
+			wantErr: []string{"run " + runID + " ended without a result (the guest rebooted, or it was killed); the next run starts it again; log /var/lib/phoenix/features/docker.log (last 25 lines):\nhalf"},
 		},
 	}
 	for _, tt := range tests {
@@ -234,7 +234,7 @@ func TestFeatureNotRunningAndMissing(t *testing.T) {
 	}
 	// A feature that does not exist fails the plan, even before the VM exists.
 	_, err := w.task("feature", map[string]any{"name": "nope"}).Check(context.Background(), w.env)
-	if err == nil || err.Error() != `feature nope: feature "nope": not found` {
+	if err == nil || err.Error() != `feature "nope": not found` {
 		t.Errorf("error %v", err)
 	}
 }
@@ -253,7 +253,7 @@ func TestFeatureTimeout(t *testing.T) {
 	inner(task).(*feature).d.poll = 10 * time.Millisecond
 	w.env.Guest = func(context.Context) (tasks.Guest, error) { return stillRunning{w.guest}, nil }
 	err = task.Apply(context.Background(), w.env, tasks.Change{Action: tasks.Run, Plan: &p})
-	if err == nil || !strings.HasPrefix(err.Error(), "feature docker: still running after 1s (left running: a later run re-attaches to it; log /var/lib/phoenix/features/docker.log):\nstep") {
+	if err == nil || !strings.HasPrefix(err.Error(), "still running after 1s (left running: a later run re-attaches to it; log /var/lib/phoenix/features/docker.log):\nstep") {
 		t.Errorf("error %v", err)
 	}
 	if _, ok := w.guest.Files["/var/lib/phoenix/features/docker.sha256"]; ok {

@@ -170,7 +170,7 @@ func TestFaultGuestRebootedDuringFeature(t *testing.T) {
 		t.Fatalf("create with the guest rebooted during a feature: exit %d, want 1", res.code)
 	}
 	failed := failedStep(t, res)
-	if failed.Kind != "feature" || !strings.Contains(failed.Error, "feature slow: run ") ||
+	if failed.Task != "feature slow" || !strings.HasPrefix(failed.Error, "run ") ||
 		!strings.Contains(failed.Error, "ended without a result (the guest rebooted, or it was killed)") {
 		t.Errorf("failed step %q (%s): %s\nwant feature slow, saying its run ended without a result", failed.Task, failed.Kind, failed.Error)
 	}
