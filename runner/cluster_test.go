@@ -72,7 +72,7 @@ func (c *clusterFixture) read(ctx context.Context, node transport.Runner) (*task
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := *c.view
-	v.Local = node.(watched).Transport.Name() // pmxcfs's nodename is the node's own
+	v.Local = node.(transport.Transport).Name() // pmxcfs's nodename is the node's own
 	v.Guests = map[int]tasks.ClusterGuest{}
 	for id, g := range c.view.Guests {
 		v.Guests[id] = g

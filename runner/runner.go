@@ -395,16 +395,6 @@ func (n *nodes) locks(node *inventory.Node) *runLocks {
 // get returns the node's connection, watched: a command on it that finds
 // the connection lost marks the node failed.
 func (n *nodes) get(ctx context.Context, node *inventory.Node) (transport.Transport, error) {
-	t, err := n.raw(ctx, node)
-	if err != nil {
-		return nil, err
-	}
-	return watched{Transport: t, lost: func() { n.lose(node.Name) }}, nil
-}
-
-// raw returns the node's connection itself (the guest transports need its
-// concrete type for a jump through it).
-func (n *nodes) raw(ctx context.Context, node *inventory.Node) (transport.Transport, error) {
 	n.mu.Lock()
 	c := n.open[node.Name]
 	if c == nil {
@@ -420,7 +410,10 @@ func (n *nodes) raw(ctx context.Context, node *inventory.Node) (transport.Transp
 		}
 		c.locks = newRunLocks(c.t, node.Name, n.lockDir)
 	})
-	return c.t, c.err
+	if c.err != nil {
+		return nil, c.err
+	}
+	return watched{Transport: c.t, lost: func() { n.lose(node.Name) }}, nil
 }
 
 func (n *nodes) lose(name string) {
@@ -456,11 +449,14 @@ func (n *nodes) close() {
 	}
 }
 
-// watched reports a lost connection of a node transport.
+// watched reports a lost connection of a node transport. Unwrap gives
+// the connection itself (a guest's SSH jumps through it).
 type watched struct {
 	transport.Transport
 	lost func()
 }
+
+func (w watched) Unwrap() transport.Transport { return w.Transport }
 
 func (w watched) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
 	res, err := w.Transport.Run(ctx, cmd)

@@ -270,7 +270,7 @@ func (f fixture) run(t *testing.T) outcome {
 	}
 	if !f.noGuest {
 		o.GuestFor = func(vm *inventory.VM, _ *inventory.Node, n transport.Transport, _ func(string, ...any)) Guest {
-			if _, ok := n.(countingNode); !ok {
+			if u, ok := n.(interface{ Unwrap() transport.Transport }); !ok || u.Unwrap() != (countingNode{node, &out.closes}) {
 				t.Errorf("GuestFor got node %T, want the run's node connection", n)
 			}
 			if g := f.guests[vm.VMID]; g != nil {

@@ -128,12 +128,8 @@ func (v *vmRun) useNode(ctx context.Context, node *inventory.Node) error {
 	v.node = nt
 	v.env.Node, v.env.NodeName, v.env.PVENode = nt, node.Name, node.PVENode
 	if v.r.o.GuestFor != nil {
-		raw, err := v.r.nodes.raw(ctx, node)
-		if err != nil {
-			return err
-		}
 		closeGuest(v.guest)
-		v.guest = v.r.o.GuestFor(v.vm, node, raw, v.log)
+		v.guest = v.r.o.GuestFor(v.vm, node, nt, v.log)
 		v.guestUp, v.waited, v.probesFresh = false, false, false
 	}
 	return nil

@@ -110,7 +110,7 @@ func (w *wiring) guestFor(vm *inventory.VM, n *inventory.Node, node transport.Tr
 			so.IdentityFiles = []string{access.IdentityFile}
 		}
 		if access.Via == "jump" {
-			nc, ok := node.(*nodeClient)
+			nc, ok := nodeClientOf(node)
 			if !ok {
 				return nil, fmt.Errorf("guest ssh via jump: the node connection is %s, not SSH", node.Name())
 			}
@@ -119,6 +119,20 @@ func (w *wiring) guestFor(vm *inventory.VM, n *inventory.Node, node transport.Tr
 		return ssh.Dial(ctx, so)
 	}
 	return fallback.New(o)
+}
+
+// nodeClientOf finds the SSH node connection under the runner's wrapping.
+func nodeClientOf(t transport.Transport) (*nodeClient, bool) {
+	for {
+		if nc, ok := t.(*nodeClient); ok {
+			return nc, true
+		}
+		u, ok := t.(interface{ Unwrap() transport.Transport })
+		if !ok {
+			return nil, false
+		}
+		t = u.Unwrap()
+	}
 }
 
 // pool opens each node once for a verb that does not run a playbook

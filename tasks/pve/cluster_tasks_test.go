@@ -256,9 +256,10 @@ func TestPlace(t *testing.T) {
 		})
 	}
 	t.Run("a linked clone does not move", func(t *testing.T) {
-		refusal := "2024-05-03 09:05:00 ERROR: can't migrate 'local-lvm:base-9000-disk-0/vm-8102-disk-0' as it's a clone of 'base-9000-disk-0'\n"
+		// The task log (stdout) says why; stderr only that it failed.
+		refusal := "2024-05-03 09:05:00 ERROR: can't migrate local disk 'local-lvm:base-9000-disk-0/vm-8102-disk-0': can't migrate 'local-lvm:base-9000-disk-0/vm-8102-disk-0' as it's a clone of 'base-9000-disk-0'\n"
 		env, _ := drifted(t, true, false, stateRead(8102, cloned, "stopped", noSnapshots),
-			fake.Call{Line: "qm migrate 8102 pve2", Result: fake.Fail(255, refusal+"migration aborted\n")})
+			fake.Call{Line: "qm migrate 8102 pve2", Result: transport.Result{ExitCode: 255, Stdout: []byte(refusal), Stderr: []byte("migration aborted\n")}})
 		task := newTask(t, "vm_place", nil)
 		err := task.Apply(ctx, env, checked(t, task, env))
 		want := "vm 8102 cannot move from node pve1 to pve2 (can't migrate 'local-lvm:base-9000-disk-0/vm-8102-disk-0' as it's a clone of 'base-9000-disk-0'): " +

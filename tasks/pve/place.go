@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/phoenix-hv/phoenix/tasks"
+	"github.com/phoenix-hv/phoenix/transport"
 )
 
 type placeParams struct {
@@ -99,9 +100,15 @@ func (t *placeTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 var reMigrateClone = regexp.MustCompile(`can't migrate '[^']*' as it's a clone of '[^']*'|referenced by linked clone\(s\)`)
 
 // migrateError says why Proxmox would not move the VM, when it is one of
-// the rules a person can act on.
+// the rules a person can act on: the task log (qm's stdout) says which,
+// stderr only "migration aborted".
 func migrateError(err error, vmid int, from, to string) error {
-	if m := reMigrateClone.FindString(stderrOf(err)); m != "" {
+	var ee *transport.ExitError
+	log := ""
+	if errors.As(err, &ee) {
+		log = string(ee.Stdout) + string(ee.Stderr)
+	}
+	if m := reMigrateClone.FindString(log); m != "" {
 		return fmt.Errorf("vm %d cannot move from node %s to %s (%s): a linked clone on local storage, or a template with linked clones, stays on its node; recreate it as a full clone on %s: %w",
 			vmid, from, to, m, to, err)
 	}
