@@ -293,9 +293,10 @@ func (p *propString) format(defaultKey string) string {
 
 // Config files on disk.
 
-// confPath is where Proxmox keeps a VM config on this node.
+// confPath is where Proxmox keeps a VM config of this node (also seen
+// through the symlink /etc/pve/qemu-server, see layout).
 func (s *Sim) confPath(vmid int) string {
-	return s.path("etc/pve/qemu-server", strconv.Itoa(vmid)+".conf")
+	return s.path("etc/pve/nodes", s.Node, "qemu-server", strconv.Itoa(vmid)+".conf")
 }
 
 // pmxcfsName is how Proxmox names the config in its messages.
@@ -329,7 +330,18 @@ func (s *Sim) loadConfig(vmid int) (*vmConfig, error) {
 
 // writeConfig replaces the config file atomically, as pmxcfs does.
 func (s *Sim) writeConfig(vmid int, c *vmConfig) error {
-	return writeFileAtomic(s.confPath(vmid), c.encode(), 0o640)
+	if err := writeFileAtomic(s.confPath(vmid), c.encode(), 0o640); err != nil {
+		return err
+	}
+	return s.updateVMList(vmid)
+}
+
+// removeConfig deletes a VM's config.
+func (s *Sim) removeConfig(vmid int) error {
+	if err := os.Remove(s.confPath(vmid)); err != nil {
+		return err
+	}
+	return s.updateVMList(vmid)
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
@@ -357,7 +369,7 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 
 // vmids lists the VMs of this node, sorted.
 func (s *Sim) vmids() ([]int, error) {
-	entries, err := os.ReadDir(s.path("etc/pve/qemu-server"))
+	entries, err := os.ReadDir(filepath.Dir(s.confPath(0)))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

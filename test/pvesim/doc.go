@@ -4,10 +4,16 @@
 // shared/reference/qm.md), and VMs that are Docker containers.
 //
 // State lives where Proxmox keeps it, below PVESIM_ROOT (default "/"):
-// VM configs in /etc/pve/qemu-server/VMID.conf in Proxmox's format
-// (description as leading # lines, [PENDING], [special:cloudinit] and
-// snapshot sections), flocks in /var/lock/qemu-server/lock-VMID.conf,
-// agent sockets in /var/run/qemu-server/VMID.qga, pid files next to them,
+// VM configs in /etc/pve/nodes/NODE/qemu-server/VMID.conf in Proxmox's
+// format (description as leading # lines, [PENDING], [special:cloudinit]
+// and snapshot sections), seen through the symlinks /etc/pve/qemu-server
+// and /etc/pve/local as pmxcfs makes them, with /etc/pve/.vmlist in
+// pmxcfs's format; flocks in /var/lock/qemu-server/lock-VMID.conf, agent
+// sockets in /var/run/qemu-server/VMID.qga, pid files next to them (a
+// running VM's names a stand-in for its QEMU process on the node: this
+// program as /usr/bin/kvm with QEMU's -id, -name, -chardev and -pidfile,
+// living as long as the VM's container runs, so a reader that decides
+// "running" as Proxmox does, from the pid file and /proc, agrees with qm),
 // storages in /etc/pve/storage.cfg (a missing "local" is the built-in dir
 // storage at /var/lib/vz), downloaded images below the storage's path
 // (import/, template/iso/), task logs in /var/log/pve/tasks/X/UPID.

@@ -176,6 +176,20 @@ func (d *Docker) State(ctx context.Context, name string) (GuestState, error) {
 	return GuestState{Running: ct.State.Running, PID: ct.State.Pid, StartedAt: ct.State.StartedAt}, nil
 }
 
+// Wait returns once the guest's container no longer runs (a VM's QEMU
+// stand-in lives that long).
+func (d *Docker) Wait(ctx context.Context, name string) error {
+	if st, err := d.State(ctx, name); err != nil || !st.Running {
+		return err
+	}
+	_, err := d.Client.WaitContainerWithContext(name, ctx)
+	var missing *docker.NoSuchContainer
+	if err == nil || errors.As(err, &missing) || ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("wait for %s: %w", name, err)
+}
+
 // Shutdown implements Backend: SIGTERM to the guest's init, then wait.
 func (d *Docker) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
 	if err := d.signal(ctx, name, docker.SIGTERM); err != nil {

@@ -190,6 +190,30 @@ func (b *fakeBackend) takeCalls() []string {
 	return out
 }
 
+// fakeProcs stands in for the node's kvm stand-ins: it records them with
+// the backend's calls (node paths without the test's root) and hands out
+// pids from 40001.
+type fakeProcs struct {
+	b    *fakeBackend
+	root string
+	next int
+}
+
+func (p *fakeProcs) Spawn(argv []string) (int, error) {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	p.b.record("spawn %s", strings.ReplaceAll(strings.Join(argv, " "), p.root, ""))
+	p.next++
+	return 40000 + p.next, nil
+}
+
+func (p *fakeProcs) Stop(pid int, pidfile string) error {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	p.b.record("stop %d %s", pid, strings.TrimPrefix(pidfile, p.root))
+	return nil
+}
+
 // detRand is a deterministic byte stream (splitmix64), so MACs, UUIDs and
 // salts are the same on every run.
 type detRand struct{ state uint64 }
@@ -232,6 +256,10 @@ func newHarness(t *testing.T) *harness {
 		RigID: "t1", Backend: be, Disks: be, Now: func() time.Time { return testNow }, Location: time.UTC,
 		Rand: &detRand{}, LockWait: 300 * time.Millisecond, PingTimeout: 300 * time.Millisecond,
 		AgentTimeout: 2 * time.Second, PollInterval: 20 * time.Millisecond, PID: 4242, PStart: 123456,
+	}
+	s.Procs = &fakeProcs{b: be, root: root}
+	if err := s.layout(); err != nil {
+		t.Fatal(err)
 	}
 	h := &harness{t: t, sim: s, backend: be}
 	h.write("etc/pve/storage.cfg", testStorageCfg)
@@ -319,6 +347,30 @@ func (h *harness) step(stdin string, args ...string) result {
 func (h *harness) file(path string) {
 	h.t.Helper()
 	fmt.Fprintf(&h.log, "=== %s\n%s\n", path, h.read(path))
+}
+
+// layout adds /etc/pve's entries (symlinks with their targets) and the
+// node directory's configs to the transcript.
+func (h *harness) layout() {
+	h.t.Helper()
+	var lines []string
+	for _, dir := range []string{"etc/pve", "etc/pve/nodes/pve/qemu-server"} {
+		entries, err := os.ReadDir(h.sim.path(dir))
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		for _, e := range entries {
+			line := dir + "/" + e.Name()
+			if e.Type()&os.ModeSymlink != 0 {
+				target, _ := os.Readlink(h.sim.path(dir, e.Name()))
+				line += " -> " + target
+			} else if e.IsDir() {
+				line += "/"
+			}
+			lines = append(lines, line)
+		}
+	}
+	fmt.Fprintf(&h.log, "=== layout\n%s\n\n", strings.Join(lines, "\n"))
 }
 
 // backendCalls adds the recorded Docker calls to the transcript.

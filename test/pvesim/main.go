@@ -27,6 +27,9 @@ type Sim struct {
 	Unprivileged bool
 
 	Backend Backend // where VMs run
+	// Procs runs the node's stand-ins of VMs' QEMU processes (kvm.go);
+	// nil: the pid file holds the guest container's pid.
+	Procs Procs
 	// Disks keeps the VMs' disks; nil: disks hold nothing and every VM
 	// boots PVESIM_GUEST_IMAGE (a node used only for agent tests).
 	Disks Disks
@@ -54,6 +57,11 @@ func Main(ctx context.Context, argv0 string, args []string, stdin io.Reader, std
 		return report(stderr, err)
 	}
 	s.Backend, s.Disks = d, d
+	exe, err := os.Executable()
+	if err != nil {
+		return report(stderr, err)
+	}
+	s.Procs = nodeProcs{exe: exe}
 	return s.Run(ctx, argv0, args, stdin, stdout, stderr)
 }
 
@@ -140,6 +148,12 @@ type call struct {
 func (s *Sim) Run(ctx context.Context, argv0 string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c := &call{Sim: s, ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	prog := filepath.Base(argv0)
+	if prog == "kvm" {
+		return report(stderr, c.kvm(args)) // a VM's stand-in: no qm call
+	}
+	if err := s.layout(); err != nil {
+		return report(stderr, err)
+	}
 	if prog != "qm" && prog != "pvesh" {
 		if len(args) == 0 {
 			fmt.Fprintln(stderr, "usage: pvesim qm|pvesh ARGS... | pvesim hold-lock VMID SECONDS")

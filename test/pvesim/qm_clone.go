@@ -70,13 +70,16 @@ func (c *call) qmClone(p *params) error {
 	}
 	fmt.Fprint(f, "# qmclone temporary file\nlock: clone\n")
 	f.Close()
-	err = c.cloneFirewall(vmid, newid)
+	err = c.updateVMList(newid)
+	if err == nil {
+		err = c.cloneFirewall(vmid, newid)
+	}
 	if err == nil {
 		err = c.cloneInto(p, vmid, newid, src, base, full)
 	}
 	if err != nil {
 		os.Remove(c.firewallFile(fmt.Sprintf("%d.fw", newid)))
-		os.Remove(c.confPath(newid))
+		c.removeConfig(newid)
 		return fmt.Errorf("clone failed: %w", err)
 	}
 	return nil
@@ -220,7 +223,7 @@ func (c *call) qmDestroy(p *params) error {
 				return err
 			}
 		}
-		return os.Remove(c.confPath(vmid))
+		return c.removeConfig(vmid)
 	})
 }
 

@@ -263,7 +263,7 @@ func (c *call) qmCreate(p *params) error {
 	}
 	if err != nil {
 		// The task removes what it made; a killed one leaves "lock: create".
-		os.Remove(c.confPath(vmid))
+		c.removeConfig(vmid)
 		return fmt.Errorf("unable to create VM %d - %w", vmid, err)
 	}
 	if !p.flag("start", false) {

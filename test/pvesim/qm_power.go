@@ -54,7 +54,13 @@ func (c *call) startLocked(vmid int, skiplock bool) error {
 	if !st.Running {
 		return errorf("start failed: QEMU exited with code 1")
 	}
-	return writeFileAtomic(c.pidFile(vmid), []byte(strconv.Itoa(st.PID)+"\n"), 0o644)
+	pid := st.PID
+	if c.Procs != nil {
+		if pid, err = c.Procs.Spawn(c.kvmArgs(vmid, conf.main)); err != nil {
+			return fmt.Errorf("start failed: %w", err)
+		}
+	}
+	return writeFileAtomic(c.pidFile(vmid), []byte(strconv.Itoa(pid)+"\n"), 0o644)
 }
 
 // generateCloudinit renders the NoCloud seed when the VM has a cloud-init
@@ -105,7 +111,7 @@ func (c *call) hardStop(vmid int) error {
 	if err := c.Backend.Kill(c.ctx, c.containerName(vmid)); err != nil {
 		return err
 	}
-	return removeIfExists(c.pidFile(vmid))
+	return c.stopped(vmid)
 }
 
 func removeIfExists(path string) error {
@@ -164,7 +170,7 @@ func (c *call) shutdown(vmid int, conf *vmConfig, timeout time.Duration, force b
 	if err != nil {
 		return err
 	}
-	return removeIfExists(c.pidFile(vmid))
+	return c.stopped(vmid)
 }
 
 func (c *call) qmReboot(p *params) error {

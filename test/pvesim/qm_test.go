@@ -546,3 +546,31 @@ func TestDiskImport(t *testing.T) {
 	h.disks()
 	h.golden("disk_import")
 }
+
+// /etc/pve as pmxcfs lays it out: configs in the node's directory, seen
+// through the qemu-server symlink, and .vmlist moving with every config
+// change. A node image that made qemu-server a directory is laid out anew.
+func TestPmxcfsLayout(t *testing.T) {
+	h := newHarness(t)
+	for _, l := range []string{"qemu-server", "local"} {
+		if err := os.Remove(h.sim.path("etc/pve", l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.write("etc/pve/qemu-server/9000.conf", conf9000)
+	h.write("etc/pve/qemu-server/8101.conf", conf8101)
+	h.backend.disks[h.sim.diskRef("local-lvm:base-9000-disk-0")] = "cloud image"
+	h.step("", "qm", "list")
+	h.layout()
+	h.step("", "qm", "set", "8101", "--cores", "4")
+	h.file("etc/pve/.vmlist")
+	h.step("", "qm", "clone", "9000", "8102", "--name", "web02")
+	h.file("etc/pve/.vmlist")
+	h.file("etc/pve/nodes/pve/qemu-server/8102.conf")
+	h.step("", "qm", "destroy", "8102")
+	h.file("etc/pve/.vmlist")
+	h.step("", "qm", "destroy", "8101")
+	h.step("", "qm", "destroy", "9000")
+	h.file("etc/pve/.vmlist")
+	h.golden("pmxcfs")
+}
