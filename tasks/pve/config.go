@@ -206,7 +206,7 @@ func (t *configTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, e
 	if !st.Exists {
 		return missing(env, fmt.Sprintf("vm %d does not exist yet; will set %s", vmid, strings.Join(keys, ", ")))
 	}
-	storedPW, err := t.storedPassword(ctx, env, st.Config)
+	storedPW, err := t.storedPassword(ctx, env, st)
 	if err != nil {
 		return tasks.Change{}, fmt.Errorf("vm %d config: %w", vmid, err)
 	}
@@ -264,10 +264,14 @@ func (t *configTask) passwordChange(pw string, cfg Config, stored string) (*keyC
 }
 
 // storedPassword reads the VM's password hash when it has one and the
-// parameters set one: qm config masks it, `qm cloudinit dump` does not.
-func (t *configTask) storedPassword(ctx context.Context, env *tasks.Env, cfg Config) (string, error) {
-	if _, ok := cfg["cipassword"]; !ok || t.p.CIPassword == "" {
+// parameters set one: the config file has it; qm config masks it, `qm
+// cloudinit dump` does not.
+func (t *configTask) storedPassword(ctx context.Context, env *tasks.Env, st *State) (string, error) {
+	if _, ok := st.Config["cipassword"]; !ok || t.p.CIPassword == "" {
 		return "", nil
+	}
+	if st.PasswordHash != "" {
+		return st.PasswordHash, nil
 	}
 	vmid := env.VM.VMID
 	v, err := env.Cached(fmt.Sprintf("pve:cipassword:%d", vmid), func() (any, error) {

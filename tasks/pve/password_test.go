@@ -88,59 +88,68 @@ func dumpRead(hash string) fake.Call {
 // password; a stored hash of the same password (whoever made it) is left
 // alone; a changed password is set again.
 func TestPasswordReachesTheNodeCrypted(t *testing.T) {
-	withPW := with(configured, "cipassword", "**********")
 	tests := []struct {
-		name  string
-		reads []fake.Call
-		set   string // the exact qm set line; "" = nothing to do
-		diff  string
+		name   string
+		stored string // the hash on the node; "" = none
+		set    string // the exact qm set line; "" = nothing to do
+		diff   string
 	}{
-		{name: "new password", reads: []fake.Call{stateRead(8101, configured, "stopped", noSnapshots)},
-			set: "qm set 8101 --cipassword '" + glibcSHA512 + "'", diff: "+ cipassword: ********\n"},
-		{name: "stored by phoenix", reads: []fake.Call{stateRead(8101, withPW, "stopped", noSnapshots), dumpRead(glibcSHA512)}},
-		{name: "stored by proxmox", reads: []fake.Call{stateRead(8101, withPW, "stopped", noSnapshots), dumpRead(pveSHA256)}},
-		{name: "changed", reads: []fake.Call{stateRead(8101, withPW, "stopped", noSnapshots), dumpRead(pveSHA256Other)},
+		{name: "new password", set: "qm set 8101 --cipassword '" + glibcSHA512 + "'", diff: "+ cipassword: ********\n"},
+		{name: "stored by phoenix", stored: glibcSHA512},
+		{name: "stored by proxmox", stored: pveSHA256},
+		{name: "changed", stored: pveSHA256Other,
 			set: "qm set 8101 --cipassword '" + glibcSHA512 + "'", diff: "- cipassword: ********\n+ cipassword: ********\n"},
-		{name: "another scheme is left alone", reads: []fake.Call{stateRead(8101, withPW, "stopped", noSnapshots), dumpRead(yescrypt)}},
+		{name: "another scheme is left alone", stored: yescrypt},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			node := fake.New(t, tt.reads...)
-			env := newEnv(node, false)
-			task := newTask(t, "vm_config", map[string]any{"cipassword": inventory.Secret(secretPW)})
-			c, err := task.Check(context.Background(), env)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tt.set == "" {
-				if c.Pending() {
-					t.Fatalf("check = %s %q, want nothing to do", c.Action, c.Summary)
+		// The hash is in the config file; qm config masks it, and then
+		// qm cloudinit dump tells it.
+		reads := map[string][]fake.Call{"files": {stateRead(8101, configured, "stopped", noSnapshots)}}
+		reads["qm"] = qmStateRead(8101, fake.Out(render(configured)), fake.Out("status: stopped\n"), fake.Out(noSnapshots))
+		if tt.stored != "" {
+			reads["files"] = []fake.Call{stateRead(8101, with(configured, "cipassword", tt.stored), "stopped", noSnapshots)}
+			reads["qm"] = append(qmStateRead(8101, fake.Out(render(with(configured, "cipassword", "**********"))), fake.Out("status: stopped\n"), fake.Out(noSnapshots)),
+				dumpRead(tt.stored))
+		}
+		for _, path := range []string{"files", "qm"} {
+			t.Run(tt.name+" through "+path, func(t *testing.T) {
+				node := fake.New(t, reads[path]...)
+				env := newEnv(node, false)
+				task := newTask(t, "vm_config", map[string]any{"cipassword": inventory.Secret(secretPW)})
+				c, err := task.Check(context.Background(), env)
+				if err != nil {
+					t.Fatal(err)
 				}
-				return
-			}
-			if want := "qm set 8101 --cipassword ********"; len(c.Commands) != 1 || c.Commands[0] != want {
-				t.Errorf("commands = %q, want %q: the hash is masked too", c.Commands, want)
-			}
-			if !strings.HasSuffix(c.Diff, tt.diff) {
-				t.Errorf("diff:\n%s\nwant it to end with:\n%s", c.Diff, tt.diff)
-			}
-			node.Expect(fake.Call{Line: tt.set, Result: fake.Out("update VM 8101: -cipassword <hidden>\n")})
-			if err := task.Apply(context.Background(), env, c); err != nil {
-				t.Fatal(err)
-			}
-			for _, l := range node.Lines {
-				if strings.Contains(l, "hunter2") {
-					t.Errorf("the password reached the node: %s", l)
+				if tt.set == "" {
+					if c.Pending() {
+						t.Fatalf("check = %s %q, want nothing to do", c.Action, c.Summary)
+					}
+					return
 				}
-			}
-		})
+				if want := "qm set 8101 --cipassword ********"; len(c.Commands) != 1 || c.Commands[0] != want {
+					t.Errorf("commands = %q, want %q: the hash is masked too", c.Commands, want)
+				}
+				if !strings.HasSuffix(c.Diff, tt.diff) {
+					t.Errorf("diff:\n%s\nwant it to end with:\n%s", c.Diff, tt.diff)
+				}
+				node.Expect(fake.Call{Line: tt.set, Result: fake.Out("update VM 8101: -cipassword <hidden>\n")})
+				if err := task.Apply(context.Background(), env, c); err != nil {
+					t.Fatal(err)
+				}
+				for _, l := range node.Lines {
+					if strings.Contains(l, "hunter2") {
+						t.Errorf("the password reached the node: %s", l)
+					}
+				}
+			})
+		}
 	}
 }
 
 // A stored hash that cannot be read is an error, not a silent skip.
 func TestPasswordDumpFails(t *testing.T) {
-	node := fake.New(t, stateRead(8101, with(configured, "cipassword", "**********"), "stopped", noSnapshots),
-		fake.Call{Line: "qm cloudinit dump 8101 user", Result: fake.Fail(255, "VM 8101 qmp command failed\n")})
+	reads := qmStateRead(8101, fake.Out(render(with(configured, "cipassword", "**********"))), fake.Out("status: stopped\n"), fake.Out(noSnapshots))
+	node := fake.New(t, append(reads, fake.Call{Line: "qm cloudinit dump 8101 user", Result: fake.Fail(255, "VM 8101 qmp command failed\n")})...)
 	task := newTask(t, "vm_config", map[string]any{"cipassword": inventory.Secret(secretPW)})
 	_, err := task.Check(context.Background(), newEnv(node, false))
 	if err == nil || !strings.Contains(err.Error(), "read the stored password hash") || transport.ExitCode(err) != 255 {

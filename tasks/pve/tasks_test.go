@@ -83,14 +83,63 @@ func render(cfg map[string]string) string {
 	return b.String()
 }
 
-// stateRead is the one batched read of a VM's state.
+// stateRead is the one batched read of a VM's state from the node's files:
+// its config file as Proxmox writes it (description first, then the keys
+// sorted, then a section per snapshot) and, when it runs, its QEMU process.
 func stateRead(vmid int, cfg map[string]string, status, snapshots string) fake.Call {
-	return fake.BatchParallel(stateLines(vmid), fake.Out(render(cfg)), fake.Out("status: "+status+"\n"), fake.Out(snapshots))
+	return fake.BatchParallel(fileLines(vmid), append([]transport.Result{fake.Out(renderFile(cfg, snapshots))}, runRead(vmid, status)...)...)
+}
+
+// renderFile writes cfg (as qm config shows it) and the snapshots of a
+// listsnapshot output as a config file.
+func renderFile(cfg map[string]string, snapshots string) string {
+	var b strings.Builder
+	if d, ok := cfg["description"]; ok {
+		b.WriteString("#" + d + "\n")
+	}
+	for _, k := range slices.Sorted(maps.Keys(cfg)) {
+		if k != "description" {
+			b.WriteString(k + ": " + cfg[k] + "\n")
+		}
+	}
+	names, err := ParseSnapshots([]byte(snapshots))
+	if err != nil {
+		panic(err)
+	}
+	for _, n := range names {
+		b.WriteString("\n[" + n + "]\n" + render(cfg) + "snaptime: 1714727100\n")
+	}
+	return b.String()
+}
+
+// runRead is what the last lines of fileLines read of a VM: for a stopped
+// one no pid file and no monitor socket; else a kvm started with the VM's
+// pid file, and its status over QMP.
+func runRead(vmid int, status string) []transport.Result {
+	if status == "stopped" {
+		return []transport.Result{
+			fake.Fail(1, fmt.Sprintf("head: cannot open '/var/run/qemu-server/%d.pid' for reading: No such file or directory\n", vmid)),
+			fake.Fail(1, ""),
+		}
+	}
+	return []transport.Result{
+		fake.Out(fmt.Sprintf("4242 (kvm) S 1 4242 4242 0 -1 4194560 0 0\n/usr/bin/kvm\n-id\n%d\n-pidfile\n/var/run/qemu-server/%d.pid\n-daemonize\n", vmid, vmid)),
+		fake.Out(status + "\n"),
+	}
 }
 
 func missingRead(vmid int) fake.Call {
-	msg := fmt.Sprintf(notExist, vmid)
-	return fake.BatchParallel(stateLines(vmid), fake.Fail(2, msg), fake.Fail(2, msg), fake.Fail(2, msg))
+	return fake.BatchParallel(fileLines(vmid), append([]transport.Result{fake.Fail(noConfig, "")}, runRead(vmid, "stopped")...)...)
+}
+
+// qmStateRead is a state read where the files cannot be read (not a
+// Proxmox node's /etc/pve, or not root): qm config, status and
+// listsnapshot then.
+func qmStateRead(vmid int, config, status, snapshots transport.Result) []fake.Call {
+	return []fake.Call{
+		fake.BatchParallel(fileLines(vmid), append([]transport.Result{fake.Fail(2, "sh: 1: cd: can't cd to /etc/pve/qemu-server\n")}, runRead(vmid, "stopped")...)...),
+		fake.BatchParallel(stateLines(vmid), config, status, snapshots),
+	}
 }
 
 func newEnv(node *fake.Transport, dryRun bool) *tasks.Env {
@@ -361,11 +410,15 @@ func TestCheck(t *testing.T) {
 			reads:  []fake.Call{missingRead(8101), stateRead(9000, template9000, "stopped", noSnapshots)},
 			action: tasks.Create, summary: "(linked clone)", commands: []string{"qm clone 9000 8101 --full 0"}},
 		{name: "state: status fails on an existing vm", kind: "vm_start", params: map[string]any{},
-			reads: []fake.Call{fake.BatchParallel(stateLines(8101), fake.Out(render(resized)), fake.Fail(255, "VM 8101 qmp command 'query-status' failed - got timeout\n"), fake.Out(noSnapshots))},
+			reads: qmStateRead(8101, fake.Out(render(resized)), fake.Fail(255, "VM 8101 qmp command 'query-status' failed - got timeout\n"), fake.Out(noSnapshots)),
 			err:   `read state of vm 8101: run "qm status 8101": exit 255: VM 8101 qmp command`},
 		{name: "clone: node error is not 'missing'", kind: "vm_clone", params: map[string]any{"source": 9000},
-			reads: []fake.Call{fake.BatchParallel(stateLines(8101), fake.Fail(255, "cluster not ready - no quorum?\n"), fake.Fail(255, ""), fake.Fail(255, ""))},
+			reads: qmStateRead(8101, fake.Fail(255, "cluster not ready - no quorum?\n"), fake.Fail(255, ""), fake.Fail(255, "")),
 			err:   "no quorum"},
+		{name: "state: qm says missing when the files cannot be read", kind: "vm_clone", params: map[string]any{"source": 9000},
+			reads: append(qmStateRead(8101, fake.Fail(2, fmt.Sprintf(notExist, 8101)), fake.Fail(2, ""), fake.Fail(2, "")),
+				stateRead(9000, template9000, "stopped", noSnapshots)),
+			action: tasks.Create, summary: "clone template 9000", commands: []string{"qm clone 9000 8101 --full 1"}},
 
 		// vm_config
 		{name: "config: same values, other spellings", kind: "vm_config",
@@ -397,7 +450,7 @@ func TestCheck(t *testing.T) {
 			reads:  []fake.Call{stopped},
 			action: tasks.Update, summary: "set sshkeys", commands: []string{"qm set 8101 --sshkeys /dev/stdin"}},
 		{name: "config: stored password is kept", kind: "vm_config", params: map[string]any{"cipassword": secretPW},
-			reads:  []fake.Call{stateRead(8101, with(configured, "cipassword", "**********"), "stopped", noSnapshots), dumpRead(pveSHA256)},
+			reads:  []fake.Call{stateRead(8101, with(configured, "cipassword", pveSHA256), "stopped", noSnapshots)},
 			action: tasks.None},
 		{name: "config: vm missing in a real run", kind: "vm_config", params: configParams8101,
 			reads: []fake.Call{missingRead(8101)}, err: "vm 8101 does not exist"},
@@ -650,17 +703,21 @@ func TestStateReadIsBounded(t *testing.T) {
 	}
 }
 
-// TestReadStates reads three VMs in one round trip: one running template,
-// one stopped, one missing; a VM whose status fails has its own error.
+// TestReadStates reads four VMs' files in one round trip: a stopped
+// template, a running VM, a missing one, and one whose config cannot be
+// read, asked through qm in a second round trip (where its status fails).
 func TestReadStates(t *testing.T) {
-	lines := append(append(append(stateLines(9000), stateLines(8101)...), stateLines(8102)...), stateLines(8103)...)
-	gone := fmt.Sprintf(notExist, 8102)
-	node := fake.New(t, fake.Batch(lines,
-		fake.Out(render(template9000)), fake.Out("status: stopped\n"), fake.Out(noSnapshots),
-		fake.Out(render(resized)), fake.Out("status: running\n"), fake.Out(finalForm),
-		fake.Fail(2, gone), fake.Fail(2, gone), fake.Fail(2, gone),
-		fake.Out(render(resized)), fake.Fail(255, "VM 8103 qmp command 'query-status' failed - got timeout\n"), fake.Out(noSnapshots),
-	))
+	var lines []string
+	for _, id := range []int{9000, 8101, 8102, 8103} {
+		lines = append(lines, fileLines(id)...)
+	}
+	var results []transport.Result
+	results = append(append(results, fake.Out(renderFile(template9000, noSnapshots))), runRead(9000, "stopped")...)
+	results = append(append(results, fake.Out(renderFile(resized, finalForm))), runRead(8101, "running")...)
+	results = append(append(results, fake.Fail(noConfig, "")), runRead(8102, "stopped")...)
+	results = append(append(results, fake.Fail(1, "cat: 8103.conf: Permission denied\n")), runRead(8103, "stopped")...)
+	node := fake.New(t, fake.Batch(lines, results...), fake.Batch(stateLines(8103),
+		fake.Out(render(resized)), fake.Fail(255, "VM 8103 qmp command 'query-status' failed - got timeout\n"), fake.Out(noSnapshots)))
 	states, errs, err := ReadStates(context.Background(), node, []int{9000, 8101, 8102, 8103})
 	if err != nil {
 		t.Fatal(err)
@@ -677,7 +734,7 @@ func TestReadStates(t *testing.T) {
 	if err := errs[8103]; err == nil || !strings.Contains(err.Error(), "read state of vm 8103") || states[8103] != nil {
 		t.Errorf("8103: %v, %+v", err, states[8103])
 	}
-	if len(node.Lines) != 1 {
-		t.Errorf("%d round trips, want 1", len(node.Lines))
+	if len(node.Lines) != 2 {
+		t.Errorf("%d round trips, want 2", len(node.Lines))
 	}
 }
