@@ -79,8 +79,9 @@ func (w *wiring) dialNode(ctx context.Context, n *inventory.Node) (*nodeClient, 
 	return &nodeClient{Client: c, via: via}, nil
 }
 
-// guestFor is runner.Options.GuestFor: the agent through the node first,
-// SSH to the guest (pinned host key only) when the agent does not answer.
+// guestFor is runner.Options.GuestFor: the agent through the node first
+// (its socket, qm guest where the socket helper cannot run), SSH to the
+// guest (pinned host key only) when the agent does not answer.
 func (w *wiring) guestFor(vm *inventory.VM, n *inventory.Node, node transport.Transport, log func(string, ...any)) runner.Guest {
 	pveNode := "localhost"
 	if n.PVENode != "" {
@@ -88,7 +89,7 @@ func (w *wiring) guestFor(vm *inventory.VM, n *inventory.Node, node transport.Tr
 	}
 	o := fallback.Options{
 		VMID:       vm.VMID,
-		Agent:      agent.New(node, pveNode, vm.VMID),
+		Agent:      agent.NewWithSocket(node, pveNode, vm.VMID),
 		Timeout:    vm.AgentTimeout(),
 		Log:        log,
 		KnownHosts: w.inv.GuestKnownHosts,

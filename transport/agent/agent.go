@@ -1,6 +1,7 @@
 // Package agent is a guest transport through the QEMU guest agent, driven
-// with qm/pvesh on the Proxmox node. Every operation is one command on the
-// node (one SSH round trip), whatever it does in the guest.
+// through the VM's agent socket on the Proxmox node (transport/qga) or with
+// qm/pvesh there. Every operation is one command on the node (one SSH round
+// trip), whatever it does in the guest.
 package agent
 
 import (
@@ -14,9 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
+	"github.com/phoenix-hv/phoenix/transport/qga"
 )
 
 // Transport runs commands and moves files in guest VMID through Node.
@@ -33,6 +36,12 @@ type Transport struct {
 	// Transfer bounds each command of a Put or Get by the bytes it moves
 	// (zero: transport.Pace's defaults, 60 s + 4 s per MiB).
 	Transfer transport.Pace
+
+	// Socket, when set (NewWithSocket), reaches the agent through its
+	// socket on the node, without qm; qm guest is used when the helper
+	// cannot run there.
+	Socket      *qga.Transport
+	socketState atomic.Int32
 
 	// turn lets one node command at a time talk to the agent: qemu-ga
 	// serves one client at a time, and a second one is refused ("unable to
@@ -61,9 +70,14 @@ func (t *Transport) Close() error { return nil }
 const pingTimeout = 15 * time.Second
 
 // Ping asks the agent whether it answers. It returns nil, an error wrapping
-// transport.ErrAgentUnavailable with qm's own words, or another error when
-// the node itself could not be asked.
+// transport.ErrAgentUnavailable with qm's own words (or the socket
+// helper's), or another error when the node itself could not be asked.
 func (t *Transport) Ping(ctx context.Context) error {
+	if s := t.sock(); s != nil {
+		if err := s.Ping(ctx); t.usable(err) {
+			return err
+		}
+	}
 	res, err := t.node(ctx, "qm guest cmd ping", transport.Cmd{
 		Line:    transport.Command("qm", "guest", "cmd", strconv.Itoa(t.VMID), "ping"),
 		Timeout: pingTimeout,

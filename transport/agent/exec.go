@@ -13,14 +13,11 @@ import (
 	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
+	"github.com/phoenix-hv/phoenix/transport/qga"
 )
 
 // MaxStdin is the most qm guest exec --pass-stdin passes (1 MiB − 1 B).
 const MaxStdin = 1<<20 - 1
-
-// guestEnv is set before every guest command: agent exec has no login
-// environment, and a step must behave the same over the agent and SSH.
-const guestEnv = "export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8; "
 
 // pollLoop runs on the node: it polls exec-status for pid $2 of VM $1 until
 // the process has exited and prints the final status object. It polls every
@@ -41,10 +38,31 @@ const timedOut = 124
 // timeout fires first and reports what was left running.
 const nodeGrace = 15 * time.Second
 
-// Run runs cmd.Line with /bin/sh in the guest and waits for it on the node.
-// Output reaches cmd.Stdout/cmd.Stderr when the command ends: the agent
-// cannot stream.
+// Run runs cmd.Line with /bin/sh in the guest and waits for it on the node
+// (through the socket when it can, else qm guest exec). Output reaches
+// cmd.Stdout/cmd.Stderr when the command ends: the agent cannot stream.
 func (t *Transport) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, error) {
+	if s := t.sock(); s != nil {
+		var in []byte
+		if cmd.Stdin != nil {
+			b, err := io.ReadAll(cmd.Stdin)
+			if err != nil {
+				return transport.Result{}, fmt.Errorf("read stdin: %w", err)
+			}
+			in = b
+		}
+		c := cmd
+		if in != nil {
+			c.Stdin = bytes.NewReader(in)
+		}
+		res, err := s.Run(ctx, c)
+		if t.usable(err) {
+			return res, err
+		}
+		if in != nil {
+			cmd.Stdin = bytes.NewReader(in)
+		}
+	}
 	var stdin []byte
 	if cmd.Stdin != nil {
 		b, err := readStdin(cmd.Stdin)
@@ -215,7 +233,7 @@ func (t *Transport) execScript(line string, stdin bool, limit int) string {
 	if stdin {
 		argv = append(argv, "--pass-stdin", "1")
 	}
-	argv = append(argv, "--", "/bin/sh", "-c", guestEnv+line)
+	argv = append(argv, "--", "/bin/sh", "-c", qga.GuestEnv+line)
 	return fmt.Sprintf(`o=$(%s) || exit; p=$(printf %%s "$o" | tr -dc 0-9); `+
 		`[ -n "$p" ] || { printf 'qm guest exec printed no pid: %%s\n' "$o" >&2; exit 125; }; printf 'pid %%s\n' "$p"; `+
 		`timeout %d sh -c %s sh %s "$p"; c=$?; `+

@@ -27,6 +27,9 @@ const (
 // chunk is held in memory; each command is bounded by the bytes it moves
 // (Transfer).
 func (t *Transport) Put(ctx context.Context, path string, r io.Reader, a transport.Attrs) error {
+	if s := t.probe(ctx); s != nil {
+		return s.Put(ctx, path, r, a)
+	}
 	return transport.PutChunks(ctx, t, path, r, a, putChunk, t.Transfer, t.Rand)
 }
 
@@ -35,6 +38,12 @@ func (t *Transport) Put(ctx context.Context, path string, r io.Reader, a transpo
 // Up to 16 MiB come in one agent/file-read; a bigger file is read again in
 // base64 chunks through exec and checked against its sha256 in the guest.
 func (t *Transport) Get(ctx context.Context, path string, w io.Writer) error {
+	if s := t.sock(); s != nil {
+		// A failed Get wrote nothing to w: qm can do it again.
+		if err := s.Get(ctx, path, w); t.usable(err) {
+			return err
+		}
+	}
 	b, err := t.get(ctx, path)
 	if err != nil {
 		return fmt.Errorf("get %s: %w", path, err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,3 +118,101 @@ func TestPvesimLargeFilesAndBytes(t *testing.T) {
 		t.Fatalf("Get: %d bytes, %v", back.Len(), err)
 	}
 }
+
+// newSocketAgent is the agent through its socket (NewWithSocket) on a
+// pvesim node, VM 8101 running as Proxmox sees it: its pid file names a
+// kvm started with -pidfile (this test binary again).
+func newSocketAgent(t *testing.T) (*agent.Transport, *simNode) {
+	t.Helper()
+	n := newPvesimNode(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(n.state, "var/run/qemu-server")
+	pidfile := filepath.Join(run, "8101.pid")
+	kvm := &exec.Cmd{Path: exe, Args: []string{"/usr/bin/kvm", "-id", "8101", "-pidfile", pidfile, "-daemonize"}, Env: append(os.Environ(), simTool+"=kvm")}
+	if err := kvm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kvm.Process.Kill(); kvm.Wait() })
+	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(kvm.Process.Pid)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// pvesim logs its calls from here on (test/pvesim/calls.go).
+	if err := os.MkdirAll(filepath.Join(n.state, "etc/pvesim"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(n.state, "etc/pvesim/count_calls"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := agent.NewWithSocket(n, "pve", 8101)
+	a.Socket.RunDir = run
+	return a, n
+}
+
+// qmCalls is pvesim's call log: the qm and pvesh processes that ran.
+func (n *simNode) qmCalls(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join(n.state, "var/log/pvesim/calls.log"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// The agent through its socket passes the suite, and no qm process runs.
+func TestSocketConformance(t *testing.T) {
+	transporttest.Run(t, func(t *testing.T) transport.Transport {
+		a, n := newSocketAgent(t)
+		t.Cleanup(func() {
+			if calls := n.qmCalls(t); calls != "" {
+				t.Errorf("qm/pvesh ran through the socket transport:\n%s", calls)
+			}
+		})
+		return a
+	})
+}
+
+// Where the helper cannot run (no perl on the node), qm guest does the
+// work, and the helper is not tried again.
+func TestSocketFallsBackToQM(t *testing.T) {
+	a, n := newSocketAgent(t)
+	a.Node = noPerl{n}
+	a.Socket.Node = noPerl{n}
+	ctx := context.Background()
+	if err := a.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Run(ctx, transport.Cmd{Line: "cat; echo", Stdin: strings.NewReader("through qm"), Timeout: time.Minute})
+	if err != nil || string(res.Stdout) != "through qm\n" {
+		t.Fatalf("Run = %q, %v", res.Stdout, err)
+	}
+	path := filepath.Join(t.TempDir(), "f")
+	if err := a.Put(ctx, path, strings.NewReader("put through qm"), transport.Attrs{Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := a.Get(ctx, path, &b); err != nil || b.String() != "put through qm" {
+		t.Fatalf("Get = %q, %v", b.String(), err)
+	}
+	if calls := n.qmCalls(t); !strings.Contains(calls, "qm guest exec 8101") {
+		t.Errorf("no qm guest exec ran:\n%s", calls)
+	}
+	if tries := a.Socket.Node.(noPerl).tries(); tries != 1 {
+		t.Errorf("the helper was tried %d times, want once", tries)
+	}
+}
+
+// noPerl is a node without perl; it counts the tries.
+type noPerl struct{ *simNode }
+
+func (p noPerl) Run(ctx context.Context, c transport.Cmd) (transport.Result, error) {
+	if strings.HasPrefix(c.Line, "perl ") {
+		p.simNode.perlTries.Add(1)
+		return transport.Result{ExitCode: 127, Stderr: []byte("sh: 1: perl: not found\n")},
+			&transport.ExitError{Line: c.Line, Code: 127, Stderr: []byte("sh: 1: perl: not found\n")}
+	}
+	return p.simNode.Run(ctx, c)
+}
+
+func (p noPerl) tries() int32 { return p.simNode.perlTries.Load() }

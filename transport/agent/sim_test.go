@@ -19,8 +19,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/phoenix-hv/phoenix/transport"
 	"github.com/phoenix-hv/phoenix/transport/local"
@@ -33,6 +35,10 @@ const (
 
 func TestMain(m *testing.M) {
 	if tool := os.Getenv(simTool); tool != "" {
+		if tool == "kvm" { // a VM's QEMU process, as the socket helper checks it
+			time.Sleep(time.Hour)
+			os.Exit(0)
+		}
 		if t, ok := strings.CutPrefix(tool, "pvesim:"); ok {
 			os.Exit(pvesimMain(t))
 		}
@@ -43,7 +49,10 @@ func TestMain(m *testing.M) {
 
 // simNode is a transport.Runner that runs node commands locally with the
 // simulated qm and pvesh first on PATH.
-type simNode struct{ bin, state string }
+type simNode struct {
+	bin, state string
+	perlTries  atomic.Int32 // see noPerl
+}
 
 func newSimNode(t *testing.T) *simNode {
 	t.Helper()

@@ -87,7 +87,8 @@ func (e *DownError) Unwrap() error { return transport.ErrAgentUnavailable }
 // may be running, or have done its work. PID is its guest pid when the
 // agent said it (0: it may or may not have started). A command that
 // outlived its Timeout unwraps to context.DeadlineExceeded; one cut off by
-// a failed node command unwraps to that failure (Cause).
+// a failed node command unwraps to that failure (Cause); one whose agent
+// stopped answering to transport.ErrAgentUnavailable.
 type LostError struct {
 	PID     int
 	Text    string
@@ -106,10 +107,24 @@ func (e *LostError) Error() string {
 }
 
 func (e *LostError) Unwrap() error {
-	if e.Timeout {
+	switch {
+	case e.Timeout:
 		return context.DeadlineExceeded
+	case e.Cause != nil:
+		return e.Cause
 	}
-	return e.Cause
+	return transport.ErrAgentUnavailable
+}
+
+// HelperError says the helper could not run on the node (no perl, say):
+// nothing reached the agent; qm guest can still be used.
+type HelperError struct {
+	Code   int
+	Stderr string
+}
+
+func (e *HelperError) Error() string {
+	return fmt.Sprintf("agent helper on the node: exit %d: %s", e.Code, e.Stderr)
 }
 
 // AgentError is the agent's own refusal of a command (a program that
@@ -227,7 +242,7 @@ func (c *Client) do(ctx context.Context, reqs []request) ([]record, error) {
 	case err != nil && !up && transport.ExitCode(err) > 0:
 		// The helper did not run (no perl) or failed before it talked
 		// to the agent.
-		err = fmt.Errorf("agent helper for vm %d on the node: exit %d: %s", c.VMID, transport.ExitCode(err), transport.Tail(res.Stderr, 3))
+		return nil, &HelperError{Code: transport.ExitCode(err), Stderr: transport.Tail(res.Stderr, 3)}
 	case err != nil:
 		err = fmt.Errorf("agent helper for vm %d: %w", c.VMID, err)
 	case perr != nil:

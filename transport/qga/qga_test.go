@@ -420,3 +420,44 @@ func TestExecRequestShape(t *testing.T) {
 		t.Errorf("request %s, want %s", g, w)
 	}
 }
+
+// Through the Transport, a command whose end was not seen is a status
+// unknown (it must not run again elsewhere) that names its pid and says the
+// agent is gone; a refusal before anything was sent is only unavailable.
+func TestTransportErrorsForAtMostOnce(t *testing.T) {
+	v := newVM(t)
+	v.agent(t, "", func(req string) ([]byte, bool) {
+		if strings.Contains(req, `"guest-exec"`) {
+			return []byte(`{"return": {"pid": 4242}}` + "\n"), false
+		}
+		return nil, true
+	})
+	_, err := v.transport().Run(context.Background(), transport.Cmd{Line: "touch /tmp/a"})
+	var su *transport.StatusUnknownError
+	if !errors.As(err, &su) || su.PID != 4242 || !errors.Is(err, transport.ErrAgentUnavailable) || su.Line != "touch /tmp/a" {
+		t.Fatalf("Run = %v, want a status unknown for pid 4242 whose cause is the agent", err)
+	}
+
+	os.Remove(filepath.Join(v.dir, fmt.Sprintf("%d.pid", vmid)))
+	_, err = v.transport().Run(context.Background(), transport.Cmd{Line: "touch /tmp/a"})
+	if !errors.Is(err, transport.ErrAgentUnavailable) || errors.Is(err, transport.ErrStatusUnknown) {
+		t.Fatalf("Run on a stopped VM = %v, want unavailable only", err)
+	}
+}
+
+// noPerl is a node without perl.
+type noPerl struct{}
+
+func (noPerl) Run(ctx context.Context, c transport.Cmd) (transport.Result, error) {
+	c.Line = "PATH=/nonexistent; " + c.Line
+	return local.Shell{}.Run(ctx, c)
+}
+
+func TestNoPerlOnTheNode(t *testing.T) {
+	c := &qga.Client{Node: noPerl{}, VMID: vmid}
+	err := c.Ping(context.Background())
+	var he *qga.HelperError
+	if !errors.As(err, &he) || he.Code != 127 || errors.Is(err, transport.ErrAgentUnavailable) {
+		t.Fatalf("Ping = %v, want a HelperError with exit 127", err)
+	}
+}

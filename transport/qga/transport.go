@@ -101,7 +101,13 @@ func (t *Transport) Run(ctx context.Context, cmd transport.Cmd) (transport.Resul
 	}
 	sts, err := t.Client.Exec(ctx, e)
 	release()
-	if err != nil {
+	var lost *LostError
+	switch {
+	case errors.As(err, &lost) && !lost.Timeout:
+		// It may be running or have done its work: it must not run again
+		// elsewhere (transport.StatusUnknownError).
+		return transport.Result{}, &transport.StatusUnknownError{Line: cmd.Printable(), Channel: t.Name(), PID: lost.PID, Cause: err}
+	case err != nil:
 		return transport.Result{}, fmt.Errorf("run %q: %w", transport.Shorten(cmd.Printable(), 120), err)
 	}
 	return result(sts[0], cmd)
