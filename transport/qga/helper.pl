@@ -175,26 +175,30 @@ sub ask {
 # exec_status polls guest-exec-status of pid until it exited: often, on the
 # same connection, for HOLD_MS; then, so a long command does not keep the
 # one-client socket from Proxmox (qm guest, backups' fs-freeze), on a fresh
-# connection per poll, every half second, then every second.
+# connection per poll, every half second, then every second. An agent that
+# gives no answer for LOST_MS (another client may hold the socket for a
+# while) has stopped answering: the command's end is not known.
+my $lost_ms = 10000;
 sub exec_status {
 	my ($i, $pid, $deadline) = @_;
 	my $start = now();
+	my $answered = $start;
 	my $req = "{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":$pid}}";
 	while (1) {
 		my $age = now() - $start;
-		if (!$sock) {
-			my $err = agent(now() + $sync_ms);
-			if ($err) {
-				if (!running()) { print "lost $i the VM stopped: $err\n"; return 0 }
-				if (now() >= $deadline) { print "running $i $pid\n"; return 0 }
-				nap(500);
-				next;
-			}
+		my $err = $sock ? '' : agent(now() + $sync_ms);
+		my $r;
+		($r, $err) = ask($req, now() + $sync_ms) unless $err;
+		if (defined $r) {
+			$answered = now();
+			if ($r =~ /"exited"\s*:\s*true/) { print "status $i $r\n"; return 1 }
+			if ($r !~ /^\{\s*"return"/) { print "lost $i $r\n"; return 0 }
+		} else {
+			close $sock if $sock;
+			undef $sock; # the stream may hold a late answer: sync again
+			if (!running()) { print "lost $i the VM stopped: $err\n"; return 0 }
+			if (now() - $answered >= $lost_ms) { print "lost $i no answer from the agent for ${lost_ms}ms: $err\n"; return 0 }
 		}
-		my ($r, $err) = ask($req, now() + $sync_ms);
-		if (!defined $r) { print "lost $i guest-exec-status: $err\n"; return 0 }
-		if ($r =~ /"exited"\s*:\s*true/) { print "status $i $r\n"; return 1 }
-		if ($r !~ /^\{\s*"return"/) { print "lost $i $r\n"; return 0 }
 		if (now() >= $deadline) { print "running $i $pid\n"; return 0 }
 		my $wait = $age < 100 ? 10 : $age < 1000 ? 25 : $age < $hold_ms ? 50 : $age < 10000 ? 500 : 1000;
 		if ($age >= $hold_ms && $sock) {
@@ -209,8 +213,8 @@ sub exec_status {
 # down says why the agent cannot be used.
 sub down {
 	my ($err) = @_;
-	$err = 'QEMU guest agent is not running (no answer to guest-sync-delimited)' if $err eq 'timeout' || $err eq 'connection closed';
-	print "down $err\n";
+	$err = 'no answer to guest-sync-delimited' if $err eq 'timeout' || $err eq 'connection closed';
+	print "down QEMU guest agent is not running ($err)\n";
 }
 
 sub batch {

@@ -95,7 +95,7 @@ func (v *vm) kvm(t *testing.T, pidfile, arg string) {
 }
 
 // qemuGA starts a real qemu-ga on the VM's socket.
-func (v *vm) qemuGA(t *testing.T) {
+func (v *vm) qemuGA(t *testing.T) *exec.Cmd {
 	t.Helper()
 	bin, err := exec.LookPath("qemu-ga")
 	if err != nil {
@@ -113,6 +113,7 @@ func (v *vm) qemuGA(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return ga
 }
 
 func (v *vm) client() *qga.Client {
@@ -186,7 +187,7 @@ func TestNotRunning(t *testing.T) {
 			os.WriteFile(pidfile(v), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 		}, "VM 8101 not running"},
 		{"a kvm with another pid file", func(t *testing.T, v *vm) { v.kvm(t, pidfile(v), "/var/run/qemu-server/8101.pid") }, "VM 8101 not running"},
-		{"running, no agent socket", func(*testing.T, *vm) {}, "unable to connect to VM 8101 qga socket - No such file or directory"},
+		{"running, no agent socket", func(*testing.T, *vm) {}, "QEMU guest agent is not running (unable to connect to VM 8101 qga socket - No such file or directory)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			v := newVM(t)
@@ -353,6 +354,26 @@ func TestTimeout(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("a 300ms timeout took %s", d)
+	}
+}
+
+// The agent dies while its command runs: the helper says so within its
+// 10 s of silence, with the pid, instead of waiting for the command's
+// timeout.
+func TestAgentDiesWhileItsCommandRuns(t *testing.T) {
+	v := newVM(t)
+	ga := v.qemuGA(t)
+	c := v.client()
+	c.Hold = 200 * time.Millisecond
+	time.AfterFunc(time.Second, func() { ga.Process.Kill() })
+	start := time.Now()
+	_, err := c.Exec(context.Background(), sh("sleep 60", 10*time.Minute))
+	var lost *qga.LostError
+	if !errors.As(err, &lost) || lost.Timeout || lost.PID <= 0 || !errors.Is(err, transport.ErrAgentUnavailable) {
+		t.Fatalf("Exec = %v, want a LostError with the pid, the agent gone", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("the lost agent was noticed after %s", d)
 	}
 }
 
