@@ -51,18 +51,17 @@ func TestPromise(t *testing.T) {
 		c     counts
 		wants []string // substrings of the error; none means no error
 	}{
-		{name: "kept", c: counts{VMs: 1, NodeSSH: 1, Calls: 9, ConfigReads: 1, GuestExecs: 1, GuestSSH: 1}},
-		{name: "two batches in the guest", c: counts{VMs: 1, NodeSSH: 1, ConfigReads: 1, GuestExecs: 2}},
-		{name: "config never read", c: counts{VMs: 1, NodeSSH: 1}},
-		{name: "ten VMs, one connection", c: counts{VMs: 10, NodeSSH: 1, GuestExecs: 20}},
-		{name: "second node connection", c: counts{VMs: 1, NodeSSH: 2, ConfigReads: 1},
+		{name: "kept", c: counts{VMs: 1, NodeSSH: 1, GuestExecs: 1, AgentConns: 2}},
+		{name: "over SSH, no exec", c: counts{VMs: 1, NodeSSH: 1, GuestSSH: 1}},
+		{name: "ten VMs, one connection", c: counts{VMs: 10, NodeSSH: 1, GuestExecs: 10}},
+		{name: "second node connection", c: counts{VMs: 1, NodeSSH: 2, GuestExecs: 1},
 			wants: []string{"2 SSH connections to the node, want 1"}},
-		{name: "no node connection", c: counts{VMs: 1, ConfigReads: 1},
+		{name: "no node connection", c: counts{VMs: 1},
 			wants: []string{"0 SSH connections to the node, want 1"}},
-		{name: "config read twice, three execs", c: counts{VMs: 1, NodeSSH: 1, ConfigReads: 2, GuestExecs: 3},
-			wants: []string{"qm config 8101 read 2 times", "3 guest agent execs for 1 VMs"}},
-		{name: "ten VMs, a third exec in one", c: counts{VMs: 10, NodeSSH: 1, GuestExecs: 21},
-			wants: []string{"21 guest agent execs for 10 VMs"}},
+		{name: "qm ran, two execs", c: counts{VMs: 1, NodeSSH: 1, Calls: 3, ConfigReads: 1, GuestExecs: 2},
+			wants: []string{"3 qm/pvesh processes on the node, want none", "2 guest agent execs for 1 VMs"}},
+		{name: "ten VMs, an eleventh exec", c: counts{VMs: 10, NodeSSH: 1, GuestExecs: 11},
+			wants: []string{"11 guest agent execs for 10 VMs"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
