@@ -64,3 +64,27 @@ type Transport interface {
 	Name() string
 	Close() error
 }
+
+// Bound is how long a command may run: the sooner of timeout and ctx's
+// deadline, else def, else an hour (nothing is waited on forever);
+// context.DeadlineExceeded when ctx has no time left. It is rounded up to
+// whole milliseconds.
+func Bound(ctx context.Context, timeout, def time.Duration) (time.Duration, error) {
+	d := timeout
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
+			return 0, context.DeadlineExceeded
+		}
+		if d <= 0 || left < d {
+			d = left
+		}
+	}
+	if d <= 0 {
+		d = def
+	}
+	if d <= 0 {
+		d = time.Hour
+	}
+	return (d + time.Millisecond - 1).Truncate(time.Millisecond), nil
+}

@@ -78,32 +78,8 @@ func (t *Transport) Run(ctx context.Context, cmd transport.Cmd) (transport.Resul
 	if err != nil {
 		return transport.Result{}, err
 	}
-	res := transport.Result{Stdout: latin1(st.OutData), Stderr: latin1(st.ErrData)}
-	if cmd.Stdout != nil {
-		cmd.Stdout.Write(res.Stdout)
-	}
-	if cmd.Stderr != nil {
-		cmd.Stderr.Write(res.Stderr)
-	}
-	switch {
-	case st.ExitCode != nil:
-		res.ExitCode = *st.ExitCode
-	case st.Signal != nil:
-		res.ExitCode = 128 + *st.Signal // as a shell reports it
-	default:
-		return res, fmt.Errorf("run %q: exec-status has neither exitcode nor signal", cmd.Printable())
-	}
-	if res.ExitCode != 0 {
-		ee := &transport.ExitError{Line: cmd.Printable(), Code: res.ExitCode, Stderr: res.Stderr, Stdout: res.Stdout}
-		if st.ExitCode == nil {
-			return res, fmt.Errorf("killed by signal %d: %w", *st.Signal, ee)
-		}
-		return res, ee
-	}
-	if st.OutTruncated || st.ErrTruncated {
-		return res, fmt.Errorf("run %q: output cut by the guest agent at 16 MiB per stream", cmd.Printable())
-	}
-	return res, nil
+	return qga.Result(qga.Status{Stdout: latin1(st.OutData), Stderr: latin1(st.ErrData), ExitCode: st.ExitCode, Signal: st.Signal,
+		OutTruncated: bool(st.OutTruncated), ErrTruncated: bool(st.ErrTruncated)}, cmd)
 }
 
 // readStdin reads up to MaxStdin+1 bytes of r, in one buffer of the right
@@ -241,24 +217,9 @@ func (t *Transport) execScript(line string, stdin bool, limit int) string {
 		transport.Command(argv...), limit, transport.Quote(pollLoop), vmid, timedOut, limit)
 }
 
-// limit is the node-side bound of a guest command in whole seconds: the
-// sooner of timeout and the context's deadline, else DefaultTimeout.
+// limit is the node-side bound of a guest command in whole seconds
+// (transport.Bound).
 func (t *Transport) limit(ctx context.Context, timeout time.Duration) (int, error) {
-	d := timeout
-	if dl, ok := ctx.Deadline(); ok {
-		left := time.Until(dl)
-		if left <= 0 {
-			return 0, context.DeadlineExceeded
-		}
-		if d <= 0 || left < d {
-			d = left
-		}
-	}
-	if d <= 0 {
-		d = t.DefaultTimeout
-	}
-	if d <= 0 {
-		d = time.Hour
-	}
-	return int(math.Ceil(d.Seconds())), nil
+	d, err := transport.Bound(ctx, timeout, t.DefaultTimeout)
+	return int(math.Ceil(d.Seconds())), err
 }

@@ -356,8 +356,5 @@ func (r record) result() (Status, error) {
 	}
 	st.ExitCode, st.Signal = es.Return.ExitCode, es.Return.Signal
 	st.OutTruncated, st.ErrTruncated = es.Return.OutTruncated, es.Return.ErrTruncated
-	if st.ExitCode == nil && st.Signal == nil {
-		return st, &LostError{PID: st.PID, Text: "guest-exec-status has neither exitcode nor signal"}
-	}
 	return st, nil
 }

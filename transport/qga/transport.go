@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -92,7 +91,7 @@ func (t *Transport) Run(ctx context.Context, cmd transport.Cmd) (transport.Resul
 		e.Stdin = b
 	}
 	var err error
-	if e.Timeout, err = t.limit(ctx, cmd.Timeout); err != nil {
+	if e.Timeout, err = transport.Bound(ctx, cmd.Timeout, t.DefaultTimeout); err != nil {
 		return transport.Result{}, err
 	}
 	release, err := t.take(ctx)
@@ -110,11 +109,13 @@ func (t *Transport) Run(ctx context.Context, cmd transport.Cmd) (transport.Resul
 	case err != nil:
 		return transport.Result{}, fmt.Errorf("run %q: %w", transport.Shorten(cmd.Printable(), 120), err)
 	}
-	return result(sts[0], cmd)
+	return Result(sts[0], cmd)
 }
 
-// result is Run's answer for a finished command.
-func result(st Status, cmd transport.Cmd) (transport.Result, error) {
+// Result is a Runner's answer for cmd, whose process ended with st: its
+// output (copied to cmd.Stdout and cmd.Stderr), and an *ExitError for a
+// non-zero exit (128+N, as a shell says it, for signal N).
+func Result(st Status, cmd transport.Cmd) (transport.Result, error) {
 	res := transport.Result{Stdout: st.Stdout, Stderr: st.Stderr}
 	if cmd.Stdout != nil {
 		cmd.Stdout.Write(res.Stdout)
@@ -122,10 +123,13 @@ func result(st Status, cmd transport.Cmd) (transport.Result, error) {
 	if cmd.Stderr != nil {
 		cmd.Stderr.Write(res.Stderr)
 	}
-	if st.ExitCode != nil {
+	switch {
+	case st.ExitCode != nil:
 		res.ExitCode = *st.ExitCode
-	} else {
-		res.ExitCode = 128 + *st.Signal // as a shell reports it
+	case st.Signal != nil:
+		res.ExitCode = 128 + *st.Signal
+	default:
+		return res, fmt.Errorf("run %q: exec-status has neither exitcode nor signal", cmd.Printable())
 	}
 	if res.ExitCode != 0 {
 		ee := &transport.ExitError{Line: cmd.Printable(), Code: res.ExitCode, Stderr: res.Stderr, Stdout: res.Stdout}
@@ -138,28 +142,6 @@ func result(st Status, cmd transport.Cmd) (transport.Result, error) {
 		return res, fmt.Errorf("run %q: %w", transport.Shorten(cmd.Printable(), 120), errTruncated)
 	}
 	return res, nil
-}
-
-// limit is the bound of a guest command: the sooner of timeout and the
-// context's deadline, else DefaultTimeout.
-func (t *Transport) limit(ctx context.Context, timeout time.Duration) (time.Duration, error) {
-	d := timeout
-	if dl, ok := ctx.Deadline(); ok {
-		left := time.Until(dl)
-		if left <= 0 {
-			return 0, context.DeadlineExceeded
-		}
-		if d <= 0 || left < d {
-			d = left
-		}
-	}
-	if d <= 0 {
-		d = t.DefaultTimeout
-	}
-	if d <= 0 {
-		d = time.Hour
-	}
-	return time.Duration(math.Ceil(float64(d)/float64(time.Millisecond))) * time.Millisecond, nil
 }
 
 // Put writes r to path atomically, never through a symlink a guest user
