@@ -110,7 +110,12 @@ func (p *running) wait(t *testing.T) result {
 	select {
 	case <-p.done:
 	case <-time.After(15 * time.Minute):
-		t.Fatal("phoenix did not end within 15 minutes")
+		// Its goroutines on stderr, to see what it waits for.
+		p.cmd.Process.Signal(syscall.SIGQUIT)
+		<-p.done
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		t.Fatalf("phoenix did not end within 15 minutes\n%s", result{events: p.events, stderr: p.stderr.String()})
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
