@@ -80,12 +80,9 @@ type vmListEntry struct {
 // moves when its config changes.
 func (s *Sim) updateVMList(vmid int) error {
 	path := s.path("etc/pve/.vmlist")
-	// pvesim's own lock: nothing but pmxcfs's files belongs in /etc/pve.
-	lockPath := s.path("var/lock/pvesim/vmlist.lock")
-	if err := os.MkdirAll(filepath.Dir(lockPath), 0o755); err != nil {
-		return err
-	}
-	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	// pvesim's own lock, on the nodes directory: every node of a rig
+	// cluster shares it, and nothing but pmxcfs's files belongs in /etc/pve.
+	lock, err := os.Open(s.path("etc/pve/nodes"))
 	if err != nil {
 		return err
 	}
@@ -97,18 +94,18 @@ func (s *Sim) updateVMList(vmid int) error {
 	if raw, err := os.ReadFile(path); err == nil {
 		json.Unmarshal(raw, &l) // a broken list is made anew
 	}
-	ids, err := s.vmids()
+	ids, err := s.clusterVMIDs() // every node's: the cluster shares /etc/pve
 	if err != nil {
 		return err
 	}
 	old := l.IDs
 	l.Version++
 	l.IDs = map[string]vmListEntry{}
-	for _, id := range ids {
+	for id, node := range ids {
 		key := strconv.Itoa(id)
 		e, ok := old[key]
-		if !ok || id == vmid {
-			e = vmListEntry{Node: s.Node, Type: "qemu", Version: l.Version}
+		if !ok || id == vmid || e.Node != node {
+			e = vmListEntry{Node: node, Type: "qemu", Version: l.Version}
 		}
 		l.IDs[key] = e
 	}

@@ -25,6 +25,9 @@ func (c *call) qmClone(p *params) error {
 	if _, err := os.Stat(c.confPath(newid)); err == nil {
 		return errorf("unable to create VM %d: config file already exists", newid)
 	}
+	if err := c.reserveOnce(newid); err != nil {
+		return err
+	}
 	base := src.main
 	if snap := p.get("snapname"); snap != "" {
 		s, ok := src.snaps[snap]
@@ -44,6 +47,10 @@ func (c *call) qmClone(p *params) error {
 				return errorf("Linked clone feature is not supported for '%s' (%s)", d.volid(), d.key)
 			}
 		}
+	}
+	target, err := c.cloneTarget(p, base)
+	if err != nil {
+		return err
 	}
 	running, err := c.isRunning(vmid)
 	if err != nil {
@@ -76,6 +83,9 @@ func (c *call) qmClone(p *params) error {
 	}
 	if err == nil {
 		err = c.cloneInto(p, vmid, newid, src, base, full)
+	}
+	if err == nil && target != "" {
+		err = c.moveConfigToNode(newid, target)
 	}
 	if err != nil {
 		os.Remove(c.firewallFile(fmt.Sprintf("%d.fw", newid)))

@@ -281,8 +281,11 @@ func (c *call) createAndLock(vmid int) error {
 		return fmt.Errorf("unable to create VM %d - %w", vmid, err)
 	}
 	defer l.unlock()
-	if _, err := os.Stat(c.confPath(vmid)); err == nil {
-		return errorf("unable to create VM %d - VM %d already exists on node '%s'", vmid, vmid, c.Node)
+	// check_vmid_unused: a VMID is the cluster's, whichever node has it.
+	if owner, err := c.ownerOf(vmid); err != nil {
+		return err
+	} else if owner != "" {
+		return errorf("unable to create VM %d - VM %d already exists on node '%s'", vmid, vmid, owner)
 	}
 	conf := newConfig()
 	conf.main["lock"] = "create"

@@ -22,6 +22,28 @@ type storage struct {
 	typ     string // dir, lvmthin, nfs, ...
 	path    string // file-based storages only
 	content map[string]bool
+	shared  bool     // "shared 1"
+	nodes   []string // "nodes": where it is enabled; empty: everywhere
+}
+
+// sharedTypes are always shared (PVE::Storage::Plugin's @SHARED_STORAGE).
+var sharedTypes = map[string]bool{"iscsi": true, "nfs": true, "cifs": true, "rbd": true, "cephfs": true,
+	"iscsidirect": true, "glusterfs": true, "zfs": true, "drbd": true, "pbs": true}
+
+// isShared reports whether every node sees the storage's volumes.
+func (st *storage) isShared() bool { return st.shared || sharedTypes[st.typ] }
+
+// enabledOn reports whether the storage is available on node.
+func (st *storage) enabledOn(node string) bool {
+	if len(st.nodes) == 0 {
+		return true
+	}
+	for _, n := range st.nodes {
+		if n == node {
+			return true
+		}
+	}
+	return false
 }
 
 // builtinLocal is parse_config's fallback for a missing or odd "local".
@@ -62,6 +84,10 @@ func (s *Sim) storages() (map[string]*storage, error) {
 			for _, ct := range strings.Split(f[1], ",") {
 				cur.content[ct] = true
 			}
+		case "shared":
+			cur.shared = f[1] == "1"
+		case "nodes":
+			cur.nodes = strings.Split(f[1], ",")
 		}
 	}
 	if l := out["local"]; l == nil || l.typ != "dir" || l.path != "" && l.path != "/var/lib/vz" {
