@@ -125,7 +125,9 @@ type event struct {
 	Failed    int    `json:"failed"`
 	Skipped   int    `json:"skipped"`
 	// Interrupted is the summary's mark of a run stopped by Ctrl-C.
-	Interrupted bool `json:"interrupted"`
+	Interrupted bool     `json:"interrupted"`
+	Commands    []string `json:"commands"`
+	FailedNodes []string `json:"failed_nodes"`
 }
 
 // count is a summary's number; task_end's boolean "changed" reads as 0 or 1.

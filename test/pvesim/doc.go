@@ -19,6 +19,14 @@
 // (import/, template/iso/), task logs in /var/log/pve/tasks/X/UPID.
 // pvesim's own record: /var/lib/pvesim/volumes (sizes of disks).
 //
+// Several nodes share one /etc/pve (a rig cluster bind-mounts one folder
+// into each, cluster.go): qm works on the local node's VMs only, as the
+// real one, and .vmlist lists every node's; /etc/pve/.members names the
+// members. A VMID is the cluster's (qm create and clone refuse one another
+// node has), qm clone --target puts the clone in the target's directory
+// when the source's volumes are on shared storage, and qm migrate moves a
+// stopped VM's config there (its disks are Docker images every node sees).
+//
 // Disks are real. A VM disk's content is a Docker image,
 // phoenix-rig-<rig>-disk:<volume id>; pvesim's disk image format (what
 // stands for qcow2) is a tar archive of a root file system, optionally

@@ -39,6 +39,10 @@ type ClusterNode struct {
 // ClusterNodeName is the name of a cluster rig's i-th node (1-based).
 func ClusterNodeName(i int) string { return "pve" + strconv.Itoa(i) }
 
+// emptyVMList is pmxcfs's .vmlist of a cluster without guests: pmxcfs
+// always has one (pvesim keeps it once a VM is made).
+const emptyVMList = "{\n\"version\": 1\n\n}\n"
+
 // ClusterName is the cluster's name in .members.
 const ClusterName = "phoenix-rig"
 
@@ -122,6 +126,9 @@ func (r *Rig) planCluster(n int) error {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "storage.cfg"), []byte(r.clusterStorageConfig()), 0o640); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".vmlist"), []byte(emptyVMList), 0o440); err != nil {
 		return err
 	}
 	for name, target := range map[string]string{"local": "/etc/pvesim/local", "qemu-server": "/etc/pvesim/local/qemu-server", ".members": "/etc/pvesim/members"} {

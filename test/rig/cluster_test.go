@@ -18,7 +18,7 @@ import (
 // view of its local directory and .members, own host keys, and an sshd
 // that can be turned off and on; the inventory and config phoenix gets.
 func TestClusterRig(t *testing.T) {
-	r := start(t, Options{Log: t.Logf, BareNode: true, Nodes: 2})
+	r := NewCluster(t, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	exec := func(node string, script string) string {

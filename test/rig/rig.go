@@ -454,7 +454,8 @@ func (r *Rig) setUpNode(ctx context.Context, n nodeSpec, nodePub string) (string
 		// A standalone node's .members has only its name (a cluster's are
 		// made by joinCluster).
 		files = append(files, file{"/etc/pve/storage.cfg", storageConfig, 0o640},
-			file{"/etc/pve/.members", fmt.Sprintf("{\n\"nodename\": \"%s\",\n\"version\": 1\n}\n", n.name), 0o440})
+			file{"/etc/pve/.members", fmt.Sprintf("{\n\"nodename\": \"%s\",\n\"version\": 1\n}\n", n.name), 0o440},
+			file{"/etc/pve/.vmlist", emptyVMList, 0o440})
 	}
 	for _, f := range files {
 		if err := r.putOn(ctx, n.container, f.path, []byte(f.content), f.mode); err != nil {

@@ -29,6 +29,13 @@ func NewBare(t testing.TB) *Rig {
 	return start(t, Options{Log: t.Logf, BareNode: true})
 }
 
+// NewCluster is NewBare with a cluster of nodes (2 or 3) instead of one
+// node (Options.Nodes).
+func NewCluster(t testing.TB, nodes int) *Rig {
+	t.Helper()
+	return start(t, Options{Log: t.Logf, BareNode: true, Nodes: nodes})
+}
+
 func start(t testing.TB, o Options) *Rig {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
