@@ -2,14 +2,10 @@ package rig
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/phoenix-hv/phoenix/inventory"
 )
@@ -55,7 +51,7 @@ func TestClusterRig(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return sshDial(t, r, addr)
+		return r.login(addr)
 	}
 	for _, n := range r.Cluster {
 		if err := dial(n.Name); err != nil {
@@ -109,27 +105,4 @@ func TestClusterRig(t *testing.T) {
 	if tpl := cfg.Lookup(TemplateVMID); tpl.StoragePool != SharedStorage {
 		t.Errorf("template storage %q, want %s", tpl.StoragePool, SharedStorage)
 	}
-}
-
-// sshDial logs in as root on addr with the rig's key, checking the host key
-// against the rig's known_hosts.
-func sshDial(t *testing.T, r *Rig, addr string) error {
-	t.Helper()
-	key, err := os.ReadFile(r.NodeKey)
-	if err != nil {
-		return err
-	}
-	signer, err := ssh.ParsePrivateKey(key)
-	if err != nil {
-		return err
-	}
-	hostKeys, err := knownhosts.New(r.KnownHosts)
-	if err != nil {
-		return err
-	}
-	c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: hostKeys, Timeout: 5 * time.Second})
-	if err != nil {
-		return err
-	}
-	return c.Close()
 }

@@ -484,6 +484,16 @@ func (r *Rig) putOn(ctx context.Context, container, path string, content []byte,
 // waitSSH waits until root can log in on the node at addr with the pinned
 // host key.
 func (r *Rig) waitSSH(addr string) error {
+	r.pool.MaxWait = time.Minute
+	if err := r.pool.Retry(func() error { return r.login(addr) }); err != nil {
+		return fmt.Errorf("node sshd %s: %w", addr, err)
+	}
+	return nil
+}
+
+// login logs in as root on the node at addr with the rig's key, checking
+// its host key against the rig's known_hosts.
+func (r *Rig) login(addr string) error {
 	key, err := os.ReadFile(r.NodeKey)
 	if err != nil {
 		return err
@@ -496,24 +506,16 @@ func (r *Rig) waitSSH(addr string) error {
 	if err != nil {
 		return err
 	}
-	cfg := &ssh.ClientConfig{
+	c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{
 		User:            "root",
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: hostKeys,
 		Timeout:         5 * time.Second,
-	}
-	r.pool.MaxWait = time.Minute
-	err = r.pool.Retry(func() error {
-		c, err := ssh.Dial("tcp", addr, cfg)
-		if err != nil {
-			return err
-		}
-		return c.Close()
 	})
 	if err != nil {
-		return fmt.Errorf("node sshd %s: %w", addr, err)
+		return err
 	}
-	return nil
+	return c.Close()
 }
 
 // capAdd is what a container needs instead of privileged mode.
