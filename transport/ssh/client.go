@@ -214,6 +214,17 @@ func (c *Client) connErr(err error) error {
 	return err
 }
 
+// sessionErr is why a new session could not be opened: the server refusing
+// the channel (MaxSessions reached) is its answer; anything else (EOF, a
+// reset) is the connection gone, though its reader may not have noticed yet.
+func (c *Client) sessionErr(err error) error {
+	var refused *ssh.OpenChannelError
+	if errors.As(err, &refused) {
+		return c.connErr(err)
+	}
+	return c.disconnected(err)
+}
+
 // disconnected is ErrDisconnected naming the host (a run talks to a node
 // and guests at once), with why phoenix dropped the connection, or else
 // detail.

@@ -651,6 +651,21 @@ func TestDisconnectDuringRun(t *testing.T) {
 	}
 }
 
+// A command started right after the connection broke, before the client's
+// reader noticed (opening its session gets EOF), names the lost host too.
+func TestRunAfterDisconnect(t *testing.T) {
+	f := newFixture(t)
+	c := dial(t, f.options())
+	if _, err := c.Run(testCtx(t), transport.Cmd{Line: "true"}); err != nil { // the server holds the connection
+		t.Fatal(err)
+	}
+	f.srv.dropAll()
+	_, err := c.Run(testCtx(t), transport.Cmd{Line: "true"})
+	if !errors.Is(err, transport.ErrDisconnected) || !strings.Contains(err.Error(), "connection lost to tester@"+f.srv.addr+": ") {
+		t.Errorf("error = %v, want ErrDisconnected naming the host", err)
+	}
+}
+
 func TestFailedPutLeavesNoTrace(t *testing.T) {
 	f := newFixture(t)
 	c := dial(t, f.options())

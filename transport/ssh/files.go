@@ -257,7 +257,7 @@ func (c *Client) openSFTP(ctx context.Context) (*sftpSession, error) {
 	sess, err := c.conn.NewSession()
 	if err != nil {
 		release()
-		return nil, fmt.Errorf("sftp: %w", c.connErr(err))
+		return nil, fmt.Errorf("sftp: %w", c.sessionErr(err))
 	}
 	fail := func(err error) (*sftpSession, error) {
 		sess.Close()

@@ -40,7 +40,7 @@ func (c *Client) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, 
 	defer release()
 	sess, err := c.conn.NewSession()
 	if err != nil {
-		return transport.Result{}, fmt.Errorf("run %q: open session: %w", shown, c.connErr(err))
+		return transport.Result{}, fmt.Errorf("run %q: open session: %w", shown, c.sessionErr(err))
 	}
 	defer sess.Close()
 
