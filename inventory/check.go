@@ -2,6 +2,8 @@ package inventory
 
 import (
 	"net/netip"
+	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,7 +84,43 @@ func (l *loader) checkVM(s *vmSource) {
 	if f := vm.FinalSnapshot; f != "" && (strings.EqualFold(f, vm.Snapshots.PreFeatures) || strings.EqualFold(f, vm.Snapshots.PostFeatures)) {
 		l.problem(s.ptr+"/final_snapshot", "snapshot %q is also named in snapshots; qm refuses a second snapshot of the same name", f)
 	}
+	l.checkTrustedCA(s)
 }
+
+// TrustedCAFeature is the built-in feature that takes trusted_ca_files.
+const TrustedCAFeature = "trusted_ca"
+
+// checkTrustedCA checks trusted_ca_files, where they came from: the VM or
+// vm_defaults.
+func (l *loader) checkTrustedCA(s *vmSource) {
+	vm := s.vm
+	names := map[string]string{} // name in the guest -> pointer
+	for i, f := range vm.TrustedCAFiles {
+		at := s.caFiles + "/" + strconv.Itoa(i)
+		if p := pathProblem(f, "on the Proxmox node"); p != "" {
+			l.problem(at, "%s", p)
+			continue
+		}
+		name := CAFileName(f)
+		if !caNameRE.MatchString(name) {
+			l.problem(at, "file name %q: want letters, digits, '.', '_' or '-' (it names the certificate in the guest)", path.Base(f))
+			continue
+		}
+		if first, dup := names[name]; dup {
+			l.problem(at, "becomes %s in the guest, as %s does: give the files different names", name, first)
+			continue
+		}
+		names[name] = at
+	}
+	// trusted_ca without files is found with the feature scripts (phoenix
+	// validate, plan): the original's configs name it without any.
+	if len(vm.TrustedCAFiles) > 0 && s.caFiles == s.ptr+"/trusted_ca_files" && !slices.Contains(vm.Features, TrustedCAFeature) {
+		l.warn(s.caFiles, "does nothing without the %s feature in features", TrustedCAFeature)
+	}
+}
+
+// caNameRE is a certificate's file name in the guest.
+var caNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*\.crt$`)
 
 // checkNetwork checks what becomes ipconfig0, nameserver and searchdomain:
 // Proxmox takes an IPv4 address in CIDR form (prefix 8 to 32) or dhcp, and

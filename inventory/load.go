@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -207,6 +208,9 @@ type vmSource struct {
 	// mounts are where each of vm.NFSShares came from (legacy volumes
 	// included), in the same order.
 	mounts []mountAt
+	// caFiles is where vm.TrustedCAFiles came from: the VM's own list or
+	// vm_defaults'.
+	caFiles string
 }
 
 // mountAt holds the pointers of one NFS mount's fields.
@@ -363,8 +367,15 @@ func (l *loader) decodeVM(ptr string, raw []byte, d VMDefaults) *vmSource {
 		vm.TemplateImageBaseURL = d.TemplateImageBaseURL
 	}
 
+	src := &vmSource{vm: vm, ptr: ptr, caFiles: ptr + "/trusted_ca_files"}
+	if vm.TrustedCAFiles == nil && d.TrustedCAFiles != nil {
+		vm.TrustedCAFiles, src.caFiles = slices.Clone(d.TrustedCAFiles), "/vm_defaults/trusted_ca_files"
+	}
+
 	vm.nodeAt = l.position(ptr + "/node")
-	src := &vmSource{vm: vm, ptr: ptr}
+	for i := range vm.Features {
+		vm.featuresAt = append(vm.featuresAt, l.position(ptr+"/features/"+strconv.Itoa(i)))
+	}
 	for i := range vm.NFSShares {
 		s := &vm.NFSShares[i]
 		if s.Options == "" {

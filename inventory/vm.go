@@ -6,6 +6,9 @@ package inventory
 
 import (
 	"encoding/json"
+	"path"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -44,6 +47,8 @@ type VMDefaults struct {
 	// Node is the inventory node of every VM that names none (and has no
 	// entry under the inventory's vms:).
 	Node string `json:"node,omitempty"`
+	// TrustedCAFiles are the trusted_ca_files of every VM that has none.
+	TrustedCAFiles []string `json:"trusted_ca_files,omitempty"`
 
 	nodeAt position // where Node is written
 }
@@ -91,6 +96,10 @@ type VM struct {
 	AgentTimeoutSeconds int      `json:"agent_timeout_seconds"` // default 300
 	FinalSnapshot       string   `json:"final_snapshot"`        // default "final-form"; "" when disabled (false in JSON)
 	GuestSSH            GuestSSH `json:"guest_ssh,omitempty"`
+	// TrustedCAFiles are CA certificate files (PEM) on the Proxmox node that
+	// the trusted_ca feature adds to the guest's trust store; default
+	// vm_defaults' (an empty list on the VM means none).
+	TrustedCAFiles []string `json:"trusted_ca_files,omitempty"`
 
 	// Extra holds keys phoenix does not know, kept as they were.
 	Extra map[string]json.RawMessage `json:"-"`
@@ -99,6 +108,9 @@ type VM struct {
 	deps []int
 	// nodeAt is where Node is written, for errors found with the inventory.
 	nodeAt position
+	// featuresAt is where each of Features is written, for errors found
+	// later (a feature without a script).
+	featuresAt []position
 }
 
 // position is a place in the config file, for errors found later.
@@ -237,6 +249,41 @@ func (vm *VM) AgentTimeout() time.Duration {
 		return time.Duration(vm.AgentTimeoutSeconds) * time.Second
 	}
 	return DefaultAgentTimeoutSeconds * time.Second
+}
+
+// FeatureProblem is msg about the VM's feature i, placed where the config
+// names it.
+func (vm *VM) FeatureProblem(i int, msg string) Problem {
+	p := Problem{Pointer: "/features/" + strconv.Itoa(i), Message: msg}
+	if i < len(vm.featuresAt) {
+		at := vm.featuresAt[i]
+		p.Pointer, p.Line, p.Column = at.ptr, at.line, at.col
+	}
+	return p
+}
+
+// CAFileName is the name a trusted_ca_files entry gets in the guest: its
+// base name, its extension (.crt, .pem, .cer) made .crt, the one
+// update-ca-certificates takes.
+func CAFileName(src string) string {
+	base := path.Base(src)
+	for _, ext := range []string{".crt", ".pem", ".cer"} {
+		if strings.HasSuffix(base, ext) && len(base) > len(ext) {
+			base = strings.TrimSuffix(base, ext)
+			break
+		}
+	}
+	return base + ".crt"
+}
+
+// FeatureNeeds says what the VM's config lacks for feature name to run, ""
+// when nothing: the trusted_ca feature needs trusted_ca_files.
+func (vm *VM) FeatureNeeds(name string) string {
+	if name == TrustedCAFeature && len(vm.TrustedCAFiles) == 0 {
+		return "feature " + TrustedCAFeature + " needs trusted_ca_files: the CA certificate files (PEM) on the node to trust, " +
+			`on the VM or in vm_defaults, e.g. ["/etc/pve/phoenix/root_ca.crt"] (every node of a cluster has the files under /etc/pve)`
+	}
+	return ""
 }
 
 // Lookup returns the VM with vmid, or nil.
