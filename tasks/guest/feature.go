@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phoenix-hv/phoenix/inventory"
 	"github.com/phoenix-hv/phoenix/playbooks"
 	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/transport"
@@ -31,18 +32,20 @@ const (
 //     takes it and the detached runner inherits it; the script itself runs
 //     without it, so a daemon it leaves behind does not hold it);
 //   - NAME.run is "ID SHA256" of the run that took the lock last, ID chosen
-//     by phoenix when it starts it;
-//   - NAME.rc is "ID EXIT-CODE" and NAME.sha256 the script's sha256 after a
+//     by phoenix when it starts it, SHA256 the version (featurePlan.sum);
+//   - NAME.rc is "ID EXIT-CODE" and NAME.sha256 the version after a
 //     success, both written through a rename by the run that holds the lock,
-//     so an old run can never overwrite a newer run's result.
+//     so an old run can never overwrite a newer run's result;
+//   - NAME.sh and NAME.json (the context) are written by phoenix, and
+//     copied under the lock to NAME.locked.sh and NAME.locked.json, which
+//     the run uses, once their sha256 are checked.
 //
 // The start command is idempotent: it starts nothing when run ID already
 // exists (a start sent again after its status was lost), when a run of the
-// same script holds the lock (it re-attaches: phoenix follows that run), or
-// when NAME.sha256 says the script already succeeded. A run of another
-// version still going is an error that says so. A marker holding the
-// script's sha256 makes a re-run of the same script a no-op; a changed
-// script runs again.
+// same version holds the lock (it re-attaches: phoenix follows that run), or
+// when NAME.sha256 says that version already succeeded. A run of another
+// version still going is an error that says so. The marker makes a re-run
+// of the same version a no-op; a changed script (or certificate) runs again.
 type feature struct {
 	d       deps
 	Name    string `json:"name"`
@@ -69,14 +72,23 @@ func (t *feature) markerProbe() string { return transport.Command("cat", t.file(
 
 func (t *feature) GuestProbes(*tasks.Env) []string { return []string{t.markerProbe()} }
 
+// featurePlan is what a run takes: the script and its context (JSON), with
+// their sha256, and the version its success is recorded as (sum).
 type featurePlan struct {
-	script []byte
-	sum    string
+	script, context       []byte
+	scriptSum, contextSum string
+	// sum is the script's sha256, or for a feature given certificates
+	// (trusted_ca) a sha256 over it and theirs: a changed certificate runs
+	// it again. The rest of the context does not: a feature does not run
+	// again because the VM's memory changed.
+	sum   string
+	certs bool
 }
 
 func (t *feature) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
-	// Load the script first: a missing feature fails the plan, not the apply.
-	if _, err := t.script(env); err != nil {
+	// Load first: a missing script or certificate fails the plan, not the apply.
+	p, err := t.load(ctx, env)
+	if err != nil {
 		return tasks.Change{}, err
 	}
 	up, err := t.d.guestUp(ctx, env)
@@ -86,23 +98,49 @@ func (t *feature) Check(ctx context.Context, env *tasks.Env) (tasks.Change, erro
 	if !up {
 		return notYet("will run feature "+t.Name, "ran feature "+t.Name), nil
 	}
-	return t.check(ctx, env)
+	return t.plan(ctx, env, p)
 }
 
-func (t *feature) script(env *tasks.Env) (featurePlan, error) {
+// load reads the script (from the feature directories, else built in) and,
+// for trusted_ca, the certificates on the node, and builds the context.
+func (t *feature) load(ctx context.Context, env *tasks.Env) (featurePlan, error) {
 	s, err := t.d.feature(t.Name, env.FeatureDirs)
 	if err != nil {
 		return featurePlan{}, err // names NAME.sh; the step names the feature
 	}
-	sum := sha256.Sum256(s)
-	return featurePlan{script: s, sum: hex.EncodeToString(sum[:])}, nil
+	var certs []caCert
+	if t.Name == inventory.TrustedCAFeature {
+		if certs, err = trustedCA(ctx, env); err != nil {
+			return featurePlan{}, err
+		}
+	}
+	c, err := buildContext(env, t.Name, certs)
+	if err != nil {
+		return featurePlan{}, fmt.Errorf("context: %w", err)
+	}
+	p := featurePlan{script: s, context: c, scriptSum: sha256Hex(s), contextSum: sha256Hex(c), certs: len(certs) > 0}
+	p.sum = p.scriptSum
+	if p.certs {
+		h := sha256.New()
+		fmt.Fprintf(h, "script %s\n", p.scriptSum)
+		for _, c := range certs {
+			fmt.Fprintf(h, "certificate %s %s\n", c.File, c.SHA256)
+		}
+		p.sum = hex.EncodeToString(h.Sum(nil))
+	}
+	return p, nil
 }
 
+// check is Check once the guest answers, for Apply's replan.
 func (t *feature) check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
-	p, err := t.script(env)
+	p, err := t.load(ctx, env)
 	if err != nil {
 		return tasks.Change{}, err
 	}
+	return t.plan(ctx, env, p)
+}
+
+func (t *feature) plan(ctx context.Context, env *tasks.Env, p featurePlan) (tasks.Change, error) {
 	marker, ok, err := probeFile(ctx, env, t.markerProbe())
 	if err != nil {
 		return tasks.Change{}, err
@@ -112,7 +150,10 @@ func (t *feature) check(ctx context.Context, env *tasks.Env) (tasks.Change, erro
 		return tasks.Change{Action: tasks.None, Summary: fmt.Sprintf("feature %s already applied (sha256 %.12s)", t.Name, p.sum)}, nil
 	}
 	why := "never applied"
-	if ok {
+	switch {
+	case ok && p.certs:
+		why = fmt.Sprintf("script or certificates changed since the last success (sha256 %.12s → %.12s)", done, p.sum)
+	case ok:
 		why = fmt.Sprintf("script changed since the last success (sha256 %.12s → %.12s)", done, p.sum)
 	}
 	return tasks.Change{
@@ -123,6 +164,7 @@ func (t *feature) check(ctx context.Context, env *tasks.Env) (tasks.Change, erro
 		Commands: []string{
 			transport.Command("mkdir", "-p", t.dir),
 			"write " + t.file(".sh"),
+			"write " + t.file(".json") + " (the context)",
 			fmt.Sprintf("start %s detached under the lock %s, or re-attach to the run of it holding the lock", t.file(".sh"), t.file(".lock")),
 			fmt.Sprintf("poll %s, %s and %s every %s, up to %s", t.file(".lock"), t.file(".rc"), t.file(".log"), t.d.poll, t.timeout()),
 		},
@@ -137,14 +179,17 @@ func (t *feature) runID() string { return t.d.now().UTC().Format("20060102T15040
 // prints one line: "started ID", "attached ID" (follow run ID),
 // "done" (the script already succeeded) or "busy ID SHA256 PID" (a run of
 // another version holds the lock).
-func (t *feature) startLine(env *tasks.Env, id, sum string) string {
-	vmid := 0
+func (t *feature) startLine(env *tasks.Env, id string, p *featurePlan) string {
+	vmid, name := 0, ""
 	if env.VM != nil {
-		vmid = env.VM.VMID
+		vmid, name = env.VM.VMID, env.VM.Name
 	}
-	n, sum := transport.Quote(t.Name), transport.Quote(sum)
-	// The runner: $1 run id, $2 sha256, $3 VMID; it holds the lock on fd 9.
-	runner := `echo $$ >"$0.pid"; ./"$0.locked.sh" "$3" >"$0.log" 2>&1 9>&-; c=$?; ` +
+	n, sum := transport.Quote(t.Name), transport.Quote(p.sum)
+	// The runner: $1 run id, $2 sha256, $3 VMID, $4 VM name; it holds the
+	// lock on fd 9. The script gets the VMID as its argument, as the
+	// original's did, and the context contract in its environment.
+	runner := `echo $$ >"$0.pid"; ` +
+		`PHOENIX_FEATURE="$0" PHOENIX_VMID="$3" PHOENIX_VM_NAME="$4" PHOENIX_CONTEXT="$PWD/$0.locked.json" ./"$0.locked.sh" "$3" >"$0.log" 2>&1 9>&-; c=$?; ` +
 		`if [ $c -eq 0 ]; then printf '%s\n' "$2" >"$0.sha256.tmp" && mv -f "$0.sha256.tmp" "$0.sha256"; fi; ` +
 		`printf '%s %s\n' "$1" $c >"$0.rc.tmp" && mv -f "$0.rc.tmp" "$0.rc"`
 	return "cd " + transport.Quote(t.dir) + " || exit 1; " +
@@ -157,14 +202,23 @@ func (t *feature) startLine(env *tasks.Env, id, sum string) string {
 		"[ \"$sum\" = " + sum + " ] && { echo attached \"$id\"; exit 0; }; " +
 		"echo busy \"${id:--}\" \"${sum:--}\" \"$(cat " + n + ".pid 2>/dev/null || echo -)\"; exit 0; fi; " +
 		"[ \"$(cat " + n + ".sha256 2>/dev/null)\" = " + sum + " ] && { echo done; exit 0; }; " +
-		// The run executes its own copy, checked under the lock: a script
-		// written meanwhile by another phoenix cannot run under this sha256.
-		"cp " + n + ".sh " + n + ".locked.sh && h=$(sha256sum <" + n + ".locked.sh) && [ \"${h%% *}\" = " + sum + " ] || " +
-		"{ printf " + transport.Quote("%s.sh changed while it was started (sha256 %s, want %s): run again\\n") + " " + n + " \"${h%% *}\" " + sum + " >&2; exit 1; }; " +
+		// The run executes its own copies, checked under the lock: a script
+		// or context written meanwhile by another phoenix cannot run under
+		// this version.
+		lockedCopy(n, ".sh", p.scriptSum) + lockedCopy(n, ".json", p.contextSum) +
 		"rm -f " + n + ".rc " + n + ".log " + n + ".pid && " +
 		"printf '%s %s\\n' " + transport.Quote(id) + " " + sum + " >" + n + ".run.tmp && mv -f " + n + ".run.tmp " + n + ".run || exit 1; " +
-		"nohup sh -c " + transport.Quote(runner) + " " + n + " " + transport.Quote(id) + " " + sum + " " + strconv.Itoa(vmid) + " </dev/null >/dev/null 2>&1 & " +
+		"nohup sh -c " + transport.Quote(runner) + " " + n + " " + transport.Quote(id) + " " + sum + " " + strconv.Itoa(vmid) + " " + transport.Quote(name) +
+		" </dev/null >/dev/null 2>&1 & " +
 		"echo started " + transport.Quote(id)
+}
+
+// lockedCopy copies NAME.EXT (n quoted) to NAME.locked.EXT, and fails the
+// start unless the copy has sha256 sum.
+func lockedCopy(n, ext, sum string) string {
+	sum = transport.Quote(sum)
+	return "cp " + n + ext + " " + n + ".locked" + ext + " && h=$(sha256sum <" + n + ".locked" + ext + ") && [ \"${h%% *}\" = " + sum + " ] || " +
+		"{ printf " + transport.Quote("%s"+ext+" changed while it was started (sha256 %s, want %s): run again\\n") + " " + n + " \"${h%% *}\" " + sum + " >&2; exit 1; }; "
 }
 
 func (t *feature) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
@@ -178,7 +232,11 @@ func (t *feature) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) err
 	if err := g.Put(ctx, t.file(".sh"), bytes.NewReader(p.script), transport.Attrs{Mode: 0o755}); err != nil {
 		return fmt.Errorf("write %s: %w", t.file(".sh"), err)
 	}
-	id, err := t.start(ctx, env, g, p.sum)
+	// Root's only: the config may hold what users keep to themselves.
+	if err := g.Put(ctx, t.file(".json"), bytes.NewReader(p.context), transport.Attrs{Mode: 0o600}); err != nil {
+		return fmt.Errorf("write %s: %w", t.file(".json"), err)
+	}
+	id, err := t.start(ctx, env, g, p)
 	if err != nil || id == "" {
 		return err
 	}
@@ -189,8 +247,8 @@ func (t *feature) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) err
 // script already succeeded). A start whose status was lost (the agent died
 // while it ran) is sent once more, on whatever channel the guest has now:
 // with the same run id it starts nothing twice.
-func (t *feature) start(ctx context.Context, env *tasks.Env, g tasks.Guest, sum string) (string, error) {
-	line := t.startLine(env, t.runID(), sum)
+func (t *feature) start(ctx context.Context, env *tasks.Env, g tasks.Guest, p *featurePlan) (string, error) {
+	line := t.startLine(env, t.runID(), p)
 	res, err := run(ctx, g, line)
 	if errors.Is(err, transport.ErrStatusUnknown) {
 		env.Logf("feature %s: %v; asking again whether it started", t.Name, err)

@@ -17,11 +17,16 @@ import (
 	"github.com/phoenix-hv/phoenix/transport/local"
 )
 
-// localFeature is feature NAME with its files in a temp directory of this
-// machine, which plays the guest: the real start line and polls run in sh.
-func localFeature(t *testing.T, script string) (*feature, *tasks.Env, featurePlan) {
+// localFeature is feature slow with its files (script and context, as
+// Apply writes them) in a temp directory of this machine, which plays the
+// guest: the real start line and polls run in sh.
+func localFeature(t *testing.T, script string) (*feature, *tasks.Env, *featurePlan) {
 	t.Helper()
-	env, d := localEnv(t)
+	w := newWorld(t)
+	w.features["slow"] = script
+	env, d := w.env, w.deps()
+	env.Node = local.Shell{}
+	env.Guest = func(context.Context) (tasks.Guest, error) { return local.Shell{}, nil }
 	d.poll = 20 * time.Millisecond
 	task, err := newFeature(d, map[string]any{"name": "slow", "timeout_seconds": 60})
 	if err != nil {
@@ -29,15 +34,29 @@ func localFeature(t *testing.T, script string) (*feature, *tasks.Env, featurePla
 	}
 	f := task.(*feature)
 	f.dir = t.TempDir()
-	if err := os.WriteFile(f.file(".sh"), []byte(script), 0o755); err != nil {
+	p, err := f.load(context.Background(), env)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return f, env, featurePlan{script: []byte(script), sum: sum(script)}
+	if err := os.WriteFile(f.file(".sh"), p.script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.file(".json"), p.context, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f, env, &p
 }
 
-func (f *feature) startLocal(t *testing.T, env *tasks.Env, id, sum string) string {
+// version is p as another version of the feature.
+func version(p *featurePlan, v string) *featurePlan {
+	o := *p
+	o.sum = sum(v)
+	return &o
+}
+
+func (f *feature) startLocal(t *testing.T, env *tasks.Env, id string, p *featurePlan) string {
 	t.Helper()
-	res, err := local.Shell{}.Run(context.Background(), transport.Cmd{Line: f.startLine(env, id, sum), Timeout: time.Minute})
+	res, err := local.Shell{}.Run(context.Background(), transport.Cmd{Line: f.startLine(env, id, p), Timeout: time.Minute})
 	if err != nil {
 		t.Fatalf("start %s: %v", id, err)
 	}
@@ -62,19 +81,19 @@ func TestFeatureGuardLocal(t *testing.T) {
 	f, env, p := localFeature(t, script)
 	ctx := context.Background()
 
-	if got := f.startLocal(t, env, "A", p.sum); got != "started A" {
+	if got := f.startLocal(t, env, "A", p); got != "started A" {
 		t.Fatalf("first start: %q", got)
 	}
 	// The same start sent again (its status was lost), another phoenix
 	// with the same script: both follow run A.
-	if got := f.startLocal(t, env, "A", p.sum); got != "attached A" {
+	if got := f.startLocal(t, env, "A", p); got != "attached A" {
 		t.Errorf("start A again: %q", got)
 	}
-	if got := f.startLocal(t, env, "B", p.sum); got != "attached A" {
+	if got := f.startLocal(t, env, "B", p); got != "attached A" {
 		t.Errorf("start B while A runs: %q", got)
 	}
 	// Another version while A runs: refused, naming the run and its pid.
-	got := f.startLocal(t, env, "C", sum("other"))
+	got := f.startLocal(t, env, "C", version(p, "other"))
 	if fields := strings.Fields(got); len(fields) != 4 || fields[0] != "busy" || fields[1] != "A" || fields[2] != p.sum || fields[3] == "-" {
 		t.Errorf("start of another version while A runs: %q", got)
 	}
@@ -94,7 +113,7 @@ func TestFeatureGuardLocal(t *testing.T) {
 		t.Errorf("rc %q", got)
 	}
 	// A later start of the same script finds it applied and starts nothing.
-	if got := f.startLocal(t, env, "D", p.sum); got != "done" {
+	if got := f.startLocal(t, env, "D", p); got != "done" {
 		t.Errorf("start after success: %q", got)
 	}
 	if n := strings.Count(readFile(t, f.dir+"/starts"), "run "); n != 1 {
@@ -107,7 +126,7 @@ func TestFeatureGuardLocal(t *testing.T) {
 func TestFeatureRunKilledLocal(t *testing.T) {
 	script := "#!/bin/sh\necho run >> starts\nsleep 30\necho finished >> runs\n"
 	f, env, p := localFeature(t, script)
-	if got := f.startLocal(t, env, "A", p.sum); got != "started A" {
+	if got := f.startLocal(t, env, "A", p); got != "started A" {
 		t.Fatalf("start: %q", got)
 	}
 	var pid int
@@ -123,7 +142,7 @@ func TestFeatureRunKilledLocal(t *testing.T) {
 	if got := readFile(t, f.file(".rc")); got != "" {
 		t.Errorf("a killed run left a result %q", got)
 	}
-	if got := f.startLocal(t, env, "B", p.sum); got != "started B" {
+	if got := f.startLocal(t, env, "B", p); got != "started B" {
 		t.Errorf("start after the killed run: %q", got)
 	}
 	var pid2 int
@@ -188,17 +207,52 @@ func waitLocal(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-// The run executes a copy checked under the lock: a script that is not the
-// one phoenix wrote (another phoenix wrote its version meanwhile) is not
-// run under this sha256.
+// The run executes copies checked under the lock: a script or context that
+// is not the one phoenix wrote (another phoenix wrote its version
+// meanwhile) is not run under this version.
 func TestFeatureStartChecksTheScriptLocal(t *testing.T) {
 	f, env, p := localFeature(t, "#!/bin/sh\necho run >> starts\n")
-	res, err := local.Shell{}.Run(context.Background(), transport.Cmd{Line: f.startLine(env, "A", sum("another version")), Timeout: time.Minute})
-	want := "slow.sh changed while it was started (sha256 " + p.sum + ", want " + sum("another version") + "): run again\n"
+	other := *p
+	other.scriptSum = sum("another version")
+	res, err := local.Shell{}.Run(context.Background(), transport.Cmd{Line: f.startLine(env, "A", &other), Timeout: time.Minute})
+	want := "slow.sh changed while it was started (sha256 " + p.scriptSum + ", want " + sum("another version") + "): run again\n"
 	if transport.ExitCode(err) != 1 || string(res.Stderr) != want {
 		t.Fatalf("start of a script that is not the one written: %v, stderr %q", err, res.Stderr)
 	}
+	other = *p
+	other.contextSum = sum("another context")
+	res, err = local.Shell{}.Run(context.Background(), transport.Cmd{Line: f.startLine(env, "A", &other), Timeout: time.Minute})
+	want = "slow.json changed while it was started (sha256 " + p.contextSum + ", want " + sum("another context") + "): run again\n"
+	if transport.ExitCode(err) != 1 || string(res.Stderr) != want {
+		t.Fatalf("start with a context that is not the one written: %v, stderr %q", err, res.Stderr)
+	}
 	if readFile(t, f.dir+"/starts") != "" || readFile(t, f.file(".run")) != "" {
 		t.Error("the script ran, or a run was recorded")
+	}
+}
+
+// A script sees its context: the VMID as its argument, the env vars, and
+// the context file, the one phoenix wrote, at $PHOENIX_CONTEXT.
+func TestFeatureContextLocal(t *testing.T) {
+	script := "#!/bin/sh\nset -eu\nprintf '%s\\n' \"$1\" \"$PHOENIX_FEATURE\" \"$PHOENIX_VMID\" \"$PHOENIX_VM_NAME\" \"$PHOENIX_CONTEXT\" > seen\n" +
+		"cp \"$PHOENIX_CONTEXT\" seen.json\n"
+	f, env, p := localFeature(t, script)
+	env.VM.Name = `it's "web" 01`
+	*p, _ = f.load(context.Background(), env)
+	if err := os.WriteFile(f.file(".json"), p.context, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.startLocal(t, env, "A", p); got != "started A" {
+		t.Fatalf("start: %q", got)
+	}
+	if err := f.follow(context.Background(), env, "A"); err != nil {
+		t.Fatal(err)
+	}
+	want := "8101\nslow\n8101\n" + `it's "web" 01` + "\n" + f.file(".locked.json") + "\n"
+	if got := readFile(t, f.dir+"/seen"); got != want {
+		t.Errorf("the script saw\n%s\nwant\n%s", got, want)
+	}
+	if got := readFile(t, f.dir+"/seen.json"); got != string(p.context) || !strings.Contains(got, `"name": "it's \"web\" 01"`) {
+		t.Errorf("the script read the context\n%s\nwant\n%s", got, p.context)
 	}
 }

@@ -24,6 +24,25 @@ const (
 	catRC        = "cat /var/lib/phoenix/features/docker.rc"
 )
 
+// dockerContext is the context of feature docker for the world's VM 8101:
+// its config (nothing set but the defaults) and phoenix's facts.
+const dockerContext = `{
+  "agent_timeout_seconds": 300,
+  "final_snapshot": "",
+  "guest_ssh": {},
+  "name": "",
+  "network_config": {},
+  "phoenix": {
+    "context_version": 1,
+    "feature": "docker",
+    "vmid": 8101
+  },
+  "snapshots": {},
+  "user_config": {},
+  "vmid": 8101
+}
+`
+
 // featStart is the start line of run runID of dockerScript in VM 8101,
 // spelled out.
 var featStart = `cd /var/lib/phoenix/features || exit 1; ` +
@@ -35,11 +54,14 @@ var featStart = `cd /var/lib/phoenix/features || exit 1; ` +
 	`[ "$(cat docker.sha256 2>/dev/null)" = ` + sum(dockerScript) + ` ] && { echo done; exit 0; }; ` +
 	`cp docker.sh docker.locked.sh && h=$(sha256sum <docker.locked.sh) && [ "${h%% *}" = ` + sum(dockerScript) + ` ] || ` +
 	`{ printf '%s.sh changed while it was started (sha256 %s, want %s): run again\n' docker "${h%% *}" ` + sum(dockerScript) + ` >&2; exit 1; }; ` +
+	`cp docker.json docker.locked.json && h=$(sha256sum <docker.locked.json) && [ "${h%% *}" = ` + sum(dockerContext) + ` ] || ` +
+	`{ printf '%s.json changed while it was started (sha256 %s, want %s): run again\n' docker "${h%% *}" ` + sum(dockerContext) + ` >&2; exit 1; }; ` +
 	`rm -f docker.rc docker.log docker.pid && ` +
 	`printf '%s %s\n' ` + runID + ` ` + sum(dockerScript) + ` >docker.run.tmp && mv -f docker.run.tmp docker.run || exit 1; ` +
-	`nohup sh -c 'echo $$ >"$0.pid"; ./"$0.locked.sh" "$3" >"$0.log" 2>&1 9>&-; c=$?; ` +
+	`nohup sh -c 'echo $$ >"$0.pid"; ` +
+	`PHOENIX_FEATURE="$0" PHOENIX_VMID="$3" PHOENIX_VM_NAME="$4" PHOENIX_CONTEXT="$PWD/$0.locked.json" ./"$0.locked.sh" "$3" >"$0.log" 2>&1 9>&-; c=$?; ` +
 	`if [ $c -eq 0 ]; then printf '\''%s\n'\'' "$2" >"$0.sha256.tmp" && mv -f "$0.sha256.tmp" "$0.sha256"; fi; ` +
-	`printf '\''%s %s\n'\'' "$1" $c >"$0.rc.tmp" && mv -f "$0.rc.tmp" "$0.rc"' docker ` + runID + ` ` + sum(dockerScript) + ` 8101 </dev/null >/dev/null 2>&1 & ` +
+	`printf '\''%s %s\n'\'' "$1" $c >"$0.rc.tmp" && mv -f "$0.rc.tmp" "$0.rc"' docker ` + runID + ` ` + sum(dockerScript) + ` 8101 '' </dev/null >/dev/null 2>&1 & ` +
 	`echo started ` + runID
 
 // poll is one poll round trip: the lock (held: the run lives), the result,
@@ -213,6 +235,9 @@ func TestFeature(t *testing.T) {
 			if got := string(w.guest.Files["/var/lib/phoenix/features/docker.sh"]); got != dockerScript || w.guest.Attrs["/var/lib/phoenix/features/docker.sh"].Mode != 0o755 {
 				t.Errorf("script %q mode %o", got, w.guest.Attrs["/var/lib/phoenix/features/docker.sh"].Mode)
 			}
+			if got := string(w.guest.Files["/var/lib/phoenix/features/docker.json"]); got != dockerContext || w.guest.Attrs["/var/lib/phoenix/features/docker.json"].Mode != 0o600 {
+				t.Errorf("context mode %o:\n%s\nwant:\n%s", w.guest.Attrs["/var/lib/phoenix/features/docker.json"].Mode, got, dockerContext)
+			}
 			// The marker is the run's to write (under its lock), never phoenix's.
 			if _, ok := w.guest.Files["/var/lib/phoenix/features/docker.sha256"]; ok {
 				t.Error("phoenix wrote the marker itself")
@@ -247,7 +272,7 @@ func TestFeatureTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := featurePlan{script: []byte(dockerScript), sum: sum(dockerScript)}
+	p := dockerPlan
 	w.guest.Expect(fake.Call{Line: featMkdir}, started)
 	// Polls every 10 ms for a second: answer "still running" as often as asked.
 	inner(task).(*feature).d.poll = 10 * time.Millisecond
@@ -271,6 +296,10 @@ func (s stillRunning) Run(ctx context.Context, cmd transport.Cmd) (transport.Res
 	return s.Transport.Run(ctx, cmd)
 }
 
+// dockerPlan is the plan of feature docker that Check makes.
+var dockerPlan = featurePlan{script: []byte(dockerScript), context: []byte(dockerContext),
+	scriptSum: sum(dockerScript), contextSum: sum(dockerContext), sum: sum(dockerScript)}
+
 func TestFeatureParams(t *testing.T) {
 	reg := tasks.Registry{}
 	newWorld(t).deps().register(reg)
@@ -286,7 +315,7 @@ func TestFeatureParams(t *testing.T) {
 func TestFeatureCancelled(t *testing.T) {
 	w := newWorld(t)
 	task := w.task("feature", map[string]any{"name": "docker"})
-	p := featurePlan{script: []byte(dockerScript), sum: sum(dockerScript)}
+	p := dockerPlan
 	w.guest.Expect(fake.Call{Line: featMkdir}, started)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
