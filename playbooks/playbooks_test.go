@@ -1,9 +1,14 @@
 package playbooks
 
 import (
+	"bytes"
+	"io/fs"
 	"os"
+	"os/exec"
+	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -136,5 +141,31 @@ func TestFeature(t *testing.T) {
 	_, err = Feature("nope", []string{first})
 	if err == nil || err.Error() != "no nope.sh in "+first+" or the built-in features (--feature-dir DIR adds a directory of NAME.sh scripts)" {
 		t.Errorf("missing feature: %v", err)
+	}
+}
+
+// Every built-in feature script is a POSIX sh script that parses (sh -n;
+// dash on Debian and Ubuntu, as in their guests), and the original's set
+// is there.
+func TestBuiltinFeatureScripts(t *testing.T) {
+	names, err := fs.Glob(builtin, "features/*.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range names {
+		b, _ := builtin.ReadFile(n)
+		got = append(got, strings.TrimSuffix(path.Base(n), ".sh"))
+		if !bytes.HasPrefix(b, []byte("#!/bin/sh\n")) || !bytes.Contains(b, []byte("\nset -eu\n")) {
+			t.Errorf("%s: want #!/bin/sh and set -eu", n)
+		}
+		cmd := exec.Command("sh", "-n")
+		cmd.Stdin = bytes.NewReader(b)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s does not parse: %v\n%s", n, err, out)
+		}
+	}
+	if want := []string{"base_setup", "docker", "trusted_ca"}; !slices.Equal(got, want) {
+		t.Errorf("built-in features %q, want %q", got, want)
 	}
 }

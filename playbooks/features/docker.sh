@@ -55,8 +55,12 @@ until active; do
 	sleep 1
 done
 
-# The cloud-init user may run docker without sudo, as the original did.
-user=$(getent passwd 1000 | cut -d: -f1 || true)
+# The config's user (user_config.username in the context) may run docker
+# without sudo, as the original did; without one, the cloud-init user.
+user=$(python3 -c 'import json, os; print(json.load(open(os.environ["PHOENIX_CONTEXT"])).get("user_config", {}).get("username", ""))' 2>/dev/null || true)
+if [ -z "$user" ] || ! id "$user" >/dev/null 2>&1; then
+	user=$(getent passwd 1000 | cut -d: -f1 || true)
+fi
 if [ -n "$user" ] && ! id -nG "$user" | tr ' ' '\n' | grep -qx docker; then
 	echo "docker: adding $user to the docker group"
 	usermod -aG docker "$user"
