@@ -107,6 +107,12 @@ func (a *App) runPlaybook(name string, ids []int, all bool, f RunFlags, b BuildF
 	if err != nil {
 		return err
 	}
+	// A feature that cannot run fails before anything runs, naming its place.
+	if runsFeatures(pb) {
+		if err := featureProblems(cfg, selectedVMs(cfg, ids, all, b.WithDeps), f.FeatureDir); err != nil {
+			return err
+		}
+	}
 	inv, err := a.loadInventory()
 	if err != nil {
 		return err

@@ -10,10 +10,11 @@ import (
 	"github.com/phoenix-hv/phoenix/playbooks"
 )
 
-// ValidateCmd checks the config, the inventory when there is one, and that
-// the create playbook renders for every VM.
+// ValidateCmd checks the config, the inventory when there is one, that the
+// create playbook renders for every VM, and that every feature has a script.
 type ValidateCmd struct {
-	PrintSchema bool `help:"Print the JSON Schema of the config and exit."`
+	PrintSchema bool     `help:"Print the JSON Schema of the config and exit."`
+	FeatureDir  []string `help:"Directory with feature scripts NAME.sh, searched before the built-in ones (repeatable)." type:"existingdir" placeholder:"DIR" predictor:"dir"`
 }
 
 func (c *ValidateCmd) Run(a *App) error {
@@ -38,6 +39,9 @@ func (c *ValidateCmd) Run(a *App) error {
 		if _, err := playbooks.Render(pb, vm, reg); err != nil {
 			errs = append(errs, fmt.Errorf("vm %d: %w", vm.VMID, err))
 		}
+	}
+	if err := featureProblems(cfg, cfg.VMs, c.FeatureDir); err != nil {
+		errs = append(errs, err)
 	}
 	checked := cfg.File
 	if _, err := os.Stat(a.Inventory); err == nil {
