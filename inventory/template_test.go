@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -81,21 +80,7 @@ func TestTemplateAndFirewallProblems(t *testing.T) {
 		{"rule comment newline", vmDoc(`, "firewall": {"enabled": true, "rules": [{"type": "in", "action": "DROP", "comment": "a\nb"}]}`), "/vms/0/firewall/rules/0/comment", `"a\nb"`, "newline"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := writeConfig(t, tt.doc)
-			_, err := LoadConfig(path)
-			var ce *ConfigError
-			if !errors.As(err, &ce) {
-				t.Fatalf("err = %v, want a *ConfigError", err)
-			}
-			want := fmt.Sprintf("%s:%s: %s: ", path, lineColOf(t, tt.doc, tt.at), tt.ptr)
-			for _, p := range ce.Problems {
-				if p.Pointer == tt.ptr && strings.Contains(p.Message, tt.msg) && strings.Contains(err.Error(), want) {
-					return
-				}
-			}
-			t.Fatalf("no problem %q at %s (%s) in:\n%v", tt.msg, tt.ptr, want, err)
-		})
+		t.Run(tt.name, func(t *testing.T) { wantProblem(t, tt.doc, tt.ptr, tt.at, tt.msg) })
 	}
 }
 

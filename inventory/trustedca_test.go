@@ -21,22 +21,27 @@ func TestTrustedCAFilesProblems(t *testing.T) {
 		{"not a list", vmDoc(`, "trusted_ca_files": "/a/root.crt"`), "/vms/0/trusted_ca_files", `"/a/root.crt"`, "array"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := writeConfig(t, tt.doc)
-			_, err := LoadConfig(path)
-			var ce *ConfigError
-			if !errors.As(err, &ce) {
-				t.Fatalf("err = %v, want a *ConfigError", err)
-			}
-			want := fmt.Sprintf("%s:%s: %s: ", path, lineColOf(t, tt.doc, tt.at), tt.ptr)
-			for _, p := range ce.Problems {
-				if p.Pointer == tt.ptr && strings.Contains(p.Message, tt.msg) && strings.Contains(err.Error(), want) {
-					return
-				}
-			}
-			t.Fatalf("no problem %q at %s (%s) in:\n%v", tt.msg, tt.ptr, want, err)
-		})
+		t.Run(tt.name, func(t *testing.T) { wantProblem(t, tt.doc, tt.ptr, tt.at, tt.msg) })
 	}
+}
+
+// wantProblem fails the test unless loading doc reports a problem saying
+// msg at ptr, placed at the line:col of marker at.
+func wantProblem(t *testing.T, doc, ptr, at, msg string) {
+	t.Helper()
+	path := writeConfig(t, doc)
+	_, err := LoadConfig(path)
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want a *ConfigError", err)
+	}
+	want := fmt.Sprintf("%s:%s: %s: ", path, lineColOf(t, doc, at), ptr)
+	for _, p := range ce.Problems {
+		if p.Pointer == ptr && strings.Contains(p.Message, msg) && strings.Contains(err.Error(), want) {
+			return
+		}
+	}
+	t.Fatalf("no problem %q at %s (%s) in:\n%v", msg, ptr, want, err)
 }
 
 // vm_defaults' list is every VM's that has none; a VM's own list, even an
