@@ -237,6 +237,7 @@ var testNow = time.Date(2024, 5, 2, 10, 15, 3, 0, time.UTC)
 // harness is one simulated node in a temp dir.
 type harness struct {
 	t       *testing.T
+	mu      sync.Mutex // guards sim.PID: commands may run at once
 	sim     *Sim
 	backend *fakeBackend
 	log     strings.Builder
@@ -310,8 +311,13 @@ func (h *harness) run(stdin string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
-	h.sim.PID++ // every command is a process of its own
-	code := h.sim.Run(ctx, args[0], args[1:], strings.NewReader(stdin), &out, &errb)
+	// Every command is a process of its own, with its own pid: a copy of
+	// the simulator, so commands run at once (hold-lock) share nothing.
+	h.mu.Lock()
+	h.sim.PID++
+	sim := *h.sim
+	h.mu.Unlock()
+	code := sim.Run(ctx, args[0], args[1:], strings.NewReader(stdin), &out, &errb)
 	return result{stdout: out.String(), stderr: errb.String(), code: code}
 }
 
