@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -188,7 +187,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		ids[i] = vm.VMID
 	}
 	r := &run{o: o, ids: ids, obs: &serial{o: obs}, homes: homes,
-		nodes: &nodes{connect: o.Connect, open: map[string]*nodeConn{}, lockDir: runLockDir}, owner: lockOwner(time.Now())}
+		nodes: &nodes{connect: o.Connect, lockDir: runLockDir}, owner: lockOwner(time.Now())}
 	if o.ReadCluster != nil {
 		r.placer = placement.New(o.Inventory, o.ReadCluster, r.nodes.get)
 	}
@@ -373,47 +372,39 @@ func (r *run) blocker() string {
 type nodes struct {
 	connect func(ctx context.Context, node *inventory.Node) (transport.Transport, error)
 	lockDir string
+	conns   transport.Pool
 	mu      sync.Mutex
-	open    map[string]*nodeConn
-	lost    map[string]bool // nodes whose connection broke
+	locks   map[string]*runLocks // per opened node
+	lost    map[string]bool      // nodes whose connection broke
 }
 
-type nodeConn struct {
-	once  sync.Once
-	t     transport.Transport
-	locks *runLocks
-	err   error
-}
-
-// locks is the run-lock holder of a node get opened.
-func (n *nodes) locks(node *inventory.Node) *runLocks {
+// lockHolder is the run-lock holder of a node get opened.
+func (n *nodes) lockHolder(node *inventory.Node) *runLocks {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.open[node.Name].locks
+	return n.locks[node.Name]
 }
 
 // get returns the node's connection, watched: a command on it that finds
 // the connection lost marks the node failed.
 func (n *nodes) get(ctx context.Context, node *inventory.Node) (transport.Transport, error) {
-	n.mu.Lock()
-	c := n.open[node.Name]
-	if c == nil {
-		c = &nodeConn{}
-		n.open[node.Name] = c
-	}
-	n.mu.Unlock()
-	c.once.Do(func() {
-		c.t, c.err = n.connect(ctx, node)
-		if c.err != nil {
-			c.t, c.err = nil, fmt.Errorf("node %s: %w", node.Name, c.err)
-			return
+	t, err := n.conns.Get(node.Name, func() (transport.Transport, error) {
+		t, err := n.connect(ctx, node)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: %w", node.Name, err)
 		}
-		c.locks = newRunLocks(c.t, node.Name, n.lockDir)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.locks == nil {
+			n.locks = map[string]*runLocks{}
+		}
+		n.locks[node.Name] = newRunLocks(t, node.Name, n.lockDir)
+		return t, nil
 	})
-	if c.err != nil {
-		return nil, c.err
+	if err != nil {
+		return nil, err
 	}
-	return watched{Transport: c.t, lost: func() { n.lose(node.Name) }}, nil
+	return watched{Transport: t, lost: func() { n.lose(node.Name) }}, nil
 }
 
 func (n *nodes) lose(name string) {
@@ -427,26 +418,26 @@ func (n *nodes) lose(name string) {
 
 // failures lists the nodes that could not be reached or were lost.
 func (n *nodes) failures() []string {
+	out := n.conns.Failed()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var out []string
-	for _, name := range slices.Sorted(maps.Keys(n.open)) {
-		if n.open[name].err != nil || n.lost[name] {
+	for name := range n.lost {
+		if !slices.Contains(out, name) {
 			out = append(out, name)
 		}
 	}
+	slices.Sort(out)
 	return out
 }
 
+// close ends the run locks, then the connections they live on.
 func (n *nodes) close() {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, c := range n.open {
-		if c.t != nil {
-			c.locks.close()
-			c.t.Close()
-		}
+	for _, l := range n.locks {
+		l.close()
 	}
+	n.mu.Unlock()
+	n.conns.Close()
 }
 
 // watched reports a lost connection of a node transport. Unwrap gives

@@ -83,7 +83,7 @@ func (v *vmRun) run(ctx context.Context, counts *Counts) error {
 		if _, err := v.r.nodes.get(ctx, home); err != nil {
 			return fail(err)
 		}
-		locks := v.r.nodes.locks(home)
+		locks := v.r.nodes.lockHolder(home)
 		if err := locks.lock(ctx, v.vm.VMID, v.r.owner); err != nil {
 			return fail(err)
 		}

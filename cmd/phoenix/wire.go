@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/phoenix-hv/phoenix/inventory"
 	"github.com/phoenix-hv/phoenix/placement"
@@ -139,44 +138,23 @@ func nodeClientOf(t transport.Transport) (*nodeClient, bool) {
 // pool opens each node once for a verb that does not run a playbook
 // (status, exec) and closes them all at the end.
 type pool struct {
-	w    *wiring
-	mu   sync.Mutex
-	open map[string]*pooled
+	w     *wiring
+	conns transport.Pool
 }
 
-type pooled struct {
-	once sync.Once
-	t    transport.Transport
-	err  error
-}
-
-func (w *wiring) pool() *pool { return &pool{w: w, open: map[string]*pooled{}} }
+func (w *wiring) pool() *pool { return &pool{w: w} }
 
 func (p *pool) get(ctx context.Context, n *inventory.Node) (transport.Transport, error) {
-	p.mu.Lock()
-	c := p.open[n.Name]
-	if c == nil {
-		c = &pooled{}
-		p.open[n.Name] = c
-	}
-	p.mu.Unlock()
-	c.once.Do(func() {
-		if c.t, c.err = p.w.connectNode(ctx, n); c.err != nil {
-			c.err = fmt.Errorf("node %s: %w", n.Name, c.err)
+	return p.conns.Get(n.Name, func() (transport.Transport, error) {
+		t, err := p.w.connectNode(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.Name, err)
 		}
+		return t, nil
 	})
-	return c.t, c.err
 }
 
-func (p *pool) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.open {
-		if c.t != nil {
-			c.t.Close()
-		}
-	}
-}
+func (p *pool) close() { p.conns.Close() }
 
 // placer finds where VMs live over the pool's connections.
 func (p *pool) placer() *placement.Placer {
