@@ -375,7 +375,7 @@ type nodes struct {
 	conns   transport.Pool
 	mu      sync.Mutex
 	locks   map[string]*runLocks // per opened node
-	lost    map[string]bool      // nodes whose connection broke
+	lost    map[string]error     // what broke a node's connection
 }
 
 // lockHolder is the run-lock holder of a node get opened.
@@ -404,16 +404,27 @@ func (n *nodes) get(ctx context.Context, node *inventory.Node) (transport.Transp
 	if err != nil {
 		return nil, err
 	}
-	return watched{Transport: t, lost: func() { n.lose(node.Name) }}, nil
+	return watched{Transport: t, lost: func(err error) { n.lose(node.Name, err) }}, nil
 }
 
-func (n *nodes) lose(name string) {
+// lose remembers the first error that broke the node's connection.
+func (n *nodes) lose(name string, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.lost == nil {
-		n.lost = map[string]bool{}
+		n.lost = map[string]error{}
 	}
-	n.lost[name] = true
+	if n.lost[name] == nil {
+		n.lost[name] = err
+	}
+}
+
+// lostErr is what broke the node's connection, nil while it holds: the
+// connection is not dialled again within a run.
+func (n *nodes) lostErr(name string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.lost[name]
 }
 
 // failures lists the nodes that could not be reached or were lost.
@@ -444,7 +455,7 @@ func (n *nodes) close() {
 // the connection itself (a guest's SSH jumps through it).
 type watched struct {
 	transport.Transport
-	lost func()
+	lost func(error)
 }
 
 func (w watched) Unwrap() transport.Transport { return w.Transport }
@@ -469,7 +480,7 @@ func (w watched) Get(ctx context.Context, path string, wr io.Writer) error {
 
 func (w watched) check(err error) {
 	if errors.Is(err, transport.ErrDisconnected) {
-		w.lost()
+		w.lost(err)
 	}
 }
 

@@ -29,8 +29,10 @@ type vmRun struct {
 	secrets []string
 	env     *tasks.Env
 	node    transport.Transport
-	guest   Guest
-	out     *lineWriter
+	// nodeLost says what broke node's connection, nil while it holds.
+	nodeLost func() error
+	guest    Guest
+	out      *lineWriter
 
 	cur       string // the step running, for events
 	checking  bool   // in Check: writes are refused
@@ -126,6 +128,13 @@ func (v *vmRun) useNode(ctx context.Context, node *inventory.Node) error {
 		return err
 	}
 	v.node = nt
+	v.nodeLost = func() error {
+		if err := v.r.nodes.lostErr(node.Name); err != nil {
+			// The guest's channels run through the node: none comes back.
+			return fmt.Errorf("node %s lost: %w", node.Name, err)
+		}
+		return nil
+	}
 	v.env.Node, v.env.NodeName, v.env.PVENode = nt, node.Name, node.PVENode
 	if v.r.o.GuestFor != nil {
 		closeGuest(v.guest)
@@ -300,6 +309,11 @@ func (v *vmRun) guestFn(ctx context.Context) (tasks.Guest, error) {
 		return nil, errors.New("no way into the guest is configured")
 	}
 	v.usedGuest = true
+	if v.nodeLost != nil {
+		if err := v.nodeLost(); err != nil {
+			return nil, err
+		}
+	}
 	if !v.waited {
 		// The chooser has its own timeout and a better message; this bound
 		// only catches a chooser that never returns.

@@ -242,7 +242,11 @@ func (t *cloudInit) poll(ctx context.Context, env *tasks.Env, timeout time.Durat
 			}
 			return transport.Result{}, fmt.Errorf("cloud-init still running after %s", timeout)
 		}
-		res, err := t.read(ctx, env)
+		g, err := env.Guest(ctx)
+		if err != nil {
+			return transport.Result{}, err // no way into the guest is left: polling again cannot help
+		}
+		res, err := t.read(ctx, g)
 		if err == nil {
 			return res, nil
 		}
@@ -252,11 +256,7 @@ func (t *cloudInit) poll(ctx context.Context, env *tasks.Env, timeout time.Durat
 }
 
 // read runs the status command; its exit code is no error.
-func (t *cloudInit) read(ctx context.Context, env *tasks.Env) (transport.Result, error) {
-	g, err := env.Guest(ctx)
-	if err != nil {
-		return transport.Result{}, err
-	}
+func (t *cloudInit) read(ctx context.Context, g tasks.Guest) (transport.Result, error) {
 	res, err := probe(ctx, g, cloudInitStatus)
 	if transport.ExitCode(err) > 0 {
 		return res, nil // status exits non-zero on error and degraded: the output says which

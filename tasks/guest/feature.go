@@ -302,7 +302,11 @@ func (t *feature) follow(ctx context.Context, env *tasks.Env, id string) error {
 			}
 			return fmt.Errorf("still running after %s (left running: a later run re-attaches to it; log %s):\n%s", timeout, t.file(".log"), lastLines(tail, 25))
 		}
-		res, err := t.poll(ctx, env, t.pollLines(seen))
+		g, err := env.Guest(ctx)
+		if err != nil {
+			return err // no way into the guest is left (its node was lost): polling again cannot help
+		}
+		res, err := transport.Batch(ctx, g, t.pollLines(seen))
 		if pollErr = err; err != nil {
 			env.Logf("feature %s: poll: %v (retrying)", t.Name, err)
 			continue
@@ -345,12 +349,4 @@ func (t *feature) pollLines(seen int64) []string {
 		transport.Command("cat", t.file(".rc")),
 		transport.Command("tail", "-c", "+"+strconv.FormatInt(seen+1, 10), t.file(".log")),
 	}
-}
-
-func (t *feature) poll(ctx context.Context, env *tasks.Env, lines []string) ([]transport.Result, error) {
-	g, err := env.Guest(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return transport.Batch(ctx, g, lines)
 }

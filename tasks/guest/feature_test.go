@@ -327,3 +327,25 @@ func TestFeatureCancelled(t *testing.T) {
 		t.Error("marker written after a cancel")
 	}
 }
+
+// Once no way into the guest is left (its node's connection broke), the
+// step ends with that error instead of polling until its timeout.
+func TestFeatureGuestGone(t *testing.T) {
+	w := newWorld(t)
+	task := w.task("feature", map[string]any{"name": "docker"})
+	inner(task).(*feature).d.poll = time.Millisecond
+	p := dockerPlan
+	w.guest.Expect(fake.Call{Line: featMkdir}, started)
+	gone := errors.New("node pve lost: connection lost to root@10.0.0.1:22: EOF")
+	asked := 0
+	w.env.Guest = func(context.Context) (tasks.Guest, error) {
+		if asked++; asked > 1 {
+			return nil, gone
+		}
+		return w.guest, nil
+	}
+	err := task.Apply(context.Background(), w.env, tasks.Change{Action: tasks.Run, Plan: &p})
+	if !errors.Is(err, gone) || asked != 2 {
+		t.Errorf("error %v after %d asks, want %q after 2", err, asked, gone)
+	}
+}
