@@ -31,14 +31,16 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return parseConfig(path, data)
-}
-
-func parseConfig(file string, data []byte) (*Config, error) {
 	val, err := newValidator()
 	if err != nil {
 		return nil, err
 	}
+	return parseConfig(val, path, data)
+}
+
+// parseConfig is LoadConfig on data read from file, validated by val (its
+// compiled schema is most of a load's cost, so the fuzz target keeps one).
+func parseConfig(val *validator, file string, data []byte) (*Config, error) {
 	data = blankBOM(data)
 	// Unmarshal validates the whole input first, so its SyntaxError offset
 	// is where the text stops being JSON.

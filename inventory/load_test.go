@@ -419,13 +419,12 @@ func FuzzLoadConfig(f *testing.F) {
 	f.Add([]byte(vmDoc(`, "dependencies": [8101], "final_snapshot": true, "docker_stacks": ["x", {"name": "y"}]`)))
 	f.Add([]byte(`{"vms": [{"vmid": 8101.0, "name": "a", "~/": {"a/b": 1}}]}`))
 	f.Add([]byte("{\"vms\": [1 2]}"))
-	dir := f.TempDir()
+	val, err := newValidator()
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p := filepath.Join(dir, "fuzz.json")
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := LoadConfig(p)
+		cfg, err := parseConfig(val, "fuzz.json", data)
 		if err == nil {
 			if cfg == nil {
 				t.Fatal("nil config without error")
