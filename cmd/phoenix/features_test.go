@@ -9,8 +9,8 @@ import (
 )
 
 // A feature that cannot run (no script built in or in --feature-dir,
-// trusted_ca without trusted_ca_files) fails validate and plan before
-// anything connects, each named where the config names it.
+// trusted_ca without trusted_ca_files) fails validate, plan and status
+// --check before anything connects, each named where the config names it.
 func TestFeatureProblems(t *testing.T) {
 	const features = `"features": ["docker"]`
 	doc := strings.Replace(testConfig, features, `"features": ["docker", "hello", "trusted_ca"]`, 1)
@@ -21,7 +21,7 @@ func TestFeatureProblems(t *testing.T) {
 	missing := helloAt + "no hello.sh in the built-in features (--feature-dir DIR adds a directory of NAME.sh scripts)"
 	noFiles := caAt + "feature trusted_ca needs trusted_ca_files: "
 
-	for _, verb := range [][]string{{"validate"}, {"plan", "8101"}, {"create", "--all", "--dry-run"}} {
+	for _, verb := range [][]string{{"validate"}, {"plan", "8101"}, {"create", "--all", "--dry-run"}, {"status", "--check"}} {
 		code, out, errs := run(append(args, verb...)...)
 		if code != 1 || !strings.Contains(errs, "phoenix: "+missing+"\n") || !strings.Contains(errs, "\n"+noFiles) {
 			t.Errorf("%s: exit %d, want 1 and\n%s\n%s…\nstdout: %s\nstderr: %s", verb, code, missing, noFiles, out, errs)

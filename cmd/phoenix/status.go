@@ -66,6 +66,12 @@ func (c *StatusCmd) Run(a *App) error {
 			vms = append(vms, vm)
 		}
 	}
+	// As for plan: a feature that cannot run fails before anything connects.
+	if c.Check {
+		if err := featureProblems(cfg, vms, c.FeatureDir); err != nil {
+			return err
+		}
+	}
 	rows := make([]vmStatus, len(vms))
 	var errs []error
 	// fail marks a row unknown; its error is reported once per VM, or once
