@@ -16,11 +16,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/phoenix-hv/phoenix/tasks"
 )
 
 //go:embed *.yml features/*.sh
@@ -173,19 +174,11 @@ func positioned(file string, err error) error {
 	return fmt.Errorf("%s: %w", file, err)
 }
 
-var featureName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-
-// ValidFeatureName reports whether name can name a feature: a plain file
-// name (NAME.sh here, NAME.* in the guest), never a path.
-func ValidFeatureName(name string) bool {
-	return featureName.MatchString(name) && !strings.Contains(name, "..")
-}
-
 // Feature returns the script NAME.sh: from the first of dirs that has it
 // (user extensions, in order), else the built-in features/NAME.sh. Errors
 // do not repeat the feature's name; the caller says which feature.
 func Feature(name string, dirs []string) ([]byte, error) {
-	if !ValidFeatureName(name) {
+	if !tasks.ValidFeatureName(name) {
 		return nil, fmt.Errorf("%q is not a valid feature name", name)
 	}
 	file := name + ".sh"

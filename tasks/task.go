@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -139,7 +140,7 @@ type Env struct {
 	// FeatureDirs are searched for NAME.sh after the built-in features.
 	FeatureDirs []string
 	// GuestKnownHosts is the file where guest host keys are pinned, under the
-	// alias GuestHostKeyAlias(vmid).
+	// alias transport/ssh.GuestHostKeyAlias(vmid).
 	GuestKnownHosts string
 
 	mu    sync.Mutex
@@ -249,10 +250,13 @@ func Decode(params map[string]any, dst any) error {
 	return nil
 }
 
-// GuestHostKeyAlias is the known_hosts name a guest's pinned key is stored
-// under: by vmid, not address, so a VM recreated at the same address never
-// inherits a stale key.
-func GuestHostKeyAlias(vmid int) string { return fmt.Sprintf("phoenix-vm-%d", vmid) }
+// ValidFeatureName reports whether name can name a feature: a plain file
+// name (NAME.sh on this machine, NAME.* in the guest), never a path.
+func ValidFeatureName(name string) bool {
+	return featureName.MatchString(name) && !strings.Contains(name, "..")
+}
+
+var featureName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // reveal replaces every inventory.Secret in v by its real string.
 func reveal(v any) any {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/phoenix-hv/phoenix/console"
 	"github.com/phoenix-hv/phoenix/inventory"
+	"github.com/phoenix-hv/phoenix/playbooks"
 	"github.com/phoenix-hv/phoenix/runner"
 	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/tasks/guest"
@@ -165,7 +166,7 @@ func (a *App) observer() (o runner.Observer, done func()) {
 func registry() tasks.Registry {
 	reg := tasks.Registry{}
 	pve.Register(reg)
-	guest.Register(reg)
+	guest.Register(reg, playbooks.Feature)
 	return reg
 }
 

@@ -8,7 +8,6 @@ import (
 	"github.com/phoenix-hv/phoenix/inventory"
 	"github.com/phoenix-hv/phoenix/placement"
 	"github.com/phoenix-hv/phoenix/runner"
-	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/tasks/pve"
 	"github.com/phoenix-hv/phoenix/transport"
 	"github.com/phoenix-hv/phoenix/transport/agent"
@@ -104,7 +103,7 @@ func (w *wiring) guestFor(vm *inventory.VM, n *inventory.Node, node transport.Tr
 		so := ssh.Options{
 			Host: access.Address, Port: access.Port, User: access.User,
 			KnownHosts: w.inv.GuestKnownHosts, Policy: ssh.Strict,
-			HostKeyAlias: tasks.GuestHostKeyAlias(vm.VMID),
+			HostKeyAlias: ssh.GuestHostKeyAlias(vm.VMID),
 		}
 		if access.IdentityFile != "" {
 			so.IdentityFiles = []string{access.IdentityFile}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/phoenix-hv/phoenix/inventory"
-	"github.com/phoenix-hv/phoenix/playbooks"
 	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/transport"
 )
@@ -58,7 +57,7 @@ func newFeature(d deps, params map[string]any) (tasks.Task, error) {
 	if err := tasks.Decode(params, t); err != nil {
 		return nil, err
 	}
-	if !playbooks.ValidFeatureName(t.Name) {
+	if !tasks.ValidFeatureName(t.Name) {
 		return nil, fmt.Errorf("feature name %q: want a letter or digit, then letters, digits, '-', '_' or '.'", t.Name)
 	}
 	return t, nil

@@ -18,6 +18,7 @@ import (
 
 	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/transport"
+	sshtransport "github.com/phoenix-hv/phoenix/transport/ssh"
 )
 
 const snippetDir = "/var/lib/vz/snippets"
@@ -70,7 +71,7 @@ func (t *hostKey) Check(ctx context.Context, env *tasks.Env) (tasks.Change, erro
 	if env.VM == nil {
 		return tasks.Change{}, errors.New("guest_hostkey: no VM")
 	}
-	vmid, alias := env.VM.VMID, tasks.GuestHostKeyAlias(env.VM.VMID)
+	vmid, alias := env.VM.VMID, sshtransport.GuestHostKeyAlias(env.VM.VMID)
 	if t.State == "absent" {
 		return t.checkAbsent(ctx, env, vmid, alias)
 	}
@@ -157,7 +158,7 @@ func (t *hostKey) commands(env *tasks.Env, path, alias string, generate bool) []
 }
 
 func (t *hostKey) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) error {
-	vmid, alias := env.VM.VMID, tasks.GuestHostKeyAlias(env.VM.VMID)
+	vmid, alias := env.VM.VMID, sshtransport.GuestHostKeyAlias(env.VM.VMID)
 	path := snippetPath(vmid)
 	if t.State == "absent" {
 		if _, err := run(ctx, env.Node, transport.Command("rm", "-f", path)); err != nil {

@@ -18,18 +18,18 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/phoenix-hv/phoenix/playbooks"
 	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/tasks/pve"
 	"github.com/phoenix-hv/phoenix/transport"
 	sshtransport "github.com/phoenix-hv/phoenix/transport/ssh"
 )
 
-// Register adds the guest task kinds to reg.
-func Register(reg tasks.Registry) {
+// Register adds the guest task kinds to reg. feature finds the script
+// NAME.sh of a feature (the first of dirs that has it, else a built-in one).
+func Register(reg tasks.Registry, feature func(name string, dirs []string) ([]byte, error)) {
 	deps{
 		state:   pve.ReadState,
-		feature: playbooks.Feature,
+		feature: feature,
 		pin:     sshtransport.PinHostKey,
 		forget:  sshtransport.ForgetHostKey,
 		now:     time.Now,

@@ -217,7 +217,7 @@ func BenchmarkRender(b *testing.B) {
 	vm := cfg.Lookup(1001)
 	reg := tasks.Registry{}
 	pve.Register(reg)
-	guest.Register(reg)
+	guest.Register(reg, playbooks.Feature)
 	pb, err := playbooks.Load("create")
 	if err != nil {
 		b.Fatal(err)

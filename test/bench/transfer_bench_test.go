@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/test/rig"
 	"github.com/phoenix-hv/phoenix/transport"
 	"github.com/phoenix-hv/phoenix/transport/agent"
@@ -154,7 +153,7 @@ func inject(spec injectSpec) error {
 		o.SSHUser = spec.GuestUser
 		o.DialSSH = func(ctx context.Context) (transport.Transport, error) {
 			return sshtransport.Dial(ctx, sshtransport.Options{Host: spec.GuestIP, User: spec.GuestUser, IdentityFiles: []string{spec.GuestKey},
-				KnownHosts: spec.GuestKnownHosts, HostKeyAlias: tasks.GuestHostKeyAlias(rig.TestVMID), Policy: sshtransport.Strict})
+				KnownHosts: spec.GuestKnownHosts, HostKeyAlias: sshtransport.GuestHostKeyAlias(rig.TestVMID), Policy: sshtransport.Strict})
 		}
 	case "sftp-root":
 		o.SSHUser = "root"

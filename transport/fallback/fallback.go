@@ -15,7 +15,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/transport"
 	sshtransport "github.com/phoenix-hv/phoenix/transport/ssh"
 )
@@ -28,7 +27,7 @@ type Options struct {
 	Agent transport.Transport
 	// DialSSH opens an SSH connection to the guest; nil when SSH is not
 	// configured. It must dial with the strict host key policy and the alias
-	// tasks.GuestHostKeyAlias(VMID), so only a pinned key is accepted.
+	// sshtransport.GuestHostKeyAlias(VMID), so only a pinned key is accepted.
 	DialSSH func(ctx context.Context) (transport.Transport, error)
 	// Timeout bounds the wait for the first channel (the VM's agent
 	// timeout); default 300s.
@@ -67,8 +66,6 @@ type Guest struct {
 
 	pin pinState
 }
-
-var _ tasks.Guest = (*Guest)(nil)
 
 // New returns a Guest; nothing is contacted until Wait or a first command.
 func New(o Options) *Guest {

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/transport"
 	sshtransport "github.com/phoenix-hv/phoenix/transport/ssh"
 )
@@ -62,7 +61,7 @@ func (g *Guest) maybePin(ctx context.Context) {
 
 // pinOnce reports done when nothing is left to try.
 func (g *Guest) pinOnce(ctx context.Context) (done bool, err error) {
-	alias := tasks.GuestHostKeyAlias(g.o.VMID)
+	alias := sshtransport.GuestHostKeyAlias(g.o.VMID)
 	pinned, err := isPinned(g.o.KnownHosts, alias)
 	if err != nil || pinned {
 		return true, err

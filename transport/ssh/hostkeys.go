@@ -183,6 +183,11 @@ func hasLine(content []byte, line string) bool {
 	return false
 }
 
+// GuestHostKeyAlias is the known_hosts name a guest's pinned key is stored
+// under: by vmid, not address, so a VM recreated at the same address never
+// inherits a stale key.
+func GuestHostKeyAlias(vmid int) string { return fmt.Sprintf("phoenix-vm-%d", vmid) }
+
 // PinHostKey makes key the only key of alias in the known_hosts file: every
 // line naming alias is replaced. The file is rewritten atomically (temp file
 // and rename), created 0600 in a 0700 directory when missing. alias is a
