@@ -49,6 +49,22 @@ func (p Pace) Limit(n int64) time.Duration {
 	return p.Floor + time.Duration(float64(n)/float64(p.MinRate)*float64(time.Second))
 }
 
+// Sized is a reader whose length is known before it is read (from a stat of
+// its source): a transport may choose how to move it by that length. It is
+// a hint; what the reader yields is what is sent.
+type Sized struct {
+	io.Reader
+	N int64
+}
+
+// SizeOf is r's length when r is Sized, else -1.
+func SizeOf(r io.Reader) int64 {
+	if s, ok := r.(Sized); ok {
+		return s.N
+	}
+	return -1
+}
+
 // TooSlowError ends a transfer that fell behind its Pace.
 type TooSlowError struct {
 	Bytes   int64

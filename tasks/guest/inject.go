@@ -86,6 +86,7 @@ type injectPlan struct {
 	put   bool            // content differs
 	attrs transport.Attrs // the destination's mode and owner
 	sha   string
+	size  int64 // the source's: the guest may take a faster channel for a large file
 }
 
 func (t *fileInject) Check(ctx context.Context, env *tasks.Env) (tasks.Change, error) {
@@ -113,7 +114,7 @@ func (t *fileInject) check(ctx context.Context, env *tasks.Env) (tasks.Change, e
 		return tasks.Change{}, err
 	}
 	mode := t.wantMode(src)
-	p := injectPlan{sha: src.sha256, put: !dst.exists || dst.sha256 != src.sha256,
+	p := injectPlan{sha: src.sha256, size: src.size, put: !dst.exists || dst.sha256 != src.sha256,
 		attrs: transport.Attrs{Mode: transport.ModeFromOctal(uint32(mode)), Owner: t.Owner}}
 	var diffs []string
 	if dst.exists && dst.mode != mode {
@@ -286,7 +287,7 @@ func (t *fileInject) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) 
 	if _, err := run(ctx, g, transport.Command("mkdir", "-p", path.Dir(t.Destination))); err != nil {
 		return fmt.Errorf("create %s: %w", path.Dir(t.Destination), err)
 	}
-	if err := t.copy(ctx, env.Node, g, p.attrs); err != nil {
+	if err := t.copy(ctx, env.Node, g, p); err != nil {
 		return err
 	}
 	verify := transport.Command("sha256sum", t.Destination)
@@ -304,7 +305,7 @@ func (t *fileInject) Apply(ctx context.Context, env *tasks.Env, c tasks.Change) 
 }
 
 // copy streams the node's file into the guest without holding it in memory.
-func (t *fileInject) copy(ctx context.Context, node transport.Files, g tasks.Guest, a transport.Attrs) error {
+func (t *fileInject) copy(ctx context.Context, node transport.Files, g tasks.Guest, p *injectPlan) error {
 	pr, pw := io.Pipe()
 	got := make(chan error, 1)
 	go func() {
@@ -312,7 +313,7 @@ func (t *fileInject) copy(ctx context.Context, node transport.Files, g tasks.Gue
 		pw.CloseWithError(err) // nil: EOF for the guest write
 		got <- err
 	}()
-	putErr := g.Put(ctx, t.Destination, pr, a)
+	putErr := g.Put(ctx, t.Destination, transport.Sized{Reader: pr, N: p.size}, p.attrs)
 	pr.CloseWithError(errPutStopped) // unblocks a read the write gave up on
 	getErr := <-got
 	switch {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -278,12 +279,34 @@ func TestFileInjectLarge(t *testing.T) {
 		t.Errorf("diff %q, want %q", c.Diff, want)
 	}
 	w.guest.Expect(fake.Call{Line: injMkdir}, fake.Call{Line: injVerify, Result: exit(0, sum(big)+"  "+injDst+"\n", "")})
+	rec := &putSizes{}
+	guest := w.env.Guest
+	w.env.Guest = func(ctx context.Context) (tasks.Guest, error) {
+		g, err := guest(ctx)
+		rec.Guest = g
+		return rec, err
+	}
 	if err := w.apply(task, c); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(w.guest.Files[injDst], []byte(big)) {
 		t.Errorf("guest got %d bytes, want %d", len(w.guest.Files[injDst]), len(big))
 	}
+	// The guest is told the size ahead, to pick its channel by it.
+	if want := []int64{int64(len(big))}; !slices.Equal(rec.sizes, want) {
+		t.Errorf("sizes told to Put %v, want %v", rec.sizes, want)
+	}
+}
+
+// putSizes records the size each Put's reader announces.
+type putSizes struct {
+	tasks.Guest
+	sizes []int64
+}
+
+func (p *putSizes) Put(ctx context.Context, path string, r io.Reader, a transport.Attrs) error {
+	p.sizes = append(p.sizes, transport.SizeOf(r))
+	return p.Guest.Put(ctx, path, r, a)
 }
 
 // failingFiles is a node whose Get breaks half way.
@@ -298,7 +321,7 @@ func (f failingFiles) Get(_ context.Context, _ string, w io.Writer) error {
 func TestFileInjectCopyReadFails(t *testing.T) {
 	w := newWorld(t)
 	task := inner(w.task("file_inject", map[string]any{"source": injSrc, "destination": injDst})).(*fileInject)
-	err := task.copy(context.Background(), failingFiles{w.node}, w.guest, transport.Attrs{Mode: 0o644})
+	err := task.copy(context.Background(), failingFiles{w.node}, w.guest, &injectPlan{attrs: transport.Attrs{Mode: 0o644}})
 	if err == nil || err.Error() != "read /root/phoenix/files/app.conf on node: sftp: connection lost" {
 		t.Errorf("error %v", err)
 	}

@@ -50,7 +50,16 @@ type Options struct {
 	// Rand names the private directories of uploads made through sudo; nil
 	// is crypto/rand.
 	Rand io.Reader
+	// LargeFile is the size (a transport.Sized reader's) from which Put
+	// sends a file over SSH while the agent is the channel and SSH answers:
+	// the agent moves some 6 MB/s, SSH several times that (docs/BENCHMARKS.md).
+	// Default DefaultLargeFile; negative: never.
+	LargeFile int64
 }
+
+// DefaultLargeFile: from 8 MiB on, a file saves more than a second over
+// SSH, which pays for a connection the run may not have needed.
+const DefaultLargeFile = 8 << 20
 
 // Guest is a tasks.Guest that chooses its channel.
 type Guest struct {
@@ -80,6 +89,9 @@ func New(o Options) *Guest {
 	}
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
+	}
+	if o.LargeFile == 0 {
+		o.LargeFile = DefaultLargeFile
 	}
 	return &Guest{o: o}
 }
@@ -166,6 +178,11 @@ func (g *Guest) Run(ctx context.Context, cmd transport.Cmd) (transport.Result, e
 func (g *Guest) Put(ctx context.Context, path string, r io.Reader, a transport.Attrs) error {
 	in := &input{r: r}
 	defer in.Close()
+	if n := transport.SizeOf(r); g.o.LargeFile > 0 && n >= g.o.LargeFile {
+		if done, err := g.putLarge(ctx, path, n, in, a); done {
+			return err
+		}
+	}
 	return g.do(ctx, true, func(t transport.Transport, agent bool) error {
 		r, err := in.reader(agent)
 		if err != nil {
@@ -173,6 +190,60 @@ func (g *Guest) Put(ctx context.Context, path string, r io.Reader, a transport.A
 		}
 		return t.Put(ctx, path, r, a)
 	})
+}
+
+// putLarge sends a large file over SSH while the agent is the channel.
+// done is false when it did not (not the agent, no SSH, or SSH broke on
+// the way): the caller then sends it on the chosen channel, from what in
+// kept.
+func (g *Guest) putLarge(ctx context.Context, path string, n int64, in *input, a transport.Attrs) (done bool, err error) {
+	if err := g.Wait(ctx); err != nil {
+		return true, err
+	}
+	if _, agent := g.current(); !agent || g.o.DialSSH == nil {
+		return false, nil
+	}
+	t, err := g.sideSSH(ctx)
+	if err != nil {
+		g.o.Log("vm %d: %s (%d MiB) goes through the agent: SSH: %v", g.o.VMID, path, n>>20, err)
+		return false, nil
+	}
+	g.o.Log("vm %d: %s (%d MiB) goes over %s, faster than the agent for a large file", g.o.VMID, path, n>>20, t.Name())
+	r, err := in.reader(true) // kept: the agent sends it again if SSH breaks
+	if err != nil {
+		return true, err
+	}
+	err = t.Put(ctx, path, r, a)
+	if errors.Is(err, transport.ErrDisconnected) {
+		g.dropSSH(t)
+		g.o.Log("vm %d: %v; sending %s through the agent", g.o.VMID, err, path)
+		return false, nil
+	}
+	return true, err
+}
+
+// sideSSH is the SSH connection beside the agent: the one open (the wait
+// may have dialed it), else a new one, kept for later large files and for
+// the switch to SSH if the agent dies.
+func (g *Guest) sideSSH(ctx context.Context) (transport.Transport, error) {
+	g.mu.Lock()
+	t := g.ssh
+	g.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	p := g.probeOnce(ctx, false)
+	if p.err != nil {
+		return nil, p.err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ssh != nil { // another call dialed meanwhile
+		p.t.Close()
+		return g.ssh, nil
+	}
+	g.ssh = p.t
+	return p.t, nil
 }
 
 // Get copies path to w over the chosen channel; like Put, it is done again

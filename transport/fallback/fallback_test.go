@@ -611,3 +611,81 @@ func TestPinning(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// A large file goes over SSH while the agent is the channel; a small one,
+// a file of unknown size, or one when SSH does not answer goes through the
+// agent. Later steps stay on the agent.
+func TestLargeFileGoesOverSSH(t *testing.T) {
+	const big = "0123456789"
+	sized := func(s string) io.Reader { return transport.Sized{Reader: strings.NewReader(s), N: int64(len(s))} }
+	for _, tc := range []struct {
+		name    string
+		r       io.Reader
+		dial    error
+		overSSH bool
+		log     string
+	}{
+		{name: "large", r: sized(big), overSSH: true, log: "/srv/f (0 MiB) goes over ssh phoenix@10.0.0.5:22, faster than the agent for a large file"},
+		{name: "small", r: sized(big[:9])},
+		{name: "size unknown", r: strings.NewReader(big)},
+		{name: "ssh down", r: sized(big), dial: refused, log: "/srv/f (0 MiB) goes through the agent: SSH: ssh phoenix@10.0.0.5:22: dial"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAgent(t, always(nil), fake.Call{Line: "true"})
+			conn := sshFake(t)
+			l := &logs{}
+			o := opts(a, &dialer{answers: []error{tc.dial}, conn: conn}, l)
+			o.LargeFile = int64(len(big))
+			g := New(o)
+			ctx := context.Background()
+			if err := g.Put(ctx, "/srv/f", tc.r, transport.Attrs{Mode: 0o600}); err != nil {
+				t.Fatal(err)
+			}
+			got := a.Files["/srv/f"]
+			if tc.overSSH {
+				got = conn.Files["/srv/f"]
+				if _, ok := a.Files["/srv/f"]; ok {
+					t.Error("the agent got the file too")
+				}
+			}
+			if string(got) != big[:len(got)] || len(got) < 9 {
+				t.Errorf("file %q", got)
+			}
+			if tc.log != "" && !l.contains(tc.log) {
+				t.Errorf("log %q, want %q", l.lines, tc.log)
+			}
+			// The agent stays the channel.
+			if _, err := g.Run(ctx, transport.Cmd{Line: "true"}); err != nil || g.Channel() != "agent" {
+				t.Errorf("next command: %v on %q", err, g.Channel())
+			}
+		})
+	}
+}
+
+// SSH breaking during a large file: the agent sends it again, whole.
+func TestLargeFileSSHBreaks(t *testing.T) {
+	a := newAgent(t, always(nil))
+	broken := &brokenPut{Transport: sshFake(t)}
+	l := &logs{}
+	o := opts(a, &dialer{answers: []error{nil}, conn: broken}, l)
+	o.LargeFile = 4
+	g := New(o)
+	r := transport.Sized{Reader: io.MultiReader(strings.NewReader("key=1\n"), strings.NewReader("other=2\n")), N: 14}
+	if err := g.Put(context.Background(), "/etc/app.conf", r, transport.Attrs{Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(a.Files["/etc/app.conf"]); got != "key=1\nother=2\n" {
+		t.Fatalf("agent got %q", got)
+	}
+	if !l.contains("sending /etc/app.conf through the agent") {
+		t.Errorf("log %q", l.lines)
+	}
+}
+
+// brokenPut reads part of a file, then loses its connection.
+type brokenPut struct{ *fake.Transport }
+
+func (b *brokenPut) Put(_ context.Context, _ string, r io.Reader, _ transport.Attrs) error {
+	io.CopyN(io.Discard, r, 3)
+	return fmt.Errorf("put: %w: EOF", transport.ErrDisconnected)
+}
