@@ -61,6 +61,11 @@ type Options struct {
 // SSH, which pays for a connection the run may not have needed.
 const DefaultLargeFile = 8 << 20
 
+// largeFileDial bounds the SSH dial for a large file: a guest whose SSH
+// port drops packets must not hold the file back longer than the agent
+// would take for a good part of it.
+const largeFileDial = 5 * time.Second
+
 // Guest is a tasks.Guest that chooses its channel.
 type Guest struct {
 	o Options
@@ -203,7 +208,9 @@ func (g *Guest) putLarge(ctx context.Context, path string, n int64, in *input, a
 	if _, agent := g.current(); !agent || g.o.DialSSH == nil {
 		return false, nil
 	}
-	t, err := g.sideSSH(ctx)
+	dctx, cancel := context.WithTimeout(ctx, largeFileDial)
+	t, err := g.sideSSH(dctx)
+	cancel()
 	if err != nil {
 		g.o.Log("vm %d: %s (%d MiB) goes through the agent: SSH: %v", g.o.VMID, path, n>>20, err)
 		return false, nil
