@@ -182,6 +182,16 @@ func (f *ConfigFile) SnapshotNames() []string {
 	for _, r := range roots {
 		walk(r)
 	}
+	// Snapshots whose parent links form a loop hang from no root (a hand-
+	// edited file; Proxmox never writes one): listed last, so none is
+	// taken for missing.
+	if len(out) < len(names) {
+		for _, n := range names {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
 	return out
 }
 

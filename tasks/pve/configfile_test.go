@@ -239,3 +239,29 @@ func TestQMPStatus(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseConfigFile: any file parses without a panic; every snapshot is
+// listed once; text without '%' survives encoding (PVE's encode_text
+// leaves '%' alone, so "%3A" in a text cannot).
+func FuzzParseConfigFile(f *testing.F) {
+	f.Add([]byte(fileWithEverything))
+	f.Add([]byte("[aa]\nparent: bb\n[bb]\nparent: aa\n")) // a loop of parents
+	f.Add([]byte("name: x\n[PENDING]\ndelete: agent\n[special:cloudinit]\nipconfig0: ip=dhcp\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		cf := ParseConfigFile(raw)
+		names := cf.SnapshotNames()
+		if len(names) != len(cf.Snapshots) {
+			t.Fatalf("%d snapshot names %q for %d snapshots", len(names), names, len(cf.Snapshots))
+		}
+		for _, n := range names {
+			if _, ok := cf.Snapshots[n]; !ok {
+				t.Fatalf("snapshot %q listed but not in the file", n)
+			}
+		}
+		_ = cf.Shown()
+		_ = cf.PasswordHash()
+		if s := string(raw); !strings.Contains(s, "%") && decodeText(encodeText(s)) != s {
+			t.Fatalf("text %q does not survive encode and decode", s)
+		}
+	})
+}
