@@ -68,7 +68,10 @@ func (inv *Inventory) Home(cfg *Config, vm *VM) (*Node, error) {
 	case cfg != nil && cfg.Defaults.Node != "":
 		return inv.known(cfg, cfg.Defaults.nodeAt, cfg.Defaults.Node)
 	}
-	return inv.Nodes[inv.DefaultNode], nil
+	if n := inv.Nodes[inv.DefaultNode]; n != nil {
+		return n, nil
+	}
+	return nil, fmt.Errorf("vm %d: no node for it in the inventory %s", vm.VMID, inv.File)
 }
 
 // known returns the inventory node name, written in the config at at.

@@ -135,7 +135,8 @@ func (p *Placer) candidates(home *inventory.Node) []*inventory.Node {
 // its members.
 func (p *Placer) reread(ctx context.Context, v *clusterView) error {
 	var errs []error
-	for _, name := range append([]string{v.from}, slices.Sorted(maps.Keys(v.pveName))...) {
+	others := slices.DeleteFunc(slices.Sorted(maps.Keys(v.pveName)), func(n string) bool { return n == v.from })
+	for _, name := range append([]string{v.from}, others...) {
 		fresh, err := p.readFrom(ctx, p.inv.Nodes[name])
 		if err == nil && fresh != nil {
 			*v = *fresh

@@ -158,7 +158,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if err := o.prepare(); err != nil {
 		return Summary{}, err
 	}
-	vms, err := selectVMs(o.Config, o.VMIDs, o.All, o.WithDeps)
+	vms, err := SelectVMs(o.Config, o.VMIDs, o.All, o.WithDeps)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -173,9 +173,6 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		}
 		if homes[vm.VMID], err = o.Inventory.Home(o.Config, vm); err != nil {
 			return Summary{}, err
-		}
-		if homes[vm.VMID] == nil {
-			return Summary{}, fmt.Errorf("vm %d: no node for it in the inventory %s", vm.VMID, o.Inventory.File)
 		}
 	}
 	obs := o.Observer
@@ -236,10 +233,11 @@ func (o *Options) prepare() error {
 	return nil
 }
 
-// selectVMs returns the selected VMs in dependency order. Unless deps is
-// set it does not add unselected dependencies as Config.Order does:
-// `delete 8101` must never destroy its template.
-func selectVMs(cfg *inventory.Config, vmids []int, all, deps bool) ([]*inventory.VM, error) {
+// SelectVMs returns the VMs a run of vmids (or all) works on, in
+// dependency order. Unless deps is set it does not add unselected
+// dependencies as Config.Order does: `delete 8101` must never destroy its
+// template.
+func SelectVMs(cfg *inventory.Config, vmids []int, all, deps bool) ([]*inventory.VM, error) {
 	ordered, err := cfg.Order(vmids, all)
 	if err != nil {
 		return nil, err

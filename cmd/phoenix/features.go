@@ -32,14 +32,3 @@ func featureProblems(cfg *inventory.Config, vms []*inventory.VM, dirs []string) 
 func runsFeatures(pb *playbooks.Playbook) bool {
 	return slices.ContainsFunc(pb.Tasks, func(s playbooks.Step) bool { return s.Kind == "feature" })
 }
-
-// selectedVMs are the VMs a run of ids (or all) works on, as the runner
-// selects them: with their dependencies only for --all or --with-deps. An
-// unknown vmid selects nothing here; the runner reports it.
-func selectedVMs(cfg *inventory.Config, ids []int, all, withDeps bool) []*inventory.VM {
-	ordered, err := cfg.Order(ids, all)
-	if err != nil || all || withDeps {
-		return ordered
-	}
-	return slices.DeleteFunc(ordered, func(vm *inventory.VM) bool { return !slices.Contains(ids, vm.VMID) })
-}

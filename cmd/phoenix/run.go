@@ -109,7 +109,8 @@ func (a *App) runPlaybook(name string, ids []int, all bool, f RunFlags, b BuildF
 	}
 	// A feature that cannot run fails before anything runs, naming its place.
 	if runsFeatures(pb) {
-		if err := featureProblems(cfg, selectedVMs(cfg, ids, all, b.WithDeps), f.FeatureDir); err != nil {
+		vms, _ := runner.SelectVMs(cfg, ids, all, b.WithDeps) // an unknown vmid selects nothing here; the runner reports it
+		if err := featureProblems(cfg, vms, f.FeatureDir); err != nil {
 			return err
 		}
 	}

@@ -2,9 +2,7 @@ package guest
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -135,8 +133,7 @@ func parseCACerts(src string, b []byte) ([]caCert, error) {
 		if err != nil {
 			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
 		}
-		sum := sha256.Sum256(blk.Bytes)
-		certs = append(certs, caCert{Source: src, Subject: c.Subject.String(), SHA256: hex.EncodeToString(sum[:]),
+		certs = append(certs, caCert{Source: src, Subject: c.Subject.String(), SHA256: sha256Hex(blk.Bytes),
 			PEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: blk.Bytes}))})
 	}
 	if len(certs) == 0 {

@@ -169,7 +169,7 @@ func (t *cloneTask) acrossNodes(ctx context.Context, env *tasks.Env, src sourceS
 		return tasks.Change{}, fmt.Errorf("clone source %s on node %s: a linked clone cannot reach node %s (Proxmox clones to another node only from shared storage, and a linked clone of local storage never moves): clone full, or keep the source on shared storage",
 			uses, src.where, env.NodeName)
 	}
-	migrate := call{argv: []string{"qm", "migrate", strconv.Itoa(vmid), target}, timeout: cloneTimeout, where: src.where,
+	migrate := call{argv: qmArgs("migrate", vmid, target), timeout: cloneTimeout, where: src.where,
 		explain: func(err error) error {
 			return fmt.Errorf("vm %d was cloned on node %s but not moved to %s (the next run with --migrate moves it): %w", vmid, src.where, env.NodeName, err)
 		}}

@@ -140,18 +140,11 @@ func (f *ConfigFile) Shown() Config {
 // its tree (print_snapshot_tree): from the roots down the parent links,
 // siblings by snapshot time (those without one last), "current" left out.
 func (f *ConfigFile) SnapshotNames() []string {
-	const current = "\x00current" // no snapshot can be named so
-	parent := func(name string) string {
-		if name == current {
-			return f.Main["parent"]
-		}
-		return f.Snapshots[name]["parent"]
-	}
 	names := slices.Sorted(maps.Keys(f.Snapshots))
 	children := map[string][]string{}
 	var roots []string
-	for _, n := range append(names, current) {
-		if p := parent(n); p != "" && p != n && f.Snapshots[p] != nil {
+	for _, n := range names {
+		if p := f.Snapshots[n]["parent"]; p != "" && p != n && f.Snapshots[p] != nil {
 			children[p] = append(children[p], n)
 		} else {
 			roots = append(roots, n)
@@ -167,12 +160,11 @@ func (f *ConfigFile) SnapshotNames() []string {
 			return a < b
 		})
 	}
-	var out []string
+	out := make([]string, 0, len(names))
+	listed := map[string]bool{}
 	var walk func(n string)
 	walk = func(n string) {
-		if n != current {
-			out = append(out, n)
-		}
+		out, listed[n] = append(out, n), true
 		byTime(children[n])
 		for _, c := range children[n] {
 			walk(c)
@@ -185,11 +177,9 @@ func (f *ConfigFile) SnapshotNames() []string {
 	// Snapshots whose parent links form a loop hang from no root (a hand-
 	// edited file; Proxmox never writes one): listed last, so none is
 	// taken for missing.
-	if len(out) < len(names) {
-		for _, n := range names {
-			if !slices.Contains(out, n) {
-				out = append(out, n)
-			}
+	for _, n := range names {
+		if !listed[n] {
+			out = append(out, n)
 		}
 	}
 	return out

@@ -71,7 +71,7 @@ func (t *placeTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 	if err != nil {
 		return tasks.Change{}, err
 	}
-	migrate := call{argv: []string{"qm", "migrate", strconv.Itoa(vmid), target}, timeout: cloneTimeout,
+	migrate := call{argv: qmArgs("migrate", vmid, target), timeout: cloneTimeout,
 		explain: func(err error) error { return migrateError(err, vmid, loc.Node, env.Home) }}
 	calls, how := []call{migrate}, "offline"
 	switch st.Status {

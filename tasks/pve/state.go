@@ -9,6 +9,7 @@ import (
 
 	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/transport"
+	"github.com/phoenix-hv/phoenix/transport/qga"
 )
 
 // State is what the node says about one VM, read once per run.
@@ -53,8 +54,8 @@ func ReadStateOf(ctx context.Context, env *tasks.Env, vmid int) (*State, error) 
 // reader when the files cannot be read (no /etc/pve: pmxcfs is not
 // mounted; not root).
 
-// runDir is where Proxmox keeps a running VM's pid file and sockets.
-const runDir = "/var/run/qemu-server"
+// pidFile is where Proxmox keeps a running VM's pid.
+func pidFile(vmid int) string { return qga.RunDir + "/" + strconv.Itoa(vmid) + ".pid" }
 
 // noConfig is the exit status of fileLines' config read for a VM whose
 // config is not on this node.
@@ -73,8 +74,8 @@ while (<S>) { if (/"status"\s*:\s*"([a-z-]+)"/) { print "$1\n"; exit } }`
 // the same time in one round trip.
 func fileLines(vmid int) []string {
 	conf := strconv.Itoa(vmid) + ".conf"
-	pidfile := runDir + "/" + strconv.Itoa(vmid) + ".pid"
-	qmp := runDir + "/" + strconv.Itoa(vmid) + ".qmp"
+	pidfile := pidFile(vmid)
+	qmp := qga.RunDir + "/" + strconv.Itoa(vmid) + ".qmp"
 	return []string{
 		// /etc/pve/qemu-server is the local node's directory (a symlink
 		// pmxcfs makes), as qm config reads it.
@@ -165,8 +166,9 @@ func ReadStates(ctx context.Context, node transport.Runner, vmids []int) (states
 	if res, err = transport.Batch(ctx, node, lines); err != nil {
 		return nil, nil, fmt.Errorf("read the state of vm %v: %w", rest, err)
 	}
+	m := len(stateLines(0))
 	for i, id := range rest {
-		if st, err := parseState(id, lines[3*i:3*i+3], res[3*i:3*i+3]); err != nil {
+		if st, err := parseState(id, lines[m*i:m*(i+1)], res[m*i:m*(i+1)]); err != nil {
 			errs[id] = err
 		} else {
 			states[id] = st
@@ -189,7 +191,7 @@ func stateFromFiles(vmid int, res []transport.Result) (*State, bool) {
 	f := ParseConfigFile(res[0].Stdout)
 	st.Exists, st.Config, st.Snapshots, st.PasswordHash = true, f.Shown(), f.SnapshotNames(), f.PasswordHash()
 	st.Status = "stopped"
-	if res[1].ExitCode == 0 && runsAs(res[1].Stdout, runDir+"/"+strconv.Itoa(vmid)+".pid") {
+	if res[1].ExitCode == 0 && runsAs(res[1].Stdout, pidFile(vmid)) {
 		// qm status says "running" too when QMP does not answer.
 		st.Status = "running"
 		if q := strings.TrimSpace(string(res[2].Stdout)); res[2].ExitCode == 0 && q != "" && !strings.ContainsAny(q, " \n") {

@@ -76,7 +76,11 @@ func TestLayers(t *testing.T) {
 			continue
 		}
 		for dep := range deps {
-			if r, ok := layers[dep]; ok && r >= rank {
+			r, ok := layers[dep]
+			switch {
+			case !ok: // test/…: the rig and the simulator are for tests only
+				t.Errorf("%s imports %s, which is not a package of the product", pkg, dep)
+			case r >= rank:
 				t.Errorf("%s (layer %d) imports %s (layer %d): a package imports only lower layers", pkg, rank, dep, r)
 			}
 		}

@@ -60,13 +60,18 @@ func TestCluster(t *testing.T) {
 		if s := first.summary(t); first.code != 0 || s.Failed != 0 {
 			t.Fatalf("create --all: exit %d, %d failed", first.code, s.Failed)
 		}
+		cloned := false
 		for _, e := range first.ends() {
 			if e.VMID == vmid2 && e.Task == "clone from template" {
+				cloned = true
 				want := "on pve1: qm clone 9000 8102 --name phoenix-rig-test2 --full 1 --target pve2"
 				if !slices.Contains(e.Commands, want) || !strings.Contains(e.Summary, "from node pve1 to pve2") {
 					t.Errorf("8102's clone: %q %q; want %q", e.Summary, e.Commands, want)
 				}
 			}
+		}
+		if !cloned {
+			t.Error("no clone step of 8102 in the run")
 		}
 		l.assertPlaced(t, map[int]string{tmplID: "pve1", vmid: "pve1", vmid2: "pve2"})
 		for _, v := range []struct {

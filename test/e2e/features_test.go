@@ -5,10 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -52,8 +50,7 @@ func newCA(t *testing.T, cn string) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(der)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), hex.EncodeToString(sum[:])
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), sha256Hex(der)
 }
 
 // TestFeatures runs the built-in base_setup and trusted_ca and a script of
