@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -845,5 +846,28 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("gave up waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sessionErr, on a connection whose reader has not noticed it is gone: a
+// session that cannot open (EOF, a reset) is the connection lost, named by
+// host; the server refusing the channel is its answer, not a loss.
+func TestSessionErr(t *testing.T) {
+	c := &Client{name: "ssh root@10.0.0.2:22", done: make(chan struct{})}
+	for _, tc := range []struct {
+		err  error
+		lost bool
+	}{
+		{io.EOF, true},
+		{fmt.Errorf("write tcp: %w", syscall.ECONNRESET), true},
+		{&ssh.OpenChannelError{Reason: ssh.ResourceShortage, Message: "no more sessions"}, false},
+	} {
+		got := c.sessionErr(tc.err)
+		if errors.Is(got, transport.ErrDisconnected) != tc.lost {
+			t.Errorf("sessionErr(%v) = %v, lost %v", tc.err, got, tc.lost)
+		}
+		if tc.lost && !strings.Contains(got.Error(), "connection lost to root@10.0.0.2:22") {
+			t.Errorf("sessionErr(%v) = %v, want the host named", tc.err, got)
+		}
 	}
 }
