@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
-	"time"
 
 	"github.com/phoenix-hv/phoenix/tasks"
 	"github.com/phoenix-hv/phoenix/transport"
@@ -79,14 +77,7 @@ func (t *placeTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, er
 	case "paused":
 		calls, how = []call{hardStop(vmid), migrate}, "stopped hard (paused), then moved offline"
 	default:
-		stop := hardStop(vmid)
-		shutdown := call{
-			argv:     qmArgs("shutdown", vmid, "--timeout", strconv.Itoa(t.timeout)),
-			timeout:  time.Duration(t.timeout)*time.Second + time.Minute,
-			fallback: &stop,
-			escalate: IsShutdownTimeout,
-		}
-		calls, how = []call{shutdown, migrate}, fmt.Sprintf("shut down (qm stop after %ds), then moved offline", t.timeout)
+		calls, how = []call{shutdownCall(vmid, t.timeout), migrate}, fmt.Sprintf("shut down (qm stop after %ds), then moved offline", t.timeout)
 	}
 	c := planned(tasks.Update, fmt.Sprintf("will move vm %d from node %s to %s (%s)", vmid, loc.Node, env.Home, how),
 		fmt.Sprintf("moved vm %d from node %s to %s", vmid, loc.Node, env.Home),

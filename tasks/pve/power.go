@@ -77,15 +77,22 @@ func (t *stopTask) Check(ctx context.Context, env *tasks.Env) (tasks.Change, err
 	if t.p.Force || st.Status == "paused" {
 		return planned(tasks.Update, fmt.Sprintf("will stop vm %d (%s; hard stop)", vmid, st.Status), fmt.Sprintf("stopped vm %d (hard stop)", vmid), "", stop), nil
 	}
-	shutdown := call{
-		argv:     qmArgs("shutdown", vmid, "--timeout", fmt.Sprint(t.timeout)),
-		timeout:  time.Duration(t.timeout)*time.Second + time.Minute,
-		fallback: &stop,
-		escalate: IsShutdownTimeout,
-	}
+	shutdown := shutdownCall(vmid, t.timeout)
 	will := fmt.Sprintf("will shut down vm %d (%s), waiting %ds; qm stop only if that times out", vmid, st.Status, t.timeout)
 	// A stop after a timed-out shutdown is logged when it happens.
 	return planned(tasks.Update, will, fmt.Sprintf("stopped vm %d", vmid), "", shutdown), nil
+}
+
+// shutdownCall is `qm shutdown` waiting up to seconds, with `qm stop` when
+// that times out.
+func shutdownCall(vmid, seconds int) call {
+	stop := hardStop(vmid)
+	return call{
+		argv:     qmArgs("shutdown", vmid, "--timeout", fmt.Sprint(seconds)),
+		timeout:  time.Duration(seconds)*time.Second + time.Minute,
+		fallback: &stop,
+		escalate: IsShutdownTimeout,
+	}
 }
 
 // hardStop is `qm stop`: quit, then SIGTERM and SIGKILL (qm waits up to 70 s).
