@@ -214,13 +214,7 @@ func (l *lab) assertConverged(t *testing.T, id int, nfsServer string) {
 // guestOf runs a shell line in VM id's container (docker exec).
 func (l *lab) guestOf(t *testing.T, id int, line string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := l.rig.GuestExec(ctx, id, "sh", "-c", line)
-	if err != nil {
-		t.Fatalf("guest %d exec %q: %v", id, line, err)
-	}
-	return res.Stdout
+	return l.guestExec(t, id, line).Stdout
 }
 
 // runUntil runs `phoenix run create --all` and calls at once the step named

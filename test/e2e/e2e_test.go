@@ -280,16 +280,24 @@ func (l *lab) create(t *testing.T, extra ...string) result {
 // guest runs a shell line in the VM's container (docker exec: not phoenix).
 func (l *lab) guest(t *testing.T, line string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := l.rig.GuestExec(ctx, vmid, "sh", "-c", line)
-	if err != nil {
-		t.Fatalf("guest exec %q: %v", line, err)
-	}
+	res := l.guestExec(t, vmid, line)
 	if err := res.Err(); err != nil {
 		t.Fatalf("guest exec %q: %v", line, err)
 	}
 	return res.Stdout
+}
+
+// guestExec runs line in VM id's guest (docker exec, not phoenix); a
+// failed exec fails the test, a non-zero exit is the caller's to judge.
+func (l *lab) guestExec(t *testing.T, id int, line string) rig.ExecResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := l.rig.GuestExec(ctx, id, "sh", "-c", line)
+	if err != nil {
+		t.Fatalf("guest %d exec %q: %v", id, line, err)
+	}
+	return res
 }
 
 func (l *lab) node(t *testing.T, line string) (string, int) {
