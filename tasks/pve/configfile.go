@@ -160,7 +160,7 @@ func (f *ConfigFile) SnapshotNames() []string {
 			return a < b
 		})
 	}
-	out := make([]string, 0, len(names))
+	var out []string // nil without snapshots, as the qm reader gives
 	listed := map[string]bool{}
 	var walk func(n string)
 	walk = func(n string) {

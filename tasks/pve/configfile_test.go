@@ -265,3 +265,11 @@ func FuzzParseConfigFile(f *testing.F) {
 		}
 	})
 }
+
+// No snapshots is nil, as the qm reader gives it: the two readers' States
+// must be equal (TestStateReadersAgree compares them on the rig).
+func TestNoSnapshotsIsNil(t *testing.T) {
+	if got := ParseConfigFile([]byte("name: x\n")).SnapshotNames(); got != nil {
+		t.Errorf("SnapshotNames() = %#v, want nil", got)
+	}
+}
